@@ -203,7 +203,9 @@ class BatchAssignment:
 
     def counts(self) -> dict[str, int]:
         """Number of units per variant key (units without a variant are not counted)."""
-        counts = np.bincount(self.variant_index[self.variant_index >= 0], minlength=len(self.variant_keys))
+        counts = np.bincount(
+            self.variant_index[self.variant_index >= 0], minlength=len(self.variant_keys)
+        )
         return dict(zip(self.variant_keys, counts.tolist(), strict=True))
 
 

@@ -128,9 +128,7 @@ class Experiment:
         if not isinstance(data, Mapping):
             raise InvalidConfig([Problem("$", "an experiment must be a JSON object")])
         known = set(_FIELDS)
-        problems.extend(
-            Problem(str(name), "unknown field") for name in data if name not in known
-        )
+        problems.extend(Problem(str(name), "unknown field") for name in data if name not in known)
         key = data.get("key")
         if not isinstance(key, str):
             problems.append(Problem("key", "required: a slug such as 'ranker-v2'"))
@@ -170,9 +168,15 @@ class Experiment:
             problems.append(Problem("planned_units_per_variant", "must be a positive integer"))
         else:
             kwargs["planned_units_per_variant"] = planned
+        try:
+            experiment = cls(**kwargs)
+        except InvalidConfig as exc:
+            # Report rule violations too, but only for fields that parsed cleanly.
+            blamed = {p.field for p in problems}
+            problems.extend(p for p in exc.problems if p.field not in blamed)
         if problems:
             raise InvalidConfig(problems)
-        return cls(**kwargs)
+        return experiment
 
     @classmethod
     def from_json(cls, text: str) -> Experiment:
@@ -180,7 +184,8 @@ class Experiment:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidConfig([Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")])
+            problem = Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")
+            raise InvalidConfig([problem]) from None
         return cls.from_dict(data)
 
     @classmethod
@@ -209,7 +214,9 @@ class Experiment:
             "layer": None
             if self.layer is None
             else {"name": self.layer.name, "range": [self.layer.start, self.layer.end]},
-            "primary_metric": None if self.primary_metric is None else self.primary_metric.to_dict(),
+            "primary_metric": None
+            if self.primary_metric is None
+            else self.primary_metric.to_dict(),
             "guardrail_metrics": [m.to_dict() for m in self.guardrail_metrics],
             "secondary_metrics": [m.to_dict() for m in self.secondary_metrics],
             "planned_units_per_variant": self.planned_units_per_variant,
@@ -304,7 +311,11 @@ def _check(exp: Experiment) -> list[Problem]:
         elif variant.key in seen:
             problems.append(Problem(f"variants[{i}].key", f"duplicate variant key '{variant.key}'"))
         seen.add(variant.key)
-        if not _is_number(variant.weight) or not math.isfinite(variant.weight) or variant.weight <= 0:
+        if (
+            not _is_number(variant.weight)
+            or not math.isfinite(variant.weight)
+            or variant.weight <= 0
+        ):
             problems.append(Problem(f"variants[{i}].weight", "must be a positive finite number"))
     keys = {v.key for v in exp.variants}
     if not exp.control and exp.variants:
@@ -333,7 +344,9 @@ def _check(exp: Experiment) -> list[Problem]:
         if not (_is_number(layer.start) and _is_number(layer.end)) or not (
             0.0 <= layer.start < layer.end <= 1.0
         ):
-            problems.append(Problem("layer.range", "must be [start, end] with 0 <= start < end <= 1"))
+            problems.append(
+                Problem("layer.range", "must be [start, end] with 0 <= start < end <= 1")
+            )
     names: set[str] = set()
     for path, metric in _metric_paths(exp):
         if metric.name in names:
@@ -355,12 +368,11 @@ def _is_number(value: object) -> bool:
 
 
 def _parse_enum(enum: type[StrEnum], value: object, name: str, problems: list[Problem]) -> Any:
-    try:
+    if isinstance(value, str) and value in enum._value2member_map_:
         return enum(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in enum)
-        problems.append(Problem(name, f"{value!r} is not one of: {choices}"))
-        return next(iter(enum))
+    choices = ", ".join(member.value for member in enum)
+    problems.append(Problem(name, f"{value!r} is not one of: {choices}"))
+    return next(iter(enum))
 
 
 def _parse_variants(value: object, problems: list[Problem]) -> tuple[Variant, ...]:
@@ -435,8 +447,8 @@ def _parse_layer(value: object, problems: list[Problem]) -> Layer | None:
 
 def _parse_metric(value: object, where: str, problems: list[Problem]) -> Metric | None:
     if isinstance(value, str):  # shorthand "name:type"
-        name, _, type_name = value.rpartition(":")
-        value = {"name": name, "type": type_name}
+        short_name, _, type_name = value.rpartition(":")
+        value = {"name": short_name, "type": type_name}
     if not isinstance(value, Mapping):
         problems.append(Problem(where, "must be {name, type, higher_is_better?, margin?}"))
         return None

@@ -1,0 +1,5 @@
+"""``python -m abtest`` runs the CLI."""
+
+from abtest.cli import run
+
+run()
