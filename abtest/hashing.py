@@ -25,8 +25,9 @@ Never change what v1 computes: add a v2 with a new prefix instead.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Final, Literal
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,25 @@ BUCKET_SPACE: Final = 1 << 32
 Purpose = Literal["layer", "traffic", "variant"]
 
 _PREFIX: Final = b"abtest/v1|"
+
+
+def _fastest_sha256() -> Callable[[bytes], Any]:
+    """CPython's own SHA-256 when present, else OpenSSL's through hashlib.
+
+    For messages of a few dozen bytes, OpenSSL's per-call context setup costs more than
+    the hashing; CPython's built-in module (``_sha2`` from 3.12, ``_sha256`` before)
+    avoids it and is about 30% faster here.  Both are FIPS 180-4 SHA-256: the vector tests
+    check the result against ``hashlib.sha256``.
+    """
+    for name in ("_sha2", "_sha256"):
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256  # pragma: no cover
+
+
+sha256: Final = _fastest_sha256()
 
 
 def message_prefix(purpose: Purpose, salt: str) -> bytes:
@@ -51,20 +71,20 @@ def bucket(purpose: Purpose, salt: str, unit_id: str) -> int:
     >>> bucket("variant", "demo", "user-1") < 2**32
     True
     """
-    digest = hashlib.sha256(message_prefix(purpose, salt) + unit_id.encode("utf-8")).digest()
+    digest = sha256(message_prefix(purpose, salt) + unit_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big")
 
 
 def buckets(purpose: Purpose, salt: str, unit_ids: Sequence[str]) -> npt.NDArray[np.uint32]:
     """The buckets of many unit ids at once, as a ``uint32`` array (same values as `bucket`)."""
     prefix = message_prefix(purpose, salt)
-    sha256 = hashlib.sha256
     # One encode of the joined ids is several times faster than an encode per id; NUL is
     # a safe separator because unit ids are validated to contain no NUL character.
     encoded = "\x00".join(unit_ids).encode("utf-8").split(b"\x00") if unit_ids else []
     if len(encoded) != len(unit_ids):
         raise ValueError("unit ids must not contain the NUL character")
-    digests = b"".join([sha256(prefix + uid).digest() for uid in encoded])
+    hash_function = sha256
+    digests = b"".join([hash_function(prefix + uid).digest() for uid in encoded])
     return np.frombuffer(digests, dtype=">u4")[::8].astype(np.uint32)
 
 
