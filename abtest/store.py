@@ -1,0 +1,440 @@
+"""The Redis store: experiments with versions and an audit trail, sticky assignment with
+exposure logging, idempotent outcome events and API keys.
+
+Key names come from `abtest.keys` only.  Lua scripts are registered once per store and get
+their keys through ``KEYS[]``; each touches keys of one hash tag, so they run on Redis
+Cluster unchanged.  ``assign`` is one round trip (EVALSHA): the script checks that the
+worker's cached config is current, returns a stored (sticky) variant if the unit has one,
+and otherwise stores the computed variant, appends the first exposure to the experiment's
+stream and bumps the counters.  Concurrent requests for one unit therefore cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
+
+import redis
+
+from abtest import keys
+from abtest.assignment import Assignment, Reason
+from abtest.assignment import assign as assign_pure
+from abtest.auth import ApiKey, ApiKeys, Role
+from abtest.changes import diff, moved_unit_problems
+from abtest.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from abtest.events import DEDUPE_WINDOW_DAYS, Event, encode_events
+from abtest.experiment import Experiment, Status, layer_conflicts
+
+_ASSIGN: Final = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if version ~= ARGV[1] then return {0, version or ''} end
+if ARGV[2] == 'check' then return {1, ''} end
+local stored = redis.call('HGET', KEYS[2], ARGV[3])
+if stored then return {2, stored} end
+if ARGV[4] == '' then return {1, ''} end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'unit_id', ARGV[3], 'experiment', ARGV[7],
+           'variant', ARGV[4], 'timestamp', ARGV[5], 'config_version', ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'v:' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 1)
+return {3, ARGV[4]}
+"""
+
+# Compare-and-set of a new version plus its audit entry; ARGV[1] == '' means "create".
+_WRITE_VERSION: Final = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[1] == '' then
+  if current then return 0 end
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[4])
+elseif current ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+return 1
+"""
+
+# KEYS[1] outcome stream, KEYS[2] today's seen-id set, KEYS[3..] earlier days' sets.
+_RECORD_EVENTS: Final = """
+local accepted, duplicates, batch = 0, 0, {}
+for i = 2, #ARGV, 5 do
+  local id = ARGV[i]
+  local seen = batch[id]
+  if not seen then
+    for k = 2, #KEYS do
+      if redis.call('SISMEMBER', KEYS[k], id) == 1 then seen = true break end
+    end
+  end
+  if seen then
+    duplicates = duplicates + 1
+  else
+    batch[id] = true
+    redis.call('SADD', KEYS[2], id)
+    redis.call('XADD', KEYS[1], '*', 'event_id', id, 'unit_id', ARGV[i + 1],
+               'metric', ARGV[i + 2], 'value', ARGV[i + 3], 'timestamp', ARGV[i + 4])
+    accepted = accepted + 1
+  end
+end
+if accepted > 0 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return {accepted, duplicates}
+"""
+
+_RELEASE_LOCK: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_DAY_SECONDS: Final = 86_400
+_LOCK_MS: Final = 10_000
+
+
+@dataclass(frozen=True)
+class StoredExperiment:
+    """An experiment as stored: the definition plus its version and dates."""
+
+    experiment: Experiment
+    version: int
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``config`` is exactly ``Experiment.to_dict()``."""
+        return {
+            "key": self.experiment.key,
+            "status": self.experiment.status.value,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "config": self.experiment.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ExposureCounts:
+    """First exposures per variant in total and per UTC day (``YYYY-MM-DD``)."""
+
+    experiment: str
+    variants: Mapping[str, int]
+    daily: Mapping[str, Mapping[str, int]]
+
+    @property
+    def total(self) -> int:
+        """Exposures over all variants."""
+        return sum(self.variants.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form, days in date order."""
+        return {
+            "experiment": self.experiment,
+            "total": self.total,
+            "variants": dict(self.variants),
+            "daily": [{"date": d, "variants": dict(self.daily[d])} for d in sorted(self.daily)],
+        }
+
+
+class _Cached(NamedTuple):
+    version: int
+    experiment: Experiment
+    sticky: Mapping[str, Assignment]  # variant key -> the Assignment a sticky unit gets
+    keys: tuple[str, str, str, str]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    """All reads and writes of abtest state in one Redis database.
+
+    The store caches parsed experiments per config version; every assignment checks the
+    version inside its script, so a cached config is never used once a newer one exists.
+    One store per process (it is thread-safe: the cache is only ever replaced, not mutated
+    in place, and redis-py's pool is thread-safe).
+    """
+
+    def __init__(self, client: redis.Redis[str]) -> None:
+        self.redis = client
+        self.api_keys = ApiKeys(client)
+        self._assign = client.register_script(_ASSIGN)
+        self._write_version = client.register_script(_WRITE_VERSION)
+        self._record_events = client.register_script(_RECORD_EVENTS)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._cache: dict[str, _Cached] = {}
+
+    # -- experiments --------------------------------------------------------------------
+    def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
+        """Store a new experiment as a draft (version 1); `Conflict` if the key exists.
+
+        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them.
+        """
+        if not isinstance(config, Mapping):
+            raise InvalidInput("an experiment must be a JSON object", "$")
+        experiment = Experiment.from_dict({**config, "status": "draft", "winner": None})
+        self.redis.sadd(keys.experiments_index(), experiment.key)
+        stored = self._write(None, experiment, key_id=key_id, action="create")
+        if stored is None:
+            raise Conflict(f"experiment '{experiment.key}' already exists", "key")
+        return stored
+
+    def get_experiment(self, key: str) -> StoredExperiment:
+        """The current version; `NotFound` when there is none."""
+        raw = self.redis.hmget(
+            keys.experiment_meta(key), ["version", "config", "created_at", "updated_at"]
+        )
+        if raw[0] is None or raw[1] is None:
+            raise NotFound(f"no experiment '{key}'", "experiment")
+        return StoredExperiment(
+            Experiment.from_dict(json.loads(raw[1])), int(raw[0]), raw[2] or "", raw[3] or ""
+        )
+
+    def list_experiments(self, *, status: Status | None = None) -> list[StoredExperiment]:
+        """Every experiment (or those of one status), sorted by key."""
+        found = []
+        for key in sorted(self.redis.smembers(keys.experiments_index())):
+            try:
+                stored = self.get_experiment(key)
+            except NotFound:  # indexed before its first write landed
+                continue
+            if status is None or stored.experiment.status is status:
+                found.append(stored)
+        return found
+
+    def update_experiment(
+        self, key: str, config: Mapping[str, Any], *, key_id: str, force: bool = False
+    ) -> StoredExperiment:
+        """Store ``config`` as the next version of ``key``.
+
+        Lifecycle fields (``status``, ``winner``) must be absent or unchanged.  When units
+        are already assigned, a change that would move them (see `moved_unit_problems`) is a
+        `Conflict` unless ``force``.
+        """
+        if not isinstance(config, Mapping):
+            raise InvalidInput("an experiment must be a JSON object", "$")
+        current = self.get_experiment(key)
+        old = current.experiment
+        for name, value in (("status", old.status.value), ("winner", old.winner)):
+            if name in config and config[name] != value:
+                raise Conflict(f"change '{name}' with /start, /stop or /ship", name)
+        if "key" in config and config["key"] != key:
+            raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
+        new = Experiment.from_dict(
+            {**config, "key": key, "status": old.status.value, "winner": old.winner}
+        )
+        if not force and (old.status is Status.RUNNING or self.redis.exists(keys.assignments(key))):
+            problems = moved_unit_problems(old, new)
+            if problems:
+                raise Conflict(
+                    problems[0].message + "; send force=true to apply anyway", problems[0].field
+                )
+        if new.status is Status.RUNNING:
+            with self._lifecycle_lock():
+                self._check_layers(new)
+                return self._write_or_conflict(current, new, key_id=key_id, action="update")
+        return self._write_or_conflict(current, new, key_id=key_id, action="update")
+
+    def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
+        """draft or stopped -> running; `Conflict` on a layer overlap with a running one."""
+        with self._lifecycle_lock():
+            current = self.get_experiment(key)
+            self._require_status(current, {Status.DRAFT, Status.STOPPED}, "start")
+            new = current.experiment.with_changes(status=Status.RUNNING)
+            self._check_layers(new)
+            return self._write_or_conflict(current, new, key_id=key_id, action="start")
+
+    def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
+        """running -> stopped: nobody is assigned any more (sticky assignments are kept)."""
+        current = self.get_experiment(key)
+        self._require_status(current, {Status.RUNNING}, "stop")
+        new = current.experiment.with_changes(status=Status.STOPPED)
+        return self._write_or_conflict(current, new, key_id=key_id, action="stop")
+
+    def ship_experiment(self, key: str, variant: str, *, key_id: str) -> StoredExperiment:
+        """running or stopped -> shipped: everyone gets ``variant``."""
+        current = self.get_experiment(key)
+        if variant not in current.experiment.variant_keys:
+            raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")
+        self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
+        new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
+        return self._write_or_conflict(current, new, key_id=key_id, action="ship")
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        """Audit entries, oldest first: version, time, key_id, action, diff, config."""
+        entries = self.redis.lrange(keys.experiment_history(key), 0, -1)
+        if not entries:
+            raise NotFound(f"no experiment '{key}'", "experiment")
+        return [json.loads(entry) for entry in entries]
+
+    # -- assignment (the hot path) ------------------------------------------------------
+    def assign(
+        self, experiment_key: str, unit_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> tuple[Assignment, int]:
+        """The unit's assignment and the config version it was computed with; one round trip.
+
+        A stored assignment wins over a recomputed one.  Only a first ``assigned`` result is
+        written (sticky variant, exposure, counters); forced and shipped units never are.
+        """
+        for _ in range(4):
+            cached = self._cache.get(experiment_key) or self._load(experiment_key)
+            experiment = cached.experiment
+            result = assign_pure(experiment, unit_id, attributes)
+            sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
+            variant = result.variant if result.reason is Reason.ASSIGNED else None
+            now = time.time_ns() // 1000
+            code, value = self._assign(
+                keys=cached.keys,
+                args=[cached.version, "sticky" if sticky else "check", unit_id, variant or "",
+                      now, time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)),
+                      experiment_key],
+            )  # fmt: skip
+            if code == 0:  # our cached config is stale (or the experiment is gone)
+                self._cache.pop(experiment_key, None)
+                continue
+            if code == 2:
+                # A variant removed by a forced update is no longer servable: the unit
+                # falls back to the recomputed result, without a second exposure.
+                return cached.sticky.get(value, result), cached.version
+            return result, cached.version
+        raise StoreUnavailable("the experiment kept changing during assignment; retry")
+
+    def live_experiment_keys(self) -> list[str]:
+        """Keys of running and shipped experiments (those `assignments` reports)."""
+        live = {Status.RUNNING, Status.SHIPPED}
+        return [s.experiment.key for s in self.list_experiments() if s.experiment.status in live]
+
+    def exposure_counts(self, key: str) -> ExposureCounts:
+        """First exposures per variant and per UTC day, from the counters (not the stream,
+        which export trims)."""
+        experiment = self.get_experiment(key).experiment
+        variants = dict.fromkeys(experiment.variant_keys, 0)
+        daily: dict[str, dict[str, int]] = {}
+        for field, count in self.redis.hgetall(keys.exposure_counts(key)).items():
+            kind, _, rest = field.partition(":")
+            if kind == "v":
+                variants[rest] = int(count)
+            elif kind == "d":
+                day, _, variant = rest.partition(":")
+                daily.setdefault(day, dict.fromkeys(experiment.variant_keys, 0))[variant] = int(
+                    count
+                )
+        return ExposureCounts(key, variants, daily)
+
+    # -- events -------------------------------------------------------------------------
+    def record_events(self, events: Sequence[Event]) -> tuple[int, int]:
+        """Append events not seen within the dedupe window; ``(accepted, duplicates)``.
+
+        One script call: the whole batch is accepted atomically or, if Redis fails, not at all.
+        """
+        if not events:
+            return 0, 0
+        today = int(time.time()) // _DAY_SECONDS
+        days = [time.strftime("%Y%m%d", time.gmtime((today - i) * _DAY_SECONDS))
+                for i in range(DEDUPE_WINDOW_DAYS + 1)]  # fmt: skip
+        accepted, duplicates = self._record_events(
+            keys=[keys.outcomes_stream(), *(keys.seen_events(d) for d in days)],
+            args=[(DEDUPE_WINDOW_DAYS + 1) * _DAY_SECONDS, *encode_events(events)],
+        )
+        return int(accepted), int(duplicates)
+
+    # -- API keys -----------------------------------------------------------------------
+    def create_api_key(self, role: Role, *, name: str = "") -> tuple[str, ApiKey]:
+        """A new key (shown once) and its public record."""
+        created = self.api_keys.create(role, name=name)
+        assert created is not None  # only only_if_empty creation can decline
+        return created
+
+    def create_first_admin_key(self) -> str | None:
+        """An admin key if the store has no key at all, else None (atomic)."""
+        created = self.api_keys.create(Role.ADMIN, name="first admin", only_if_empty=True)
+        return None if created is None else created[0]
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key's public record."""
+        return self.api_keys.list()
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key by id."""
+        return self.api_keys.revoke(key_id)
+
+    def verify_api_key(self, token: str) -> ApiKey:
+        """The record of a valid key; `Unauthorized` otherwise."""
+        return self.api_keys.verify(token)
+
+    # -- internals ----------------------------------------------------------------------
+    def _load(self, key: str) -> _Cached:
+        stored = self.get_experiment(key)
+        experiment = stored.experiment
+        cached = _Cached(
+            stored.version,
+            experiment,
+            {v.key: Assignment(key, v.key, Reason.ASSIGNED, v.payload)
+             for v in experiment.variants},
+            (keys.experiment_meta(key), keys.assignments(key), keys.exposures_stream(key),
+             keys.exposure_counts(key)),
+        )  # fmt: skip
+        self._cache = {**self._cache, key: cached}  # replaced, never mutated: thread-safe reads
+        return cached
+
+    def _write(
+        self, current: StoredExperiment | None, new: Experiment, *, key_id: str, action: str
+    ) -> StoredExperiment | None:
+        now = _now_iso()
+        version = 1 if current is None else current.version + 1
+        config = new.to_dict()
+        entry = {
+            "version": version,
+            "time": now,
+            "key_id": key_id,
+            "action": action,
+            "diff": diff({} if current is None else current.experiment.to_dict(), config),
+            "config": config,
+        }
+        written = self._write_version(
+            keys=[keys.experiment_meta(new.key), keys.experiment_history(new.key)],
+            args=["" if current is None else current.version, version, json.dumps(config), now,
+                  json.dumps(entry)],
+        )  # fmt: skip
+        if not int(written):
+            return None
+        created = now if current is None else current.created_at
+        return StoredExperiment(new, version, created, now)
+
+    def _write_or_conflict(
+        self, current: StoredExperiment, new: Experiment, *, key_id: str, action: str
+    ) -> StoredExperiment:
+        stored = self._write(current, new, key_id=key_id, action=action)
+        if stored is None:
+            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
+        return stored
+
+    @staticmethod
+    def _require_status(current: StoredExperiment, allowed: set[Status], action: str) -> None:
+        status = current.experiment.status
+        if status not in allowed:
+            raise Conflict(f"cannot {action} a {status.value} experiment", "status")
+
+    def _check_layers(self, new: Experiment) -> None:
+        if new.layer is None:
+            return
+        running = [s.experiment for s in self.list_experiments(status=Status.RUNNING)]
+        problems = layer_conflicts([new, *(e for e in running if e.key != new.key)])
+        if problems:
+            raise Conflict(problems[0].message, problems[0].field)
+
+    @contextmanager
+    def _lifecycle_lock(self) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + _LOCK_MS / 1000
+        while not self.redis.set(keys.lifecycle_lock(), token, nx=True, px=_LOCK_MS):
+            if time.monotonic() > deadline:
+                raise Conflict("another experiment change is in progress; retry", "status")
+            time.sleep(0.01)
+        try:
+            yield
+        finally:
+            self._release_lock(keys=[keys.lifecycle_lock()], args=[token])
