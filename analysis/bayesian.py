@@ -1,0 +1,214 @@
+"""Bayesian read-out: chance to beat control and expected loss (risk) of each decision.
+
+Binomial metrics use conjugate Beta posteriors and exact one-dimensional integrals;
+mean metrics use the normal approximation of GrowthBook's stats engine (flat prior on
+the effect, posterior ``δ ~ N(d, s²)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+
+from abtest.errors import InvalidInput
+from analysis.aggregates import SampleStats
+from analysis.results import Interval, json_float
+
+# The integrals below are expectations over one Beta posterior B, written as
+# E_Z[h(Q_B(Φ(Z)))] with Z standard normal and evaluated by Gauss-Hermite quadrature:
+# the integrand is smooth in z even for posteriors concentrated by millions of units,
+# and 64 nodes agree with adaptive quadrature to ~1e-12.
+_Z, _W0 = special.roots_hermitenorm(64)
+_W = _W0 / math.sqrt(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class BayesianResult:
+    """Posterior summary of variant versus control (absolute units of the metric).
+
+    ``expected_loss`` is the posterior expected shortfall from shipping the variant,
+    ``E[max(control - variant, 0)]`` (sign flipped when lower is better);
+    ``expected_loss_control`` the same for keeping control.
+    """
+
+    method: str
+    control_mean: float
+    variant_mean: float
+    effect_mean: float
+    effect_sd: float
+    chance_to_beat_control: float
+    expected_loss: float
+    expected_loss_control: float
+    higher_is_better: bool
+
+    def credible_interval(self, level: float = 0.95) -> Interval:
+        """Equal-tailed interval of the absolute effect (normal approximation)."""
+        z = float(stats.norm.isf((1 - level) / 2))
+        return (self.effect_mean - z * self.effect_sd, self.effect_mean + z * self.effect_sd)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "method": self.method,
+            "chance_to_beat_control": json_float(self.chance_to_beat_control),
+            "expected_loss": json_float(self.expected_loss),
+            "expected_loss_control": json_float(self.expected_loss_control),
+            "control_mean": json_float(self.control_mean),
+            "variant_mean": json_float(self.variant_mean),
+            "effect_mean": json_float(self.effect_mean),
+            "effect_sd": json_float(self.effect_sd),
+            "higher_is_better": self.higher_is_better,
+        }
+
+
+def _beta_params(arm: SampleStats, prior: tuple[float, float], field: str) -> tuple[float, float]:
+    if arm.n < 1 or not 0 <= arm.sum <= arm.n:
+        raise InvalidInput(f"needs n >= 1 and 0 <= conversions <= n, got {arm}", field=field)
+    return prior[0] + arm.sum, prior[1] + arm.n - arm.sum
+
+
+def _beta_win_and_loss(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """``P(B > A)`` and ``E[max(B - A, 0)]`` for independent Beta posteriors A and B.
+
+    ``P(B > A) = E_B[F_A(B)]``; for the loss, the partial expectation of a Beta is
+    ``E[A 1{A < t}] = μ_A F(t; alpha_A + 1, β_A)``, so
+    ``E[(B - A)⁺] = E_B[B F_A(B) - μ_A F(B; alpha_A + 1, β_A)]``, one quadrature over B.
+    """
+    # isf in the upper half keeps the far-right quantiles accurate (1 - Φ(z) underflows).
+    t = np.where(
+        _Z < 0,
+        stats.beta.ppf(stats.norm.cdf(_Z), b[0], b[1]),
+        stats.beta.isf(stats.norm.sf(_Z), b[0], b[1]),
+    )
+    f_a = stats.beta.cdf(t, a[0], a[1])
+    mu_a = a[0] / (a[0] + a[1])
+    win = float(np.dot(_W, f_a))
+    loss = float(np.dot(_W, t * f_a - mu_a * stats.beta.cdf(t, a[0] + 1, a[1])))
+    return min(max(win, 0.0), 1.0), max(loss, 0.0)
+
+
+def bayesian_binomial(
+    *,
+    control: SampleStats,
+    variant: SampleStats,
+    prior: tuple[float, float] = (1.0, 1.0),
+    higher_is_better: bool = True,
+) -> BayesianResult:
+    """Chance to beat control and expected loss of a conversion rate, Beta posteriors.
+
+    Parameters
+    ----------
+    control, variant : SampleStats
+        ``n`` units of which ``sum`` converted.
+    prior : (float, float)
+        Beta(alpha, β) prior of each rate; Beta(1, 1) (uniform) as in GrowthBook.
+    higher_is_better : bool
+        False for metrics where a lower rate wins (errors, churn).
+
+    Returns
+    -------
+    BayesianResult
+        ``method="beta"``.  Both numbers are exact integrals over the Beta posteriors
+        (64-node Gauss-Hermite quadrature over the variant's normal scores: it agrees
+        with adaptive quadrature to ~1e-12 and with gbstats' Gauss-Jacobi risk to
+        ~1e-9); the credible interval is the normal approximation.
+
+    References
+    ----------
+    Stucchio (2015), "Bayesian A/B Testing at VWO" (expected loss).  GrowthBook stats
+    engine, gbstats 0.2 ``bayesian.main.binomial_ab_test`` (Beta posteriors, risk by
+    Gauss-Jacobi quadrature), https://github.com/growthbook/growthbook/tree/main/packages/stats.
+    """
+    if len(prior) != 2 or min(prior) <= 0:
+        raise InvalidInput("prior must be two positive numbers (alpha, beta)", field="prior")
+    a = _beta_params(control, prior, "control")
+    b = _beta_params(variant, prior, "variant")
+    win_b, loss_keep = _beta_win_and_loss(a, b)  # P(B > A), E[(B - A)+]
+    _, loss_ship = _beta_win_and_loss(b, a)  # E[(A - B)+]
+    mean_a, mean_b = a[0] / sum(a), b[0] / sum(b)
+    var_a = a[0] * a[1] / (sum(a) ** 2 * (sum(a) + 1))
+    var_b = b[0] * b[1] / (sum(b) ** 2 * (sum(b) + 1))
+    if not higher_is_better:
+        win_b, loss_keep, loss_ship = 1 - win_b, loss_ship, loss_keep
+    return BayesianResult(
+        method="beta",
+        control_mean=mean_a,
+        variant_mean=mean_b,
+        effect_mean=mean_b - mean_a,
+        effect_sd=math.sqrt(var_a + var_b),
+        chance_to_beat_control=win_b,
+        expected_loss=loss_ship,
+        expected_loss_control=loss_keep,
+        higher_is_better=higher_is_better,
+    )
+
+
+def normal_win_and_loss(mean: float, sd: float) -> tuple[float, float, float]:
+    """For ``δ ~ N(mean, sd²)``: ``P(δ > 0)``, ``E[max(-δ, 0)]`` and ``E[max(δ, 0)]``.
+
+    ``E[max(-δ, 0)] = sd φ(mean/sd) - mean Φ(-mean/sd)`` (mean of a truncated normal);
+    with sd = 0 the posterior is a point mass.
+    """
+    if sd <= 0:
+        return (0.5 if mean == 0 else float(mean > 0)), max(-mean, 0.0), max(mean, 0.0)
+    z = mean / sd
+    pdf = float(stats.norm.pdf(z))
+    win = float(stats.norm.cdf(z))
+    loss_ship = sd * pdf - mean * float(stats.norm.cdf(-z))
+    loss_keep = sd * pdf + mean * win
+    return win, max(loss_ship, 0.0), max(loss_keep, 0.0)
+
+
+def bayesian_mean(
+    *,
+    control: SampleStats,
+    variant: SampleStats,
+    higher_is_better: bool = True,
+) -> BayesianResult:
+    """Chance to beat control and expected loss of a mean metric, normal approximation.
+
+    Parameters
+    ----------
+    control, variant : SampleStats
+        Per-unit aggregates of each arm (n >= 2).
+    higher_is_better : bool
+        False when a lower mean wins.
+
+    Returns
+    -------
+    BayesianResult
+        ``method="normal"``: with a flat prior each mean's posterior is
+        ``N(ȳ, s²/n)``, so the effect's is ``N(d, s_c²/n_c + s_v²/n_v)``; the chance to
+        beat control is ``Φ(d/s)`` and the losses are truncated-normal means.
+
+    References
+    ----------
+    GrowthBook stats engine (gbstats), ``EffectBayesianABTest`` with an improper prior
+    (absolute effect) and ``get_risk``; gbstats 0.2 ``bayesian.main.gaussian_ab_test``
+    computes the same risk by Gauss-Hermite quadrature.
+    """
+    for arm, name in ((control, "control"), (variant, "variant")):
+        if arm.n < 2:
+            raise InvalidInput(f"needs at least 2 units, got {arm.n}", field=name)
+    d = variant.mean - control.mean
+    sd = math.sqrt(control.variance / control.n + variant.variance / variant.n)
+    sign = 1.0 if higher_is_better else -1.0
+    win, loss_ship, loss_keep = normal_win_and_loss(sign * d, sd)
+    return BayesianResult(
+        method="normal",
+        control_mean=control.mean,
+        variant_mean=variant.mean,
+        effect_mean=d,
+        effect_sd=sd,
+        chance_to_beat_control=win,
+        expected_loss=loss_ship,
+        expected_loss_control=loss_keep,
+        higher_is_better=higher_is_better,
+    )
+
+
+__all__ = ["BayesianResult", "bayesian_binomial", "bayesian_mean", "normal_win_and_loss"]
