@@ -8,6 +8,12 @@ one loading module at the edge.
 from analysis.aggregates import PairedStats, SampleStats
 from analysis.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
 from analysis.cuped import CupedResult, cuped
+from analysis.duration import (
+    duration_days,
+    mde_by_duration,
+    n_per_variant_after_days,
+    remaining_days,
+)
 from analysis.inference import (
     NonInferiority,
     effect_from_means,
@@ -17,6 +23,22 @@ from analysis.inference import (
     ratio_difference,
 )
 from analysis.multiple import adjust_p_values
+from analysis.power import (
+    guardrail_adjusted_power,
+    minimum_detectable_effect_mean,
+    minimum_detectable_effect_proportion,
+    power_mean,
+    power_proportion,
+    sample_size_mean,
+    sample_size_proportion,
+)
+from analysis.power_ratio import (
+    minimum_detectable_effect_ratio,
+    power_ratio,
+    ratio_metric_variance,
+    sample_size_ratio,
+)
+from analysis.power_results import MinimumDetectableEffect, SampleSize
 from analysis.quantile import QuantileResult, quantile_difference
 from analysis.results import Effect
 from analysis.sequential import SequentialResult, default_tau2, sequential_test
@@ -26,9 +48,11 @@ __all__ = [
     "BayesianResult",
     "CupedResult",
     "Effect",
+    "MinimumDetectableEffect",
     "NonInferiority",
     "PairedStats",
     "QuantileResult",
+    "SampleSize",
     "SampleStats",
     "SequentialResult",
     "SrmResult",
@@ -37,12 +61,27 @@ __all__ = [
     "bayesian_mean",
     "cuped",
     "default_tau2",
+    "duration_days",
     "effect_from_means",
+    "guardrail_adjusted_power",
+    "mde_by_duration",
     "mean_difference",
+    "minimum_detectable_effect_mean",
+    "minimum_detectable_effect_proportion",
+    "minimum_detectable_effect_ratio",
+    "n_per_variant_after_days",
     "non_inferiority",
+    "power_mean",
+    "power_proportion",
+    "power_ratio",
     "proportion_difference",
     "quantile_difference",
     "ratio_difference",
+    "ratio_metric_variance",
+    "remaining_days",
+    "sample_size_mean",
+    "sample_size_proportion",
+    "sample_size_ratio",
     "sequential_test",
     "srm_test",
 ]
