@@ -8,7 +8,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import redis
 from abtest import keys
 from abtest.cli import main
 from abtest.embedded import EmbeddedRedis
+from abtest.events import parse_events
 from abtest.export import (
     CONSUMER,
     GROUP,
@@ -35,6 +36,8 @@ from abtest.export import (
     read_outcomes,
     schema,
 )
+from abtest.store import Store
+from tests.conftest import simple_config
 
 DAY1 = 1_717_200_000_000_000  # 2024-06-01T00:00:00Z in epoch microseconds
 DAY2 = DAY1 + 86_400_000_000
@@ -123,26 +126,17 @@ def crash_at(step: Step, occurrence: int = 1) -> Callable[[Step], None]:
     return hook
 
 
-# -- fixtures (private until tests/conftest.py provides the shared redis) -----------------------
-
-
-@pytest.fixture(scope="module")
-def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis(tmp_path_factory.mktemp("export-redis")) as server:
-        yield server
+# -- fixtures: the session's redis-server from conftest, under short local names --------------
 
 
 @pytest.fixture
-def r(_server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(_server.url)
-    client.flushall()
-    yield client
-    client.close()
+def r(redis_client: redis.Redis) -> redis.Redis:
+    return redis_client
 
 
 @pytest.fixture
-def url(_server: EmbeddedRedis, r: redis.Redis) -> str:
-    return _server.url
+def url(redis_url: str, redis_client: redis.Redis) -> str:
+    return redis_url
 
 
 # -- behaviour ----------------------------------------------------------------------------------
@@ -203,6 +197,38 @@ def test_duckdb_reads_the_layout_without_inventing_partition_columns(
     relation = duckdb.sql(f"SELECT * FROM read_parquet('{glob}')")
     assert relation.columns == schema(Kind.EXPOSURES).names
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall() == [(10,)]
+
+
+def test_rows_written_by_the_real_store_round_trip(store: Store, tmp_path: Path) -> None:
+    """Exposures from `Store.assign` and events from `Store.record_events` export faithfully."""
+    store.create_experiment(simple_config("checkout"), key_id="t")
+    stored = store.start_experiment("checkout", key_id="t")
+    assigned = {f"user-{i}": store.assign("checkout", f"user-{i}")[0].variant for i in range(40)}
+    store.assign("checkout", "user-1")  # a repeat is not a second exposure
+    events = parse_events(
+        [
+            {
+                "event_id": f"ev-{i}",
+                "unit_id": f"user-{i}",
+                "metric": "revenue",
+                "value": i / 3,
+                "timestamp": 1_717_200_000 + i,
+            }
+            for i in range(15)
+        ]
+    )
+    store.record_events(events)
+    export(store.redis, out_dir=tmp_path)
+    exposures = read_exposures(tmp_path).to_pylist()
+    assert {row["unit_id"]: row["variant"] for row in exposures} == assigned
+    assert len(exposures) == 40
+    assert {row["config_version"] for row in exposures} == {stored.version}
+    assert {row["experiment"] for row in exposures} == {"checkout"}
+    outcomes = read_outcomes(tmp_path).to_pylist()
+    assert [(o["event_id"], o["value"]) for o in outcomes] == [
+        (e.event_id, e.value) for e in events
+    ]
+    assert outcomes[3]["timestamp"] == datetime.fromtimestamp(1_717_200_003, UTC)
 
 
 def test_rerun_writes_nothing_new(r: redis.Redis, tmp_path: Path) -> None:
@@ -394,7 +420,7 @@ def test_only_the_export_consumer_reads_the_group(r: redis.Redis, tmp_path: Path
     add_outcomes(r, range(3))
     export(r, out_dir=tmp_path)
     consumers = r.xinfo_consumers(keys.outcomes_stream(), GROUP)
-    assert [c["name"] for c in consumers] == [CONSUMER.encode()]
+    assert [c["name"] for c in consumers] == [CONSUMER]
 
 
 # -- CLI ------------------------------------------------------------------------------------------
