@@ -1,0 +1,80 @@
+"""``POST /v1/assign`` (one experiment) and ``GET /v1/assignments`` (every live one)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from abtest.auth import Role
+from abtest.errors import InvalidInput
+from abtest.experiment import validate_unit_id
+from service.extension import abtest
+from service.security import requires
+from service.validation import experiment_key, json_object
+
+bp = Blueprint("assignments", __name__, url_prefix="/v1")
+
+
+def _unit_id(value: object) -> str:
+    problem = validate_unit_id(value, "unit_id")
+    if problem:
+        raise InvalidInput(problem.message, problem.field)
+    assert isinstance(value, str)
+    return value
+
+
+@bp.post("/assign")
+@requires(Role.SDK)
+def assign() -> Response:
+    """The unit's variant; the first ``assigned`` answer is stored and logged as exposure."""
+    body = json_object(allowed=("experiment", "unit_id", "attributes"))
+    key = experiment_key(body.get("experiment"))
+    unit_id = _unit_id(body.get("unit_id"))
+    attributes = body.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise InvalidInput("must be an object of attribute values", "attributes")
+    ext = abtest()
+    result, version = ext.store.assign(key, unit_id, attributes)
+    ext.metrics.assigned(result)
+    return jsonify(_answer(result.to_dict(), unit_id, version))
+
+
+@bp.get("/assignments")
+@requires(Role.SDK)
+def assignments() -> Response:
+    """The unit's assignment in every running or shipped experiment.
+
+    Attributes come as ``attr.<name>=<value>``; a value is read as JSON when it parses
+    (``42``, ``true``, ``"x"``) and as a string otherwise (``DE``).
+    """
+    unit_id = _unit_id(request.args.get("unit_id"))
+    attributes: dict[str, Any] = {}
+    for name, raw in request.args.items():
+        if name.startswith("attr.") and len(name) > 5:
+            try:
+                attributes[name[5:]] = json.loads(raw)
+            except ValueError:
+                attributes[name[5:]] = raw
+        elif name != "unit_id":
+            raise InvalidInput("unknown parameter (attributes are attr.<name>)", name)
+    ext = abtest()
+    answers = []
+    for key in ext.store.live_experiment_keys():
+        result, version = ext.store.assign(key, unit_id, attributes)
+        ext.metrics.assigned(result)
+        answers.append(_answer(result.to_dict(), unit_id, version))
+    return jsonify({"unit_id": unit_id, "assignments": answers})
+
+
+def _answer(result: dict[str, Any], unit_id: str, version: int) -> dict[str, Any]:
+    return {
+        "experiment": result["experiment"],
+        "unit_id": unit_id,
+        "variant": result["variant"],
+        "payload": result["payload"],
+        "in_experiment": result["in_experiment"],
+        "reason": result["reason"],
+        "config_version": version,
+    }

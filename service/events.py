@@ -1,0 +1,23 @@
+"""``POST /v1/events``: outcome events, idempotent by ``event_id`` (limits in abtest.events)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from abtest.auth import Role
+from abtest.events import parse_events
+from service.extension import abtest
+from service.security import requires
+from service.validation import json_object
+
+bp = Blueprint("events", __name__, url_prefix="/v1")
+
+
+@bp.post("/events")
+@requires(Role.SDK)
+def record() -> tuple[Response, int]:
+    """Validate the whole batch, then append it atomically: 202 ``{accepted, duplicates}``."""
+    body = json_object(allowed=("events",))
+    events = parse_events(body.get("events"))
+    accepted, duplicates = abtest().store.record_events(events)
+    return jsonify({"accepted": accepted, "duplicates": duplicates}), 202

@@ -1,0 +1,75 @@
+"""The per-app resources (Redis client, store, metrics, key cache), kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import redis
+from flask import Flask, current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from abtest.auth import ApiKey
+from abtest.store import Store
+from service.errors import register_error_handlers
+from service.metrics import Metrics
+from service.security import register_auth
+
+
+class Abtest:
+    """Builds and holds everything the views need; one per app, none at import time."""
+
+    def __init__(self, app: Flask) -> None:
+        self.redis: redis.Redis[str] = redis.Redis.from_url(
+            app.config["REDIS_URL"],
+            decode_responses=True,
+            socket_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            socket_connect_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            # One quick retry covers a dropped pooled connection; more would only delay
+            # the 503 when Redis is really down.
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        )
+        self.store = Store(self.redis)
+        self.metrics = Metrics()
+        self.key_cache = KeyCache(float(app.config["KEY_CACHE_SECONDS"]))
+        app.extensions["abtest"] = self
+        register_error_handlers(app)
+        register_auth(app)
+        self.metrics.register(app)
+
+
+class KeyCache:
+    """Verified keys by digest for a few seconds, so a request costs no extra round trip."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[str, tuple[ApiKey, float]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, store: Store, token: str) -> ApiKey:
+        """The key's record, from the cache or from Redis; `Unauthorized` if invalid."""
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        now = time.monotonic()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        record = store.verify_api_key(token)
+        if self.seconds > 0:
+            with self._lock:
+                if len(self._entries) > 10_000:  # bounded: valid keys are few
+                    self._entries.clear()
+                self._entries[digest] = (record, now + self.seconds)
+        return record
+
+    def clear(self) -> None:
+        """Forget every cached key (after a revocation)."""
+        with self._lock:
+            self._entries.clear()
+
+
+def abtest() -> Abtest:
+    """The current app's resources."""
+    ext: Abtest = current_app.extensions["abtest"]
+    return ext

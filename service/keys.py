@@ -1,0 +1,38 @@
+"""``/v1/keys``: create, list and revoke API keys (admin)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from abtest.auth import parse_role
+from abtest.errors import InvalidInput
+from service.extension import abtest
+from service.validation import json_object
+
+bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
+
+
+@bp.post("")
+def create() -> tuple[Response, int]:
+    """A new key ``{key, id, role, ...}``: the key is in this answer only."""
+    body = json_object(allowed=("role", "name"))
+    name = body.get("name", "")
+    if not isinstance(name, str):
+        raise InvalidInput("must be a string", "name")
+    token, record = abtest().store.create_api_key(parse_role(body.get("role")), name=name)
+    return jsonify({"key": token, **record.to_dict()}), 201
+
+
+@bp.get("")
+def listing() -> Response:
+    """Every key's public record (never the key)."""
+    return jsonify({"keys": [k.to_dict() for k in abtest().store.list_api_keys()]})
+
+
+@bp.delete("/<key_id>")
+def revoke(key_id: str) -> Response:
+    """Revoke a key; it stops working at once here and within KEY_CACHE_SECONDS elsewhere."""
+    ext = abtest()
+    record = ext.store.revoke_api_key(key_id)
+    ext.key_cache.clear()
+    return jsonify(record.to_dict())

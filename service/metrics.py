@@ -1,0 +1,85 @@
+"""Prometheus metrics: requests, a latency histogram, assignments and exposures.
+
+Under gunicorn (several worker processes) `abtest serve` sets ``PROMETHEUS_MULTIPROC_DIR``
+before any worker starts, and the scrape sums every worker's values (prometheus_client's
+multiprocess mode).  Exposure totals come from Redis counters, so they are exact across
+workers and hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Final
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from abtest.assignment import Assignment
+from abtest.store import Store
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The app's metric objects and registry (one per app, so tests never share them)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if multiprocess:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        # In multiprocess mode values live in per-process files and the collector reads
+        # them, so the metrics themselves must not be registered a second time.
+        target = None if multiprocess else self.registry
+        self.requests = Counter(
+            "abtest_http_requests", "HTTP requests by route, method and status",
+            ["endpoint", "method", "status"], registry=target,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "abtest_http_request_duration_seconds", "Request latency by route",
+            ["endpoint"], buckets=_BUCKETS, registry=target,
+        )  # fmt: skip
+        self.assignments = Counter(
+            "abtest_assignments", "Assignment responses by experiment, variant and reason",
+            ["experiment", "variant", "reason"], registry=target,
+        )  # fmt: skip
+
+    def register(self, app: Flask) -> None:
+        """Time every request."""
+        app.before_request(self._start)
+        app.after_request(self._finish)
+
+    def assigned(self, result: Assignment) -> None:
+        """Count one assignment response."""
+        self.assignments.labels(result.experiment, result.variant or "", result.reason.value).inc()
+
+    def render(self, store: Store) -> Response:
+        """The exposition text: process metrics plus exposure counters read from Redis."""
+        lines = [
+            "# HELP abtest_exposures_total First exposures by experiment and variant",
+            "# TYPE abtest_exposures_total counter",
+        ]
+        for stored in store.list_experiments():
+            key = stored.experiment.key
+            for variant, count in store.exposure_counts(key).variants.items():
+                lines.append(
+                    f'abtest_exposures_total{{experiment="{key}",variant="{variant}"}} {count}'
+                )
+        text = generate_latest(self.registry).decode() + "\n".join(lines) + "\n"
+        return Response(text, content_type=CONTENT_TYPE)
+
+    @staticmethod
+    def _start() -> None:
+        g.abtest_started = time.perf_counter()
+
+    def _finish(self, response: Response) -> Response:
+        started = g.get("abtest_started")
+        if started is not None:
+            rule = request.url_rule
+            endpoint = rule.rule if rule is not None else "unmatched"
+            self.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        return response

@@ -1,0 +1,165 @@
+"""The OpenAPI 3.1 description of the JSON API (``/v1/*`` and the operational endpoints).
+
+``tests/test_service_openapi.py`` keeps it in step with the routes: every API route is
+documented and nothing documented is missing.  The web console's HTML pages are not API.
+A blueprint that adds a ``/v1`` route adds its entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from abtest import __version__
+from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
+
+_ERROR: Final = {"$ref": "#/components/schemas/Error"}
+_ANY: Final[dict[str, Any]] = {"type": "object"}
+
+
+def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(ok): {
+                "description": "OK",
+                "content": {"application/json": {"schema": response or _ANY}},
+            },
+            "4XX": {
+                "description": "Bad input",
+                "content": {"application/json": {"schema": _ERROR}},
+            },
+            "503": {
+                "description": "Redis unavailable",
+                "content": {"application/json": {"schema": _ERROR}},
+            },
+        },
+        "security": [] if role is None else [{"bearer": []}],
+        "x-role": role,
+        **extra,
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def _key_param(name: str = "key") -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def spec() -> dict[str, Any]:
+    """The document served at ``/openapi.json``."""
+    assign_body = {
+        "type": "object",
+        "required": ["experiment", "unit_id"],
+        "properties": {
+            "experiment": {"type": "string"},
+            "unit_id": {"type": "string", "maxLength": 256},
+            "attributes": {"type": "object"},
+        },
+    }
+    event = {
+        "type": "object",
+        "required": ["event_id", "unit_id", "metric"],
+        "properties": {
+            "event_id": {"type": "string", "maxLength": MAX_EVENT_ID_LENGTH},
+            "unit_id": {"type": "string", "maxLength": 256},
+            "metric": {"type": "string", "maxLength": 64},
+            "value": {"type": "number", "default": 1},
+            "timestamp": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
+        },
+    }
+    events_body = {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": event, "maxItems": MAX_BATCH_EVENTS}},
+    }
+    by_key = _key_param()
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "abtest", "version": __version__},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "field": {"type": ["string", "null"]},
+                            },
+                        }
+                    },
+                },
+                "Assignment": {
+                    "type": "object",
+                    "properties": {
+                        "experiment": {"type": "string"},
+                        "unit_id": {"type": "string"},
+                        "variant": {"type": ["string", "null"]},
+                        "payload": {},
+                        "in_experiment": {"type": "boolean"},
+                        "reason": {"type": "string"},
+                        "config_version": {"type": "integer"},
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/healthz": {"get": _op("200 when Redis answers, else 503", None)},
+            "/metrics": {"get": _op("Prometheus metrics (text)", None)},
+            "/openapi.json": {"get": _op("This document", None)},
+            "/v1/assign": {
+                "post": _op("Assign one unit (sticky; first exposure logged)", "sdk",
+                            body=assign_body, response={"$ref": "#/components/schemas/Assignment"})
+            },
+            "/v1/assignments": {
+                "get": _op("The unit's assignments in every running or shipped experiment", "sdk",
+                           parameters=[{"name": "unit_id", "in": "query", "required": True,
+                                        "schema": {"type": "string"}}])
+            },
+            "/v1/events": {
+                "post": _op(f"Outcome events, at most {MAX_BATCH_EVENTS} per batch, idempotent "
+                            "by event_id", "sdk", ok=202, body=events_body)
+            },
+            "/v1/experiments": {
+                "get": _op("List experiments (?status=)", "sdk"),
+                "post": _op("Create a draft experiment", "admin", ok=201, body=_ANY),
+            },
+            "/v1/experiments/{key}": {
+                "get": _op("The current version", "sdk", parameters=by_key),
+                "put": _op("Store a new version (?force=true to move assigned units)", "admin",
+                           body=_ANY, parameters=by_key),
+            },
+            "/v1/experiments/{key}/start": {"post": _op("Start", "admin", parameters=by_key)},
+            "/v1/experiments/{key}/stop": {"post": _op("Stop", "admin", parameters=by_key)},
+            "/v1/experiments/{key}/ship": {
+                "post": _op("Ship a variant to everyone", "admin", parameters=by_key,
+                            body={"type": "object", "required": ["variant"],
+                                  "properties": {"variant": {"type": "string"}}})
+            },
+            "/v1/experiments/{key}/history": {
+                "get": _op("Every version with time, key id and diff", "admin", parameters=by_key)
+            },
+            "/v1/experiments/{key}/exposures": {
+                "get": _op("Exposures per variant and day, with the SRM p-value", "admin",
+                           parameters=by_key)
+            },
+            "/v1/keys": {
+                "get": _op("List API keys", "admin"),
+                "post": _op("Create an API key (shown once)", "admin", ok=201,
+                            body={"type": "object", "required": ["role"],
+                                  "properties": {"role": {"enum": ["admin", "sdk"]},
+                                                 "name": {"type": "string"}}}),
+            },
+            "/v1/keys/{key_id}": {
+                "delete": _op("Revoke an API key", "admin", parameters=_key_param("key_id"))
+            },
+        },
+    }  # fmt: skip
