@@ -1,0 +1,242 @@
+"""The web console for release managers: server-rendered pages at ``/``.
+
+Sign-in takes an *admin* API key and keeps it in Flask's signed session cookie (HttpOnly,
+SameSite=Strict, ``Secure`` when ``SESSION_COOKIE_SECURE`` is set), never in a URL.  The
+key is verified again on every request, so revoking it ends its console sessions too.
+
+Every POST carries the session's CSRF token (``csrf_token``, compared in constant time):
+missing is 400, wrong is 403.  Start, stop and ship first show a confirmation page; its
+form adds ``confirm`` (the experiment key) and ``version`` (the config version the page
+showed), so a stray or stale POST changes nothing.  The actions call the same `Store`
+methods as the JSON API, with the console key's id, so they land in the same audit trail.
+
+The views are marked `public` for the API's bearer-key check because they sign in their own
+way (the session); `_guard` turns every unsigned request away to the sign-in page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from abtest.auth import ApiKey, Role
+from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
+from abtest.store import Store, StoredExperiment
+from service import console_pages
+from service.extension import abtest
+from service.security import public
+
+bp = Blueprint("console", __name__, template_folder="templates")
+
+SESSION_API_KEY: Final = "console_api_key"
+SESSION_CSRF: Final = "console_csrf"
+CSRF_FIELD: Final = "csrf_token"
+ACTIONS: Final = ("start", "stop", "ship")
+_SIGN_IN_ENDPOINTS: Final = frozenset({"console.login"})
+
+# Status of each AbtestError code on console pages: the API's mapping, in HTML.
+_STATUS: Final = {"invalid_input": 400, "invalid_config": 422, "not_found": 404,
+                  "conflict": 409, "unauthorized": 401, "forbidden": 403}  # fmt: skip
+
+
+@bp.record_once
+def _configure_cookie(state: Any) -> None:
+    app: Flask = state.app
+    # Security requirements, not preferences: JavaScript never reads the key, and no other
+    # site can make the browser send it (a second line of defence behind the CSRF token).
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    if not app.secret_key:
+        # Sessions then last as long as this process; several workers need ABTEST_SECRET_KEY.
+        app.secret_key = secrets.token_bytes(32)
+
+
+def _store() -> Store:
+    return abtest().store
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, created on first use."""
+    token = session.get(SESSION_CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[SESSION_CSRF] = token
+    return token
+
+
+def _signed_in_key() -> ApiKey | None:
+    token = session.get(SESSION_API_KEY)
+    if not isinstance(token, str):
+        return None
+    try:
+        record = _store().verify_api_key(token)
+    except Unauthorized:
+        record = None
+    if record is None or record.role is not Role.ADMIN:
+        session.pop(SESSION_API_KEY, None)
+        return None
+    return record
+
+
+@bp.context_processor
+def _template_globals() -> dict[str, Callable[[], str]]:
+    return {"csrf_token": csrf_token}
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    if request.method == "POST":
+        sent = request.form.get(CSRF_FIELD)
+        if not sent:
+            abort(400, "the form has no CSRF token; reload the page and try again")
+        expected = session.get(SESSION_CSRF)
+        if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+            abort(403, "the form's CSRF token is not this session's; reload the page")
+    if request.endpoint in _SIGN_IN_ENDPOINTS:
+        return None
+    g.console_key = _signed_in_key()
+    if g.console_key is None:
+        return redirect(url_for("console.login", next=_local_path(request.full_path)))
+    return None
+
+
+def _local_path(target: str | None) -> str | None:
+    """``target`` if it is a path on this site (no scheme, no host), else None."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return None if parts.scheme or parts.netloc else target.rstrip("?") or "/"
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    status = exc.code or 500
+    return render_template("error.html", status=status, title=exc.name,
+                           message=exc.description), status  # fmt: skip
+
+
+@bp.errorhandler(AbtestError)
+def _abtest_error(exc: AbtestError) -> ResponseReturnValue:
+    status = _STATUS.get(exc.code, 400)
+    return render_template("error.html", status=status, title=exc.code.replace("_", " "),
+                           message=str(exc)), status  # fmt: skip
+
+
+# -- signing in and out ------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login() -> ResponseReturnValue:
+    """The sign-in form; POST checks the key and starts a fresh session."""
+    target = _local_path(request.values.get("next")) or url_for("console.experiments")
+    if request.method == "GET":
+        return render_template("login.html", next=target, error=None)
+    token = request.form.get("api_key", "").strip()
+    error, status = None, 200
+    try:
+        record = _store().verify_api_key(token)
+        if record.role is not Role.ADMIN:
+            error, status = "This is an sdk key: the console needs an admin key.", 403
+    except Unauthorized as exc:
+        error, status = f"Sign-in refused: {exc.message}.", 401
+    if error is not None:
+        return render_template("login.html", next=target, error=error), status
+    # A new session (new CSRF token) on every sign-in: no token planted before it survives.
+    session.clear()
+    session[SESSION_API_KEY] = token
+    csrf_token()
+    return redirect(target)
+
+
+@bp.post("/logout")
+@public
+def logout() -> ResponseReturnValue:
+    """Forget the key and the CSRF token."""
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@public
+def experiments() -> ResponseReturnValue:
+    """Every experiment with its status, units per variant, SRM and verdict."""
+    rows = [console_pages.summary(current_app, stored) for stored in _store().list_experiments()]
+    return render_template("experiments.html", rows=rows)
+
+
+@bp.get("/experiments/<key>")
+@public
+def experiment(key: str) -> ResponseReturnValue:
+    """One experiment: config, progress, power, figures, history and the action buttons."""
+    stored = _store().get_experiment(key)
+    page = console_pages.detail(current_app, stored, _store().history(key))
+    return render_template("experiment.html", page=page, actions=_allowed_actions(stored))
+
+
+def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:
+    status = stored.experiment.status.value
+    return {"start": status in ("draft", "stopped"), "stop": status == "running",
+            "ship": status in ("running", "stopped")}  # fmt: skip
+
+
+@bp.route("/experiments/<key>/<action>", methods=["GET", "POST"])
+@public
+def act(key: str, action: str) -> ResponseReturnValue:
+    """GET: the confirmation page; POST (confirmed, same version): do it, then show the page."""
+    if action not in ACTIONS:
+        abort(404)
+    store = _store()
+    stored = store.get_experiment(key)
+    variant = request.values.get("variant") if action == "ship" else None
+    if action == "ship" and variant not in stored.experiment.variant_keys:
+        raise InvalidInput(f"choose a variant of '{key}' to ship", "variant")
+    if request.method == "GET":
+        return render_template("confirm.html", stored=stored, action=action, variant=variant,
+                               description=_describe(stored, action, variant))  # fmt: skip
+    if request.form.get("confirm") != key:
+        raise InvalidInput("not confirmed: use the confirmation page", "confirm")
+    if request.form.get("version") != str(stored.version):
+        raise Conflict(
+            f"'{key}' changed since you looked (now version {stored.version}); review it again",
+            "version",
+        )
+    key_id = g.console_key.id
+    if action == "start":
+        store.start_experiment(key, key_id=key_id)
+    elif action == "stop":
+        store.stop_experiment(key, key_id=key_id)
+    else:
+        assert variant is not None  # checked above
+        store.ship_experiment(key, variant, key_id=key_id)
+    return redirect(url_for("console.experiment", key=key, done=action), code=303)
+
+
+def _describe(stored: StoredExperiment, action: str, variant: str | None) -> str:
+    key = stored.experiment.key
+    if action == "start":
+        return f"Start '{key}': units will be assigned and exposures logged."
+    if action == "stop":
+        return f"Stop '{key}': nobody new is assigned; assigned units keep their variant."
+    return f"Ship '{variant}' of '{key}': every unit gets '{variant}' from now on."

@@ -1,0 +1,158 @@
+"""``GET /v1/experiments/<key>/results``: export the experiment's buffered events, analyse.
+
+The view drains the experiment's exposure stream and the shared outcome stream into the
+export directory (``EXPORT_DIR``, env ``ABTEST_EXPORT_DIR``) with `abtest.export.export`,
+then analyses the exported files with the experiment's configured metrics
+(`analysis.analyze_experiment`).  The body is exactly the analysis result's ``to_dict()``.
+
+Exported files are immutable once renamed, so the sorted list of their names and sizes is a
+watermark of the data: a result is cached per (experiment, config version, watermark) and
+computed again only when either changes.  The console reads the same cache.
+
+Errors: unknown experiment 404; nothing exported for it yet, or no metric configured, 409
+``no_data`` / ``no_metrics`` (the request is fine, the experiment is not ready).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from flask import Blueprint, Flask, Response, jsonify
+
+from abtest import keys
+from abtest.errors import Conflict
+from abtest.export import Kind, StreamSource, export, files
+from abtest.store import StoredExperiment
+
+bp = Blueprint("results", __name__)
+
+DEFAULT_EXPORT_DIR: Final = "data/export"
+_CACHE_SIZE: Final = 32
+_EXTENSION: Final = "abtest.results"
+
+
+class NoData(Conflict):
+    """The experiment exists but cannot be analysed yet (no exposures, no metrics)."""
+
+    code = "no_data"
+
+
+class NoMetrics(Conflict):
+    """The experiment has no metric to analyse."""
+
+    code = "no_metrics"
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """One experiment's analysis at one config version and data watermark."""
+
+    key: str
+    config_version: int
+    watermark: str
+    analysis: Any  # analysis.analyze's result: immutable, with to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The analysis's own JSON form (what the endpoint serves)."""
+        result: dict[str, Any] = self.analysis.to_dict()
+        return result
+
+
+class _Cache:
+    """A small LRU of results; one lock, so concurrent requests never compute one key twice."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[tuple[str, int, str], ExperimentResults] = OrderedDict()
+
+    def get(self, key: tuple[str, int, str]) -> ExperimentResults | None:
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, int, str], value: ExperimentResults) -> None:
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        while len(self.entries) > _CACHE_SIZE:
+            self.entries.popitem(last=False)
+
+
+def export_dir(app: Flask) -> Path:
+    """Where this service exports events: ``EXPORT_DIR`` or ``data/export``."""
+    return Path(app.config.get("EXPORT_DIR") or DEFAULT_EXPORT_DIR)
+
+
+def _watermark(exposures: list[Path], outcomes: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in (*exposures, *outcomes):
+        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResults:
+    """Export ``stored``'s buffered events, then its analysis (cached by watermark).
+
+    Raises
+    ------
+    NoMetrics
+        The experiment configures no metric.
+    NoData
+        No exposure of the experiment has been exported (nobody was assigned yet).
+    """
+    import pandas as pd
+
+    from analysis import analyze_experiment
+
+    experiment = stored.experiment
+    if not experiment.metrics:
+        raise NoMetrics(f"'{experiment.key}' has no metric configured", "primary_metric")
+    ext = app.extensions["abtest"]
+    root = export_dir(app)
+    export(
+        ext.redis,
+        sources=[StreamSource(keys.exposures_stream(experiment.key), Kind.EXPOSURES,
+                              experiment.key),
+                 StreamSource(keys.outcomes_stream(), Kind.OUTCOMES)],
+        out_dir=root,
+    )  # fmt: skip
+    exposure_dir = root / Kind.EXPOSURES.value / experiment.key
+    exposure_files = files(root, Kind.EXPOSURES)
+    exposure_files = [p for p in exposure_files if exposure_dir in p.parents]
+    outcome_files = files(root, Kind.OUTCOMES)
+    if not exposure_files:
+        raise NoData(f"no exposures of '{experiment.key}' yet: results need assigned units",
+                     "experiment")  # fmt: skip
+    cache_key = (experiment.key, stored.version, _watermark(exposure_files, outcome_files, root))
+    cache: _Cache = app.extensions.setdefault(_EXTENSION, _Cache())
+    with cache.lock:
+        hit = cache.get(cache_key)
+        if hit is not None:
+            return hit
+        outcomes: Any = (
+            root / Kind.OUTCOMES.value
+            if outcome_files
+            else pd.DataFrame({"event_id": pd.Series(dtype=str), "unit_id": pd.Series(dtype=str),
+                               "metric": pd.Series(dtype=str), "value": pd.Series(dtype=float),
+                               "timestamp": pd.Series(dtype="datetime64[us, UTC]")})
+        )  # fmt: skip
+        analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes)
+        result = ExperimentResults(experiment.key, stored.version, cache_key[2], analysis)
+        cache.put(cache_key, result)
+        return result
+
+
+@bp.get("/v1/experiments/<key>/results")
+def results(key: str) -> Response:
+    """The experiment's analysis as JSON (admin key)."""
+    from flask import current_app
+
+    from service.extension import abtest
+
+    stored = abtest().store.get_experiment(key)
+    return jsonify(experiment_results(current_app, stored).to_dict())
