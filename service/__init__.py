@@ -24,6 +24,8 @@ BLUEPRINTS: Final = (
     "service.events:bp",  # /v1/events
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
+    "service.results:bp",  # /v1/experiments/<key>/results
+    "service.console:bp",  # / (the web console)
 )
 
 
