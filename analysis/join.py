@@ -33,7 +33,13 @@ import pandas as pd
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType, metric_name_problem
 from analysis.aggregates import PairedStats, SampleStats
-from analysis.load import Source, connect, register_exposures, register_outcomes
+from analysis.load import (
+    Source,
+    connect,
+    register_covariates,
+    register_exposures,
+    register_outcomes,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -169,7 +175,7 @@ def join_and_aggregate(
         register_exposures(con, exposures)
         register_outcomes(con, outcomes)
         if covariates is not None:
-            _register_covariates(con, covariates)
+            register_covariates(con, covariates)
         return aggregate(
             con,
             metrics=metrics,
@@ -225,16 +231,24 @@ def aggregate(
                     f"(present: {', '.join(sorted(present)[:20])})",
                     "metrics",
                 )
+    found = con.execute(
+        "SELECT DISTINCT variant, config_version FROM exposures WHERE experiment = ?",
+        [experiment],
+    ).fetchall()
+    variants = sorted({str(r[0]) for r in found})
+    versions = tuple(sorted({str(r[1]) for r in found if r[1] is not None}))
+    # Small integer codes instead of strings make the 10M-row group-by several times
+    # faster; the first exposure's variant is the code at the minimum timestamp.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _units AS SELECT unit_id, arg_min(variant, ts) AS variant,"
-        " min(ts) AS first_ts, count(DISTINCT variant) AS n_variants, "
-        "arg_min(config_version, ts) AS config_version "
-        "FROM exposures WHERE experiment = ? GROUP BY unit_id",
+        "CREATE OR REPLACE TEMP TABLE _units AS SELECT unit_id, arg_min(code, ts) AS code, "
+        "min(ts) AS first_ts, min(code) <> max(code) AS crossed FROM (SELECT unit_id, ts, "
+        f"CAST(list_position([{_in_list(variants)}], variant) AS UTINYINT) AS code "
+        "FROM exposures WHERE experiment = ?) GROUP BY unit_id",
         [experiment],
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _assigned AS "
-        "SELECT unit_id, variant, first_ts FROM _units WHERE n_variants = 1"
+        "CREATE OR REPLACE TEMP VIEW _assigned AS SELECT unit_id, "
+        f"[{_in_list(variants)}][code] AS variant, first_ts FROM _units WHERE NOT crossed"
     )
     units = {
         str(v): int(n)
@@ -242,15 +256,8 @@ def aggregate(
             "SELECT variant, count(*) FROM _assigned GROUP BY variant ORDER BY variant"
         ).fetchall()
     }
-    excluded_row = con.execute("SELECT count(*) FROM _units WHERE n_variants > 1").fetchall()[0]
+    excluded_row = con.execute("SELECT count(*) FROM _units WHERE crossed").fetchall()[0]
     excluded = int(excluded_row[0]) if excluded_row else 0
-    versions = tuple(
-        str(r[0])
-        for r in con.execute(
-            "SELECT DISTINCT config_version FROM _units "
-            "WHERE config_version IS NOT NULL ORDER BY 1"
-        ).fetchall()
-    )
     post = "e.ts >= a.first_ts" + (
         f" AND e.ts < a.first_ts + {_interval(attribution_window)}" if attribution_window else ""
     )
@@ -467,20 +474,6 @@ def _resolve_experiment(con: duckdb.DuckDBPyConnection, experiment: str | None) 
             "experiment",
         )
     return experiment
-
-
-def _register_covariates(con: duckdb.DuckDBPyConnection, source: Source) -> None:
-    from analysis.load import _column_types, _register_raw
-
-    raw = _register_raw(con, source, "covariates")
-    types = _column_types(con, raw, "covariates", ("unit_id", "metric", "value"))
-    if not types["value"].startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT",
-                                      "DOUBLE", "DECIMAL", "HUGEINT", "U")):  # fmt: skip
-        raise InvalidInput("column 'value' of covariates must be numeric", "covariates.value")
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW covariates AS SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
-        f"CAST(metric AS VARCHAR) AS metric, CAST(value AS DOUBLE) AS value FROM {raw}"
-    )
 
 
 def _interval(window: timedelta | None) -> str:
