@@ -27,6 +27,7 @@ from analysis.results import (
 )
 
 ZERO_CONTROL_REASON = "control mean is 0: a relative effect is undefined"
+TINY_CONTROL_REASON = "control mean is too close to 0 for a finite relative effect"
 
 
 def check_common(*, alternative: str, level: float) -> None:
@@ -76,9 +77,15 @@ def relative_effect(
     """
     if control_mean == 0 or not math.isfinite(control_mean):
         return None, None, ZERO_CONTROL_REASON
-    rel = (variant_mean - control_mean) / abs(control_mean)
-    var = variant_var / control_mean**2 + variant_mean**2 * control_var / control_mean**4
-    return rel, math.sqrt(max(var, 0.0)), None
+    # Written as sqrt(var_v + r² var_c) / |m_c| so that tiny control means do not
+    # underflow m_c⁴ to 0.
+    scale = abs(control_mean)
+    ratio = variant_mean / control_mean
+    rel = (variant_mean - control_mean) / scale
+    se = math.sqrt(max(variant_var + ratio * ratio * control_var, 0.0)) / scale
+    if not (math.isfinite(rel) and math.isfinite(se)):
+        return None, None, TINY_CONTROL_REASON
+    return rel, se, None
 
 
 def effect_from_means(
