@@ -93,9 +93,7 @@ def _srm_from_counts(stored: StoredExperiment, units: Mapping[str, int]) -> dict
     return {"p_value": result.p_value, "ok": result.ok}
 
 
-def _summary(
-    app: Flask, stored: StoredExperiment
-) -> tuple[Summary, ExperimentResults | None]:
+def _summary(app: Flask, stored: StoredExperiment) -> tuple[Summary, ExperimentResults | None]:
     store = app.extensions["abtest"].store
     units = dict(store.exposure_counts(stored.experiment.key).variants)
     analysed, note = _analysed(app, stored)

@@ -122,8 +122,7 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
         out_dir=root,
     )  # fmt: skip
     exposure_dir = root / Kind.EXPOSURES.value / experiment.key
-    exposure_files = files(root, Kind.EXPOSURES)
-    exposure_files = [p for p in exposure_files if exposure_dir in p.parents]
+    exposure_files = sorted(p for p in exposure_dir.rglob("*.parquet") if p.is_file())
     outcome_files = files(root, Kind.OUTCOMES)
     if not exposure_files:
         raise NoData(f"no exposures of '{experiment.key}' yet: results need assigned units",
@@ -153,6 +152,7 @@ def results(key: str) -> Response:
     from flask import current_app
 
     from service.extension import abtest
+    from service.validation import experiment_key
 
-    stored = abtest().store.get_experiment(key)
+    stored = abtest().store.get_experiment(experiment_key(key, "key"))
     return jsonify(experiment_results(current_app, stored).to_dict())

@@ -167,12 +167,12 @@ def test_sign_in_only_returns_to_this_site(
         ("/experiments/exp/ship", {"confirm": "exp", "version": "2", "variant": "treatment"}),
     ],
 )
-@pytest.mark.parametrize(("token", "status"), [(None, 400), ("forged", 403), ("", 400)])
+@pytest.mark.parametrize("csrf", [(None, 400), ("forged", 403), ("", 400)])
 def test_posts_need_the_session_csrf_token(
-    console: Console, api: Api, path: str, fields: dict[str, str], token: str | None,
-    status: int,
-) -> None:  # fmt: skip
-    """A POST without this session's CSRF token is refused and changes nothing."""
+    console: Console, api: Api, path: str, fields: dict[str, str], csrf: tuple[str | None, int]
+) -> None:
+    """A POST without this session's CSRF token is refused (400 missing, 403 wrong), no change."""
+    token, status = csrf
     api.create_experiment()
     data = dict(fields) if token is None else {**fields, "csrf_token": token}
     response = console.client.post(path, data=data)
