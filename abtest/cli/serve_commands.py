@@ -1,0 +1,233 @@
+"""``abtest serve`` (the HTTP service under gunicorn) and ``abtest keys`` (API keys).
+
+`serve` is a plain function too, so ``abtest demo`` and tests can start the service the
+same way; on the first start with an empty store it prints ``admin key: <key>`` once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from abtest.auth import Role, parse_role
+from abtest.errors import StoreUnavailable
+
+DEFAULT_DATA_DIR: Final = ".abtest"
+ADMIN_KEY_LINE: Final = "admin key: "
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` and ``keys create|list|revoke``."""
+    serve_cmd = subparsers.add_parser("serve", help="run the HTTP service under gunicorn")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve_cmd.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve_cmd.add_argument(
+        "--threads", type=int, default=1,
+        help="threads per worker; above 1 uses gunicorn's gthread workers (keep-alive)",
+    )  # fmt: skip
+    _store_arguments(serve_cmd)
+    serve_cmd.set_defaults(handler=_serve)
+
+    keys_cmd = subparsers.add_parser("keys", help="create, list and revoke API keys")
+    actions = keys_cmd.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create a key and print it (only this once)")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", default="", help="a label for listings")
+    _store_arguments(create)
+    create.set_defaults(handler=_keys_create)
+    listing = actions.add_parser("list", help="list keys (ids and roles, never the keys)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _store_arguments(listing)
+    listing.set_defaults(handler=_keys_list)
+    revoke = actions.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id", help="the key's id (see 'abtest keys list')")
+    _store_arguments(revoke)
+    revoke.set_defaults(handler=_keys_revoke)
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL"),
+        help="Redis to use (default: $REDIS_URL, else an embedded redis-server in --data-dir)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR,
+        help=f"embedded Redis data directory (default {DEFAULT_DATA_DIR}/)",
+    )  # fmt: skip
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 2,
+    threads: int = 1,
+    redis_url: str | None = None,
+    data_dir: str | Path = DEFAULT_DATA_DIR,
+    config: Mapping[str, Any] | None = None,
+    out: TextIO | None = None,
+    on_ready: Callable[[str, str | None], None] | None = None,
+) -> int:
+    """Run the service until SIGINT/SIGTERM; return the exit code.
+
+    Without ``redis_url`` an embedded redis-server is started in ``data_dir`` and stopped
+    on exit.  ``on_ready(redis_url, admin_key)`` is called once Redis is ready, before
+    gunicorn starts (``admin_key`` is None unless it was just created).
+    """
+    import redis
+
+    from abtest.embedded import EmbeddedRedis
+    from abtest.store import Store
+
+    out = out or sys.stdout
+    master = os.getpid()
+    # Before any worker imports prometheus_client: values then go to per-process files
+    # that a scrape of any worker sums up.
+    metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    embedded = None
+    try:
+        if not redis_url:
+            embedded = EmbeddedRedis(data_dir).start()
+            redis_url = embedded.url
+            print(f"redis: embedded redis-server, data in {Path(data_dir).resolve()}", file=out)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            admin_key = Store(client).create_first_admin_key()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
+        finally:
+            client.close()
+        if admin_key is not None:
+            print(f"{ADMIN_KEY_LINE}{admin_key}", file=out)
+            print("  (shown once: store it now; 'abtest keys create' makes more)", file=out)
+        print(f"abtest: serving on http://{host}:{port} with {workers} worker(s)", file=out)
+        out.flush()
+        if on_ready is not None:
+            on_ready(redis_url, admin_key)
+        app_config = {**(config or {}), "REDIS_URL": redis_url}
+        options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads}
+        return run_gunicorn(options, app_config)
+    finally:
+        # Workers are forks of this process and leave through this frame too: only the
+        # master may stop Redis and remove the metrics directory.
+        if os.getpid() == master:
+            if embedded is not None:
+                embedded.stop()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
+                 extra_setup: str | None = None) -> int:  # fmt: skip
+    """Run ``create_app(app_config)`` under gunicorn in this process until it is stopped.
+
+    ``extra_setup`` ("module:function") is called with each worker's app after it is
+    built (the benchmark adds its hello-world route this way).
+    """
+    import importlib
+
+    from gunicorn.app.base import BaseApplication
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(worker.pid)
+
+    class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+        def load_config(self) -> None:
+            settings = {"graceful_timeout": 10, "timeout": 30, **options, "child_exit": child_exit}
+            if int(settings.get("threads", 1)) > 1:
+                settings["worker_class"] = "gthread"
+            for name, value in settings.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            from service import create_app
+
+            app = create_app(app_config)
+            if extra_setup:
+                module, _, name = extra_setup.partition(":")
+                getattr(importlib.import_module(module), name)(app)
+            return app
+
+    master = os.getpid()
+    try:
+        Application().run()
+    except SystemExit as exc:  # gunicorn's arbiter exits through sys.exit on shutdown
+        if os.getpid() != master:
+            raise  # a worker leaving: let it exit, never run the master's clean-up
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from abtest.cli import UsageError
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {args.port}")
+    if args.workers < 1 or args.threads < 1:
+        raise UsageError("--workers and --threads must be at least 1")
+    return serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                 redis_url=args.redis_url, data_dir=args.data_dir)  # fmt: skip
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[Any], int]) -> int:
+    import redis
+
+    from abtest.embedded import open_redis
+    from abtest.store import Store
+
+    with open_redis(args.redis_url, args.data_dir) as url:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            return action(Store(client))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
+        finally:
+            client.close()
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    role = parse_role(args.role, "--role")
+
+    def create(store: Any) -> int:
+        token, record = store.create_api_key(role, name=args.name)
+        print(token)
+        print(f"created {record.role} key {record.id}; it is shown only this once", file=sys.stderr)
+        return 0
+
+    return _with_store(args, create)
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    def listing(store: Any) -> int:
+        records = store.list_api_keys()
+        if args.json:
+            print(json.dumps([r.to_dict() for r in records], indent=2))
+            return 0
+        print(f"{'id':<14} {'role':<6} {'created':<21} {'revoked':<21} name")
+        for r in records:
+            revoked = r.revoked_at or "-"
+            print(f"{r.id:<14} {r.role.value:<6} {r.created_at:<21} {revoked:<21} {r.name}")
+        return 0
+
+    return _with_store(args, listing)
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    def revoke(store: Any) -> int:
+        record = store.revoke_api_key(args.key_id)
+        print(f"revoked {record.id} ({record.role.value}) at {record.revoked_at}")
+        return 0
+
+    return _with_store(args, revoke)

@@ -1,0 +1,193 @@
+"""`abtest serve` as a real process over HTTP, and the `abtest keys` commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from abtest.cli import main
+from abtest.embedded import free_port
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ranker-v2.json"
+CLI = [sys.executable, "-c", "from abtest.cli import run; run()"]
+
+
+class Server:
+    """A running `abtest serve` child process."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                "2",
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=data_dir.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir.parent)},  # no REDIS_URL
+        )
+        self.lines: list[str] = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("abtest: serving on"):
+                break
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+
+    @property
+    def admin_key(self) -> str | None:
+        """The key printed on the `admin key:` line, if any."""
+        found = [line.split(": ", 1)[1] for line in self.lines if line.startswith("admin key: ")]
+        return found[0] if found else None
+
+    def request(
+        self, method: str, path: str, body: Any = None, key: str | None = None
+    ) -> tuple[int, Any]:
+        """One HTTP request; returns (status, parsed JSON or text)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, raw, kind = (
+                    response.status,
+                    response.read(),
+                    response.headers.get_content_type(),
+                )
+        except urllib.error.HTTPError as exc:
+            status, raw, kind = exc.code, exc.read(), exc.headers.get_content_type()
+        return status, json.loads(raw) if kind == "application/json" else raw.decode()
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+@pytest.mark.slow
+def test_serve_end_to_end_and_restart(tmp_path):
+    """A real server: first start prints an admin key; data and keys survive a restart."""
+    data_dir = tmp_path / "data"
+    server = Server(data_dir)
+    try:
+        admin = server.admin_key
+        assert admin is not None and admin.startswith("abt_")
+        assert server.request("GET", "/v1/experiments")[0] == 401
+        config = json.loads(EXAMPLE.read_text())
+        assert server.request("POST", "/v1/experiments", config, admin)[0] == 201
+        assert server.request("POST", "/v1/experiments/ranker-v2/start", None, admin)[0] == 200
+        created = subprocess.run(
+            [*CLI, "keys", "create", "--role", "sdk", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        sdk = created.stdout.strip()
+        assert sdk.startswith("abt_") and "\n" not in sdk
+        attributes = {"country": "DE", "app_version": 500}
+        answers = {}
+        for i in range(40):
+            status, body = server.request(
+                "POST",
+                "/v1/assign",
+                {"experiment": "ranker-v2", "unit_id": f"u{i}", "attributes": attributes},
+                sdk,
+            )
+            assert status == 200
+            answers[f"u{i}"] = body
+        assert {a["reason"] for a in answers.values()} >= {"assigned"}
+        events = {"events": [{"event_id": "e1", "unit_id": "u1", "metric": "purchase"}]}
+        assert server.request("POST", "/v1/events", events, sdk) == (
+            202,
+            {"accepted": 1, "duplicates": 0},
+        )
+        assert server.request("POST", "/v1/assign", {"experiment": "ranker-v2"}, sdk)[0] == 400
+        assert server.request("POST", "/v1/experiments/ranker-v2/stop", None, sdk)[0] == 403
+        metrics = server.request("GET", "/metrics")[1]
+        assigned = sum(a["reason"] == "assigned" for a in answers.values())
+        assert (
+            'abtest_http_requests_total{endpoint="/v1/assign",method="POST",status="200"} 40.0'
+            in metrics
+        )
+        exposures = server.request("GET", "/v1/experiments/ranker-v2/exposures", None, admin)[1]
+        assert exposures["total"] == assigned
+    finally:
+        assert server.stop() == 0
+    assert not (data_dir / "redis.url").exists()
+
+    again = Server(data_dir)
+    try:
+        assert again.admin_key is None  # printed on the first start only
+        status, stored = again.request("GET", "/v1/experiments/ranker-v2", None, admin)
+        assert (status, stored["status"]) == (200, "running")
+        for unit in ("u1", "u2", "u3"):
+            body = {"experiment": "ranker-v2", "unit_id": unit, "attributes": attributes}
+            assert again.request("POST", "/v1/assign", body, sdk) == (200, answers[unit])
+        assert again.request("POST", "/v1/events", events, sdk)[1] == {
+            "accepted": 0,
+            "duplicates": 1,
+        }
+    finally:
+        assert again.stop() == 0
+
+
+def test_keys_commands(tmp_path, capsys):
+    """keys create prints only the key; list shows ids, not keys; revoke marks it."""
+    data_dir = str(tmp_path / "d")
+    assert main(["keys", "create", "--role", "sdk", "--name", "app", "--data-dir", data_dir]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("abt_")
+    assert main(["keys", "list", "--json", "--data-dir", data_dir]) == 0
+    [record] = json.loads(capsys.readouterr().out)
+    assert (record["role"], record["name"], record["revoked_at"]) == ("sdk", "app", None)
+    assert token not in json.dumps(record)
+    assert main(["keys", "revoke", record["id"], "--data-dir", data_dir]) == 0
+    assert f"revoked {record['id']}" in capsys.readouterr().out
+    assert main(["keys", "list", "--data-dir", data_dir]) == 0
+    assert record["id"] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "create", "--role", "root"],
+        ["keys", "revoke", "k-missing"],
+        ["serve", "--port", "0"],
+        ["serve", "--workers", "0"],
+        ["keys", "list", "--redis-url", "redis://127.0.0.1:1/0"],
+    ],
+)
+def test_bad_cli_input_exits_2(tmp_path, capsys, argv):
+    """Bad arguments, unknown ids and an unreachable Redis are one-line errors, exit code 2."""
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("abtest: error: ")
+    assert "\n" not in err
