@@ -23,7 +23,6 @@ variant and logs the first exposure exactly once.  Only the standard library is 
 from __future__ import annotations
 
 import atexit
-import http.client
 import json
 import random
 import threading
@@ -35,29 +34,18 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from abtest import errors
 from abtest.assignment import Reason
 from abtest.assignment import assign as assign_locally
+from abtest.client_http import HttpTransport, ServiceUnavailable, raise_for
 from abtest.events import MAX_BATCH_EVENTS, parse_event
 from abtest.experiment import Experiment, Status, validate_unit_id
 
 __all__ = ["Client", "ClientAssignment", "ClientStats", "ServiceUnavailable"]
 
-_ERRORS: Final[dict[str, type[errors.AbtestError]]] = {
-    cls.code: cls
-    for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict, errors.Unauthorized,
-                errors.Forbidden, errors.PayloadTooLarge, errors.StoreUnavailable)
-}  # fmt: skip
-_RETRYABLE: Final = frozenset({408, 429, 500, 502, 503, 504})
 _SEEN_LIMIT: Final = 100_000  # (experiment, unit) pairs remembered to send one exposure each
-
-
-class ServiceUnavailable(errors.StoreUnavailable):
-    """The service could not be reached or answered 5xx; nothing is known to be written."""
-
-    code = "service_unavailable"
 
 
 @dataclass(frozen=True)
@@ -106,93 +94,6 @@ class ClientStats:
         return asdict(self)
 
 
-class _Http:
-    """JSON over HTTP/1.1 keep-alive: one connection per thread, reopened when it drops."""
-
-    def __init__(self, url: str, api_key: str, timeout: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise errors.InvalidInput(f"not an http(s) URL: {url!r}", "url")
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port
-        self.base = parts.path.rstrip("/")
-        self.timeout = timeout
-        self.headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": "abtest-python",
-        }
-        self._local = threading.local()
-        self._all: set[http.client.HTTPConnection] = set()  # every thread's, for close_all
-        self._all_lock = threading.Lock()
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn, True
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.timeout)
-        self._local.conn = conn
-        with self._all_lock:
-            self._all.add(conn)
-        return conn, False
-
-    def close(self) -> None:
-        """Close this thread's connection (the next request opens a new one)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._all_lock:
-                self._all.discard(conn)
-
-    def close_all(self) -> None:
-        """Close every thread's connection."""
-        with self._all_lock:
-            conns, self._all = self._all, set()
-        for conn in conns:
-            conn.close()
-
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """``(status, parsed JSON body)``; `ServiceUnavailable` when the service is unreachable.
-
-        Every call this client makes is idempotent on the server (sticky assignment, event
-        ids), so a request on a keep-alive connection the server had closed is sent again.
-        """
-        payload = None if body is None else json.dumps(body).encode()
-        for _ in range(2):
-            conn, reused = self._connection()
-            try:
-                conn.request(method, self.base + path, body=payload, headers=self.headers)
-                response = conn.getresponse()
-                raw = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                if reused:
-                    continue
-                raise ServiceUnavailable(f"cannot reach the service: {exc!r}") from None
-            if response.will_close:
-                self.close()
-            try:
-                return response.status, json.loads(raw) if raw else None
-            except ValueError:
-                return response.status, None
-        raise ServiceUnavailable("the service closed the connection twice")  # pragma: no cover
-
-
-def _raise_for(status: int, body: Any) -> None:
-    if status < 300:
-        return
-    error = body.get("error") if isinstance(body, dict) else None
-    if status >= 500 or status in _RETRYABLE or not isinstance(error, dict):
-        message = error.get("message") if isinstance(error, dict) else None
-        raise ServiceUnavailable(f"the service answered {status}: {message or 'no detail'}")
-    cls = _ERRORS.get(str(error.get("code")), errors.InvalidInput)
-    raise cls(str(error.get("message", f"HTTP {status}")), error.get("field"))
-
-
 class Client:
     """A thread-safe client; use one per process, as a context manager or `close` it.
 
@@ -223,7 +124,7 @@ class Client:
             raise errors.InvalidInput(f"must be 1 to {MAX_BATCH_EVENTS}", "batch_size")
         if max_buffer < 1:
             raise errors.InvalidInput("must be at least 1", "max_buffer")
-        self._http = _Http(url, api_key, timeout)
+        self._http = HttpTransport(url, api_key, timeout)
         self.flush_interval, self.batch_size, self.max_buffer = (
             flush_interval,
             batch_size,
@@ -413,7 +314,7 @@ class Client:
     # -- the background thread -------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         status, answer = self._http.request(method, path, body)
-        _raise_for(status, answer)
+        raise_for(status, answer)
         return answer
 
     def _note(self, exc: Exception) -> None:

@@ -1,15 +1,8 @@
 """Drain the exposure and outcome streams into Parquet files, exactly once per row.
 
-Layout of the output directory (plain folder names, no ``key=value`` segments, so DuckDB
-and pyarrow do not invent partition columns that clash with ``experiment``)::
-
-    DIR/exposures/<experiment>/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
-    DIR/outcomes/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
-    DIR/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
-
-The date is the UTC date of the event's own timestamp; the ids are the first and last
-Redis stream ids of the rows in the file.  Readers take ``DIR/<kind>/**/*.parquet``;
-temporary files end in ``.tmp`` and are never matched.
+Files go to ``DIR/exposures/<experiment>/<YYYY-MM-DD>/`` and ``DIR/outcomes/<YYYY-MM-DD>/``
+(the event's UTC date), named ``<first-id>_<last-id>.parquet`` after the Redis stream ids
+of their rows; see `abtest.export_files` for the layout, the schemas and the readers.
 
 Exactly once, by construction:
 
@@ -31,23 +24,39 @@ that point exactly as a crash would, which is how the tests prove points 3 and 4
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import secrets
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest.errors import AbtestError, InvalidInput
 from abtest.experiment import SLUG
+from abtest.export_files import (
+    Hook,
+    Kind,
+    Step,
+    day,
+    files,
+    jsonl_writer,
+    parquet_writer,
+    parse,
+    read,
+    read_exposures,
+    read_outcomes,
+    remove_stale_tmp,
+    schema,
+    write_durably,
+)
+
+__all__ = [
+    "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
+    "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
+    "export_stream", "files", "lock_key", "read", "read_exposures", "read_outcomes", "schema",
+]  # fmt: skip
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from redis import Redis
 
 GROUP: Final = "abtest-export"
@@ -55,56 +64,12 @@ CONSUMER: Final = "exporter"  # one consumer name: the lock makes the exporter u
 DEFAULT_BATCH_SIZE: Final = 5_000
 DEFAULT_LOCK_TTL: Final = 60.0
 _ACK_CHUNK: Final = 500  # ids per XACK/XDEL call inside the script (Lua unpack limit)
-_EPOCH: Final = date(1970, 1, 1)
-_US_PER_DAY: Final = 86_400_000_000
-_STALE_TMP_SECONDS: Final = 3_600.0
-
-
-class Kind(StrEnum):
-    """What a stream holds; also the top-level folder of its files."""
-
-    EXPOSURES = "exposures"
-    OUTCOMES = "outcomes"
-
-
-class Step(StrEnum):
-    """Points at which `export` calls its hook (the crash-injection points of the tests)."""
-
-    READ = "read"  # a batch was read (and is now pending)
-    WRITTEN = "written"  # one temporary file was written and fsynced
-    RENAMED = "renamed"  # it was renamed to its final name
-    DIR_SYNCED = "dir_synced"  # its directory was fsynced
-    ACKED = "acked"  # the batch was acknowledged and deleted from the stream
-
-
-Hook = Callable[[Step], None]
 
 
 class ExportLockLost(AbtestError):
     """Another exporter took over this stream (ours stalled past the lock TTL)."""
 
     code = "export_lock_lost"
-
-
-def _schemas() -> dict[Kind, pa.Schema]:
-    import pyarrow as pa
-
-    ts = pa.timestamp("us", tz="UTC")
-    return {
-        Kind.EXPOSURES: pa.schema(
-            [("unit_id", pa.string()), ("experiment", pa.string()), ("variant", pa.string()),
-             ("timestamp", ts), ("config_version", pa.int64())]
-        ),
-        Kind.OUTCOMES: pa.schema(
-            [("event_id", pa.string()), ("unit_id", pa.string()), ("metric", pa.string()),
-             ("value", pa.float64()), ("timestamp", ts)]
-        ),
-    }  # fmt: skip
-
-
-def schema(kind: Kind) -> pa.Schema:
-    """The Arrow schema of the files of ``kind``."""
-    return _schemas()[kind]
 
 
 @dataclass(frozen=True)
@@ -271,30 +236,6 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 # -- turning entries into rows --------------------------------------------------------------
 
 
-def _day(timestamp_us: int) -> str:
-    return (_EPOCH + timedelta(days=timestamp_us // _US_PER_DAY)).isoformat()
-
-
-def _parse(kind: Kind, fields: Mapping[str, str]) -> dict[str, Any]:
-    """One stream entry -> one row; raises ValueError naming what is wrong."""
-    if kind is Kind.EXPOSURES:
-        names = ("unit_id", "experiment", "variant", "timestamp", "config_version")
-    else:
-        names = ("event_id", "unit_id", "metric", "value", "timestamp")
-    missing = [n for n in names if n not in fields]
-    if missing:
-        raise ValueError(f"missing field(s) {', '.join(missing)}")
-    row: dict[str, Any] = {n: fields[n] for n in names}
-    row["timestamp"] = int(fields["timestamp"])
-    if kind is Kind.EXPOSURES:
-        row["config_version"] = int(fields["config_version"])
-    else:
-        row["value"] = float(fields["value"])
-        if not math.isfinite(row["value"]):
-            raise ValueError("value is not finite")
-    return row
-
-
 @dataclass
 class _Batch:
     """A batch split into output files: rows per relative path, plus malformed entries."""
@@ -310,7 +251,7 @@ def _split(source: StreamSource, entries: Sequence[tuple[str, dict[str, str] | N
         if fields is None:
             continue  # the entry is gone from the stream; there is nothing left to export
         try:
-            row = _parse(source.kind, fields)
+            row = parse(source.kind, fields)
             if source.kind is Kind.EXPOSURES and row["experiment"] != source.experiment:
                 raise ValueError(f"experiment {row['experiment']!r} in the stream of "
                                  f"{source.experiment!r}")  # fmt: skip
@@ -320,92 +261,10 @@ def _split(source: StreamSource, entries: Sequence[tuple[str, dict[str, str] | N
         folder = Path(source.kind.value)
         if source.experiment is not None:
             folder /= source.experiment
-        by_dir.setdefault(folder / _day(row["timestamp"]), []).append((entry_id, row))
+        by_dir.setdefault(folder / day(row["timestamp"]), []).append((entry_id, row))
     for folder, rows in by_dir.items():
         batch.parts[folder / f"{rows[0][0]}_{rows[-1][0]}.parquet"] = rows
     return batch
-
-
-# -- durable files ------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(root: Path, relative: Path) -> Path:
-    """Create ``root/relative`` one level at a time, fsyncing each new entry's parent."""
-    current = root
-    for part in relative.parts:
-        child = current / part
-        if not child.is_dir():
-            child.mkdir(exist_ok=True)
-            _fsync_dir(current)
-        current = child
-    return current
-
-
-def _write_durably(root: Path, relative: Path, write: Callable[[Any], None], hook: Hook) -> Path:
-    """temp file -> fsync -> rename -> fsync dir; the final name appears complete or not at all."""
-    folder = _make_dirs(root, relative.parent)
-    final = folder / relative.name
-    tmp = folder / f".{relative.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with tmp.open("wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        hook(Step.WRITTEN)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    hook(Step.RENAMED)
-    _fsync_dir(folder)
-    hook(Step.DIR_SYNCED)
-    return final
-
-
-def _parquet_writer(
-    kind: Kind, rows: Sequence[tuple[str, dict[str, Any]]]
-) -> Callable[[Any], None]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table_schema = schema(kind)
-    columns = {
-        name: pa.array([row[name] for _, row in rows], type=table_schema.field(name).type)
-        for name in table_schema.names
-    }
-    table = pa.table(columns, schema=table_schema)
-
-    def write(handle: Any) -> None:
-        pq.write_table(table, handle, compression="zstd")
-
-    return write
-
-
-def _jsonl_writer(stream: str, bad: Sequence[Mapping[str, Any]]) -> Callable[[Any], None]:
-    def write(handle: Any) -> None:
-        for item in bad:
-            line = json.dumps({"stream": stream, **item}, ensure_ascii=False, sort_keys=True)
-            handle.write(line.encode() + b"\n")
-
-    return write
-
-
-def _remove_stale_tmp(root: Path) -> None:
-    # Left by a crash between write and rename; young ones may belong to a live exporter.
-    cutoff = time.time() - _STALE_TMP_SECONDS
-    for tmp in root.rglob(".*.tmp"):
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 # -- the export loop ---------------------------------------------------------------------------
@@ -460,14 +319,14 @@ def export_stream(
             call(Step.READ)
             batch = _split(source, entries)
             for relative, part in batch.parts.items():
-                path = _write_durably(root, relative, _parquet_writer(source.kind, part), call)
+                path = write_durably(root, relative, parquet_writer(source.kind, part), call)
                 files.append(str(path))
                 rows += len(part)
                 lock.renew()
             if batch.bad:
                 name = f"{entries[0][0]}_{entries[-1][0]}.jsonl"
                 relative = Path("quarantine") / source.stream.replace("/", "_") / name
-                path = _write_durably(root, relative, _jsonl_writer(source.stream, batch.bad), call)
+                path = write_durably(root, relative, jsonl_writer(source.stream, batch.bad), call)
                 files.append(str(path))
                 quarantined += len(batch.bad)
             lock.ack([entry_id for entry_id, _ in entries])
@@ -508,39 +367,10 @@ def export(
     """
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(root)
+    remove_stale_tmp(root)
     reports = [
         export_stream(redis, source=source, out_dir=root, batch_size=batch_size,
                       lock_ttl=lock_ttl, hook=hook)
         for source in (discover(redis) if sources is None else sources)
     ]  # fmt: skip
     return ExportResult(tuple(reports))
-
-
-# -- reading the files back ---------------------------------------------------------------------
-
-
-def files(directory: str | os.PathLike[str], kind: Kind | str) -> list[Path]:
-    """The exported Parquet files of ``kind`` under ``directory``, sorted by path."""
-    folder = Path(directory) / Kind(kind).value
-    return sorted(p for p in folder.rglob("*.parquet") if p.is_file()) if folder.is_dir() else []
-
-
-def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
-    """Every exported row of ``kind`` as one Arrow table (empty, with the schema, if none)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table_schema = schema(Kind(kind))
-    tables = [pq.read_table(path, schema=table_schema) for path in files(directory, kind)]
-    return pa.concat_tables(tables) if tables else table_schema.empty_table()
-
-
-def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:
-    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version``)."""
-    return read(directory, Kind.EXPOSURES)
-
-
-def read_outcomes(directory: str | os.PathLike[str]) -> pa.Table:
-    """Every exported outcome row (``event_id, unit_id, metric, value, timestamp``)."""
-    return read(directory, Kind.OUTCOMES)

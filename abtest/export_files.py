@@ -1,0 +1,205 @@
+"""The files of ``abtest export``: schemas, row parsing, durable writes, and reading back.
+
+Layout (plain folder names, no ``key=value`` segments, so DuckDB and pyarrow do not invent
+partition columns that clash with ``experiment``)::
+
+    DIR/exposures/<experiment>/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
+    DIR/outcomes/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
+    DIR/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
+
+Temporary files start with ``.`` and end in ``.tmp``: no ``*.parquet`` glob matches them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_EPOCH: Final = date(1970, 1, 1)
+_US_PER_DAY: Final = 86_400_000_000
+_STALE_TMP_SECONDS: Final = 3_600.0
+
+
+class Kind(StrEnum):
+    """What a stream holds; also the top-level folder of its files."""
+
+    EXPOSURES = "exposures"
+    OUTCOMES = "outcomes"
+
+
+class Step(StrEnum):
+    """Points at which `export` calls its hook (the crash-injection points of the tests)."""
+
+    READ = "read"  # a batch was read (and is now pending)
+    WRITTEN = "written"  # one temporary file was written and fsynced
+    RENAMED = "renamed"  # it was renamed to its final name
+    DIR_SYNCED = "dir_synced"  # its directory was fsynced
+    ACKED = "acked"  # the batch was acknowledged and deleted from the stream
+
+
+Hook = Callable[[Step], None]
+
+
+def _schemas() -> dict[Kind, pa.Schema]:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return {
+        Kind.EXPOSURES: pa.schema(
+            [("unit_id", pa.string()), ("experiment", pa.string()), ("variant", pa.string()),
+             ("timestamp", ts), ("config_version", pa.int64())]
+        ),
+        Kind.OUTCOMES: pa.schema(
+            [("event_id", pa.string()), ("unit_id", pa.string()), ("metric", pa.string()),
+             ("value", pa.float64()), ("timestamp", ts)]
+        ),
+    }  # fmt: skip
+
+
+def schema(kind: Kind) -> pa.Schema:
+    """The Arrow schema of the files of ``kind``."""
+    return _schemas()[kind]
+
+
+def day(timestamp_us: int) -> str:
+    return (_EPOCH + timedelta(days=timestamp_us // _US_PER_DAY)).isoformat()
+
+
+def parse(kind: Kind, fields: Mapping[str, str]) -> dict[str, Any]:
+    """One stream entry -> one row; raises ValueError naming what is wrong."""
+    if kind is Kind.EXPOSURES:
+        names = ("unit_id", "experiment", "variant", "timestamp", "config_version")
+    else:
+        names = ("event_id", "unit_id", "metric", "value", "timestamp")
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    row: dict[str, Any] = {n: fields[n] for n in names}
+    row["timestamp"] = int(fields["timestamp"])
+    if kind is Kind.EXPOSURES:
+        row["config_version"] = int(fields["config_version"])
+    else:
+        row["value"] = float(fields["value"])
+        if not math.isfinite(row["value"]):
+            raise ValueError("value is not finite")
+    return row
+
+
+# -- durable files: temp name, fsync, rename, fsync the folder ---------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(root: Path, relative: Path) -> Path:
+    """Create ``root/relative`` one level at a time, fsyncing each new entry's parent."""
+    current = root
+    for part in relative.parts:
+        child = current / part
+        if not child.is_dir():
+            child.mkdir(exist_ok=True)
+            _fsync_dir(current)
+        current = child
+    return current
+
+
+def write_durably(root: Path, relative: Path, write: Callable[[Any], None], hook: Hook) -> Path:
+    """temp file -> fsync -> rename -> fsync dir; the final name appears complete or not at all."""
+    folder = _make_dirs(root, relative.parent)
+    final = folder / relative.name
+    tmp = folder / f".{relative.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with tmp.open("wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        hook(Step.WRITTEN)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    hook(Step.RENAMED)
+    _fsync_dir(folder)
+    hook(Step.DIR_SYNCED)
+    return final
+
+
+def parquet_writer(kind: Kind, rows: Sequence[tuple[str, dict[str, Any]]]) -> Callable[[Any], None]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table_schema = schema(kind)
+    columns = {
+        name: pa.array([row[name] for _, row in rows], type=table_schema.field(name).type)
+        for name in table_schema.names
+    }
+    table = pa.table(columns, schema=table_schema)
+
+    def write(handle: Any) -> None:
+        pq.write_table(table, handle, compression="zstd")
+
+    return write
+
+
+def jsonl_writer(stream: str, bad: Sequence[Mapping[str, Any]]) -> Callable[[Any], None]:
+    def write(handle: Any) -> None:
+        for item in bad:
+            line = json.dumps({"stream": stream, **item}, ensure_ascii=False, sort_keys=True)
+            handle.write(line.encode() + b"\n")
+
+    return write
+
+
+def remove_stale_tmp(root: Path) -> None:
+    # Left by a crash between write and rename; young ones may belong to a live exporter.
+    cutoff = time.time() - _STALE_TMP_SECONDS
+    for tmp in root.rglob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# -- reading the files back ---------------------------------------------------------------------
+
+
+def files(directory: str | os.PathLike[str], kind: Kind | str) -> list[Path]:
+    """The exported Parquet files of ``kind`` under ``directory``, sorted by path."""
+    folder = Path(directory) / Kind(kind).value
+    return sorted(p for p in folder.rglob("*.parquet") if p.is_file()) if folder.is_dir() else []
+
+
+def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
+    """Every exported row of ``kind`` as one Arrow table (empty, with the schema, if none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table_schema = schema(Kind(kind))
+    tables = [pq.read_table(path, schema=table_schema) for path in files(directory, kind)]
+    return pa.concat_tables(tables) if tables else table_schema.empty_table()
+
+
+def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:
+    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version``)."""
+    return read(directory, Kind.EXPOSURES)
+
+
+def read_outcomes(directory: str | os.PathLike[str]) -> pa.Table:
+    """Every exported outcome row (``event_id, unit_id, metric, value, timestamp``)."""
+    return read(directory, Kind.OUTCOMES)
