@@ -32,7 +32,7 @@ from analysis.power import (
     sample_size_mean,
     sample_size_proportion,
 )
-from analysis.power_ratio import (
+from analysis.power_ratio_metric import (
     minimum_detectable_effect_ratio,
     power_ratio,
     ratio_metric_variance,

@@ -128,19 +128,20 @@ def effect_and_null(
 
 
 def proportion_sds(
-    p1: FloatArray, p2: FloatArray, s: Setup, pooled: bool
-) -> tuple[FloatArray, FloatArray]:
+    p1: FloatArray, p2: FloatArray, ratio: FloatArray, variance_factor: FloatArray,
+    *, pooled: bool,
+) -> tuple[FloatArray, FloatArray]:  # fmt: skip
     """``s0, s1`` of a difference of proportions (times sqrt(n_control)).
 
     Under H1 the unpooled ``p1 q1 + p2 q2 / r``; under H0 the pooled
     ``pbar qbar (1 + 1/r)`` with ``pbar = (p1 + r p2) / (1 + r)`` when ``pooled``
     (superiority, Fleiss), else the unpooled one (non-inferiority, Chow, Shao & Wang).
     """
-    r = s.ratio
-    var1 = (p1 * (1 - p1) + p2 * (1 - p2) / r) * s.variance_factor
+    r = ratio
+    var1 = (p1 * (1 - p1) + p2 * (1 - p2) / r) * variance_factor
     if pooled:
         pbar = (p1 + r * p2) / (1 + r)
-        var0 = pbar * (1 - pbar) * (1 + 1 / r) * s.variance_factor
+        var0 = pbar * (1 - pbar) * (1 + 1 / r) * variance_factor
     else:
         var0 = var1
     return np.sqrt(var0), np.sqrt(var1)
@@ -157,8 +158,6 @@ def proportion_design(
     s: Setup, baseline: FloatArray, effect: FloatArray, margin: FloatArray | None
 ) -> Design:
     """A difference of two proportions: control ``baseline``, treatment ``baseline + effect``."""
-    if s.test == "t":
-        raise InvalidInput("the t-test applies to mean and ratio metrics only", "test")
     delta, delta0 = effect_and_null(s, effect, margin)
     p2 = baseline + delta
     pm.require(
@@ -168,7 +167,7 @@ def proportion_design(
         "",
         message="pushes the treatment proportion outside [0, 1] (to {value:g})",
     )
-    s0, s1 = proportion_sds(baseline, p2, s, pooled=margin is None)
+    s0, s1 = proportion_sds(baseline, p2, s.ratio, s.variance_factor, pooled=margin is None)
     return Design(setup=s, dist=np.abs(delta - delta0), s0=s0, s1=s1, sd=s1)
 
 

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from abtest.errors import InvalidInput
 from analysis import _power_math as pm
 from analysis.power import minimum_detectable_effect_mean, minimum_detectable_effect_proportion
-from analysis.power_ratio import minimum_detectable_effect_ratio
+from analysis.power_ratio_metric import minimum_detectable_effect_ratio
 from analysis.power_results import MinimumDetectableEffect
 
 if TYPE_CHECKING:

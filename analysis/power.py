@@ -29,7 +29,7 @@ over numpy arrays so a grid of scenarios is one call):
 - Integer sample sizes are rounded up.  Bad inputs raise `abtest.errors.InvalidInput`.
 
 Which formula each function uses is stated in its docstring.  Ratio metrics live in
-`analysis.power_ratio`, durations and the "MDE after 7/14/21/28 days" table in
+`analysis.power_ratio_metric`, durations and the "MDE after 7/14/21/28 days" table in
 `analysis.duration`, the numerics in ``analysis._power_math`` and the input checks in
 ``analysis._power_designs``; `analysis` re-exports every public name.
 """
@@ -249,9 +249,9 @@ def minimum_detectable_effect_proportion(
 ) -> MinimumDetectableEffect:
     """Smallest change of a conversion rate detectable at ``n_per_variant`` (superiority).
 
-    Inverts `power_proportion`: the variances depend on the effect, so the root is found by
-    whole-array bisection over ``(0, 1 - p1]`` (``(0, p1]`` for "less").  Where even the
-    largest possible effect is under-powered the result is nan.
+    Inverts `power_proportion`: the variances depend on the effect, so the root is found
+    by a whole-array bracketed search over ``(0, 1 - p1]`` (``(0, p1]`` for "less").
+    Where even the largest possible effect is under-powered the result is nan.
 
     Examples
     --------
@@ -268,16 +268,17 @@ def minimum_detectable_effect_proportion(
     crit = pm.critical_z(s.alpha, s.two_sided)
     room = 1.0 - p if s.sign > 0 else p
 
-    def power_at(fraction: FloatArray) -> FloatArray:
-        delta = fraction * room
-        s0, s1 = designs.proportion_sds(p, p + s.sign * delta, s, pooled=True)
-        return pm.z_power(delta, s0, s1, n, crit, two_sided=s.two_sided)
+    def power_at(fraction: FloatArray, params: list[FloatArray]) -> FloatArray:
+        p_, room_, n_, ratio_, vf_, crit_ = params
+        delta = fraction * room_
+        s0, s1 = designs.proportion_sds(p_, p_ + s.sign * delta, ratio_, vf_, pooled=True)
+        return pm.z_power(delta, s0, s1, n_, crit_, two_sided=s.two_sided)
 
-    # Bisection on the fraction of the room to the boundary keeps every probe inside [0, 1].
-    reachable = power_at(np.ones_like(room)) >= s.power
-    fraction = pm.bisect_increasing(
-        power_at, np.where(reachable, s.power, 0.0), np.zeros_like(room), np.ones_like(room)
-    )
+    # The root is searched on the fraction of the room to the boundary, so every probe
+    # stays inside [0, 1].
+    params = (p, room, n, s.ratio, s.variance_factor, crit)
+    reachable = power_at(np.ones_like(room), list(params)) >= s.power
+    fraction = pm.solve_increasing(power_at, np.where(reachable, s.power, -1.0), 0.0, 1.0, *params)
     absolute = np.where(reachable, fraction * room, np.nan)
     return mde_result(s, np.asarray(absolute, np.float64), n, p)
 
@@ -435,7 +436,7 @@ def minimum_detectable_effect_mean(
     """Smallest change of a mean detectable at ``n_per_variant`` (sensitivity).
 
     z: ``(z_a + z_b) sqrt(s_c^2 + s_t^2 / r) / sqrt(n)`` refined for the two-sided opposite
-    tail (statsmodels ``NormalIndPower.solve_power(effect_size=None)``); t: bisection on
+    tail (statsmodels ``NormalIndPower.solve_power(effect_size=None)``); t: a root search on
     the noncentral-t power (``TTestIndPower``).  ``relative`` is nan without ``baseline``.
 
     Examples
