@@ -38,60 +38,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.set_defaults(handler=_export)
 
 
-def _running_embedded_url(data_dir: Path) -> str:
-    """URL of the embedded redis-server that another process (``abtest serve``) runs."""
-    from abtest.errors import StoreUnavailable
-
-    settings: dict[str, str] = {}
-    try:
-        text = (data_dir / "redis.conf").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StoreUnavailable(f"no redis.conf in {data_dir}") from None
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        settings[name] = value.strip()
-    if "port" not in settings or "requirepass" not in settings:
-        raise StoreUnavailable(f"{data_dir / 'redis.conf'} names no port and password")
-    return f"redis://:{settings['requirepass']}@127.0.0.1:{settings['port']}/0"
-
-
 @contextlib.contextmanager
 def _connect(args: argparse.Namespace) -> Iterator[Redis[Any]]:
     import redis
 
-    from abtest.embedded import EmbeddedRedis
-    from abtest.errors import AbtestError
+    from abtest.embedded import open_redis
 
+    # An explicit --data-dir wins over $REDIS_URL; open_redis uses the server that
+    # `abtest serve` runs on the data dir, or starts one for the duration of the export.
     url = args.redis_url or (None if args.data_dir else os.environ.get("REDIS_URL"))
-    if url:
-        client = redis.Redis.from_url(url)
+    with open_redis(url, Path(args.data_dir or DEFAULT_DATA_DIR)) as resolved:
+        client = redis.Redis.from_url(resolved)
         try:
             yield client
         finally:
             client.close()
-        return
-    data_dir = Path(args.data_dir or DEFAULT_DATA_DIR)
-    server = EmbeddedRedis(data_dir)
-    try:
-        server.start()
-    except AbtestError as exc:
-        if "in use" not in exc.message:
-            raise
-        # `abtest serve` owns this data dir: drain through its server instead.
-        client = redis.Redis.from_url(_running_embedded_url(data_dir))
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    try:
-        client = redis.Redis.from_url(server.url)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        server.stop()
 
 
 def _export(args: argparse.Namespace) -> int:
