@@ -16,6 +16,7 @@ Layout (``K`` is an experiment key, a slug that cannot contain braces)::
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
+    abtest:console:secret              STRING  the console's session-signing secret (random)
 
 Every key of one experiment carries the hash tag ``{K}``, and each Lua script touches keys of
 one tag only (one experiment, ``{events}`` or ``{apikeys}``), so the same scripts run on
@@ -93,3 +94,8 @@ def api_keys_by_id() -> str:
 def lifecycle_lock() -> str:
     """STRING lock held while a start or update checks layer overlaps across experiments."""
     return f"{PREFIX}:lock:lifecycle"
+
+
+def console_secret() -> str:
+    """STRING random secret that signs console sessions when no SECRET_KEY is configured."""
+    return f"{PREFIX}:console:secret"

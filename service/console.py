@@ -3,6 +3,8 @@
 Sign-in takes an *admin* API key and keeps it in Flask's signed session cookie (HttpOnly,
 SameSite=Strict, ``Secure`` when ``SESSION_COOKIE_SECURE`` is set), never in a URL.  The
 key is verified again on every request, so revoking it ends its console sessions too.
+Cookies are signed with ``SECRET_KEY`` (env ``ABTEST_SECRET_KEY``) or, when it is unset,
+with a random secret shared through Redis (`SharedSecretSessionInterface`).
 
 Every POST carries the session's CSRF token (``csrf_token``, compared in constant time):
 missing is 400, wrong is 403.  Start, stop and ship first show a confirmation page; its
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Flask,
+    Request,
     abort,
     current_app,
     g,
@@ -34,9 +37,12 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 
+from abtest import keys
 from abtest.auth import ApiKey, Role
 from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
 from abtest.store import Store, StoredExperiment
@@ -64,9 +70,42 @@ def _configure_cookie(state: Any) -> None:
     # site can make the browser send it (a second line of defence behind the CSRF token).
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    if not app.secret_key:
-        # Sessions then last as long as this process; several workers need ABTEST_SECRET_KEY.
-        app.secret_key = secrets.token_bytes(32)
+    app.session_interface = SharedSecretSessionInterface()
+
+
+class SharedSecretSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions; without ``SECRET_KEY``, signed by a secret in Redis.
+
+    The secret is created once (``SET NX``) and shared by every worker and server on the
+    same Redis, so a cookie signed by one gunicorn worker is valid in all of them.  Redis is
+    only asked when a cookie is read or written, so API requests never wait for it.
+    """
+
+    def __init__(self) -> None:
+        self._secret: str | None = None
+
+    def _shared_secret(self, app: Flask) -> str:
+        if self._secret is None:
+            client = app.extensions["abtest"].redis
+            client.set(keys.console_secret(), secrets.token_urlsafe(32), nx=True)
+            self._secret = str(client.get(keys.console_secret()))
+        return self._secret
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer, keyed by ``SECRET_KEY`` or else the shared secret."""
+        if app.secret_key:
+            return super().get_signing_serializer(app)
+        return URLSafeTimedSerializer(
+            self._shared_secret(app), salt=self.salt, serializer=self.serializer,
+            signer_kwargs={"key_derivation": self.key_derivation,
+                           "digest_method": self.digest_method},
+        )  # fmt: skip
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """No cookie, no Redis round trip: a new empty session."""
+        if not app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def _store() -> Store:

@@ -287,3 +287,21 @@ def test_list_shows_status_units_and_srm(console: Console, api: Api) -> None:
     assert '<span class="ok">ok</span>' in row
     draft = page[page.index('data-key="draft-one"') : page.index('data-key="exp"')]
     assert "draft" in draft and "no units" in draft
+
+
+def test_workers_share_the_session_secret(redis_url: str, redis_client: redis.Redis) -> None:
+    """Apps on one Redis (gunicorn workers) accept each other's cookies; SECRET_KEY wins."""
+    from service import create_app
+
+    def build(**extra: Any) -> Any:
+        return create_app({"TESTING": True, "REDIS_URL": redis_url, **extra})
+
+    first, second, own_secret = build(), build(), build(SECRET_KEY="configured")
+    admin = first.extensions["abtest"].store.create_api_key(Role.ADMIN)[0]
+    signed_in = first.test_client()
+    Console(signed_in).login(admin)
+    cookie = signed_in.get_cookie("session").value
+    for app, status in ((second, 200), (own_secret, 302)):
+        other = app.test_client()
+        other.set_cookie("session", cookie)
+        assert other.get("/").status_code == status

@@ -20,6 +20,7 @@ from abtest import keys
         (keys.api_keys_by_hash(), "abtest:{apikeys}:by-hash"),
         (keys.api_keys_by_id(), "abtest:{apikeys}:by-id"),
         (keys.lifecycle_lock(), "abtest:lock:lifecycle"),
+        (keys.console_secret(), "abtest:console:secret"),
     ],
 )
 def test_rendered_key_names(rendered, expected):
