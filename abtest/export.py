@@ -196,7 +196,9 @@ class _Lock:
             return _run(self.redis, script, keys, [self.token, self.ttl_ms, *args])
         except ResponseError as exc:
             if str(exc).startswith("LOCKLOST"):
-                raise ExportLockLost(f"lost the export lock of {self.stream}") from exc
+                raise ExportLockLost(f"lost the export lock of {self.stream}; run again") from exc
+            if str(exc).startswith("PENDING"):  # cannot happen while the lock holds: say so
+                raise AbtestError(f"{self.stream}: a batch is pending under our lock") from exc
             raise
 
     def renew(self) -> None:

@@ -71,10 +71,8 @@ def _export(args: argparse.Namespace) -> int:
     try:
         with _connect(args) as client:
             result = export(client, out_dir=out, batch_size=batch_size)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except redis.RedisError as exc:
         raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
-    except redis.AuthenticationError as exc:
-        raise StoreUnavailable(f"Redis refused the password: {exc}") from None
     summary = result.to_dict()
     if args.json:
         print(json.dumps(summary, sort_keys=True))
