@@ -6,8 +6,23 @@ one loading module at the edge.
 """
 
 from analysis.aggregates import PairedStats, SampleStats
+from analysis.analyze import (
+    AnalysisResult,
+    AnalysisSettings,
+    MetricRow,
+    analyze,
+    analyze_experiment,
+)
 from analysis.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
 from analysis.cuped import CupedResult, cuped
+from analysis.decision import (
+    Decision,
+    DecisionRules,
+    Verdict,
+    decide,
+    decision_record,
+    write_decision_record,
+)
 from analysis.duration import (
     duration_days,
     mde_by_duration,
@@ -22,6 +37,8 @@ from analysis.inference import (
     proportion_difference,
     ratio_difference,
 )
+from analysis.join import Aggregates, join_and_aggregate, parse_metric
+from analysis.load import read_exposures, read_outcomes
 from analysis.multiple import adjust_p_values
 from analysis.power import (
     guardrail_adjusted_power,
@@ -45,9 +62,15 @@ from analysis.sequential import SequentialResult, default_tau2, sequential_test
 from analysis.srm import SrmResult, srm_test
 
 __all__ = [
+    "Aggregates",
+    "AnalysisResult",
+    "AnalysisSettings",
     "BayesianResult",
     "CupedResult",
+    "Decision",
+    "DecisionRules",
     "Effect",
+    "MetricRow",
     "MinimumDetectableEffect",
     "NonInferiority",
     "PairedStats",
@@ -56,14 +79,20 @@ __all__ = [
     "SampleStats",
     "SequentialResult",
     "SrmResult",
+    "Verdict",
     "adjust_p_values",
+    "analyze",
+    "analyze_experiment",
     "bayesian_binomial",
     "bayesian_mean",
     "cuped",
+    "decide",
+    "decision_record",
     "default_tau2",
     "duration_days",
     "effect_from_means",
     "guardrail_adjusted_power",
+    "join_and_aggregate",
     "mde_by_duration",
     "mean_difference",
     "minimum_detectable_effect_mean",
@@ -71,6 +100,7 @@ __all__ = [
     "minimum_detectable_effect_ratio",
     "n_per_variant_after_days",
     "non_inferiority",
+    "parse_metric",
     "power_mean",
     "power_proportion",
     "power_ratio",
@@ -78,10 +108,13 @@ __all__ = [
     "quantile_difference",
     "ratio_difference",
     "ratio_metric_variance",
+    "read_exposures",
+    "read_outcomes",
     "remaining_days",
     "sample_size_mean",
     "sample_size_proportion",
     "sample_size_ratio",
     "sequential_test",
     "srm_test",
+    "write_decision_record",
 ]

@@ -150,11 +150,12 @@ class Aggregates:
     def daily_stats(self, metric: str) -> dict[object, dict[str, PairedStats]]:
         """Cumulative `PairedStats` by day and variant for one metric (see ``daily``)."""
         rows = self.daily[self.daily["metric"] == metric]
+        moments = rows[["sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"]].to_numpy(dtype=float)
         out: dict[object, dict[str, PairedStats]] = {}
-        for row in rows.itertuples(index=False):
-            out.setdefault(row.day, {})[str(row.variant)] = PairedStats(
-                int(row.n), row.sum_y, row.sum_x, row.sum_yy, row.sum_xx, row.sum_xy
-            )
+        for day, variant, n, sums in zip(
+            rows["day"], rows["variant"], rows["n"].to_numpy(dtype=np.int64), moments, strict=True
+        ):
+            out.setdefault(day, {})[str(variant)] = PairedStats(int(n), *map(float, sums))
         return out
 
 
@@ -366,9 +367,9 @@ def _metric_aggregates(
             "sum(s) FILTER (WHERE metric = ?) AS x FROM _unit_values "
             "WHERE metric IN (?, ?) GROUP BY unit_id, variant"
         )
-        stats = _paired(con, f"SELECT variant, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql})",
-                        units, [num, den, num, den])  # fmt: skip
-        return MetricAggregates(metric, dict(stats))
+        per_unit = f"SELECT variant, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql})"
+        ratio = _paired(con, per_unit, units, [num, den, num, den])
+        return MetricAggregates(metric, dict(ratio))
     y = _value_sql(metric.type, "c", "s")
     if covariate_table:
         sql = (
@@ -385,7 +386,7 @@ def _metric_aggregates(
             con, f"SELECT variant, {y} AS y, {x} AS x FROM _unit_values WHERE metric = ?",
             units, [metric.name],
         )  # fmt: skip
-    stats = {variant: p.y for variant, p in paired.items()}
+    stats: dict[str, SampleStats | PairedStats] = {v: p.y for v, p in paired.items()}
     covariate = paired if (pre_window or covariate_table) else None
     return MetricAggregates(metric, stats, covariate)
 
@@ -397,7 +398,7 @@ def _daily(
 
     A unit whose cumulative value moves from a to b on day d changes Σy by b - a and Σy²
     by b² - a² (likewise x and xy); summing these changes over days gives the moments of
-    the cumulative per-unit values at every day's end without a unit × day grid.
+    the cumulative per-unit values at every day's end without a grid of units by days.
     """
     days = con.execute(
         "SELECT min(d), max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "

@@ -78,7 +78,10 @@ def register_exposures(
         f"{_timestamp_sql(types['timestamp'], name)} AS ts, {version} AS config_version "
         f"FROM {raw}"
     )
-    _check_rows(con, raw, name, ("unit_id", "experiment", "variant", "timestamp"), types, glob)
+    _check_rows(
+        con, raw=raw, name=name, not_null=("unit_id", "experiment", "variant", "timestamp"),
+        types=types, parquet_glob=glob,
+    )  # fmt: skip
 
 
 def register_outcomes(
@@ -109,10 +112,14 @@ def register_outcomes(
         f"CAST(unit_id AS VARCHAR) AS unit_id, CAST(metric AS VARCHAR) AS metric, "
         f"{value} AS value, {_timestamp_sql(types['timestamp'], name)} AS ts FROM {raw}"
     )
-    _check_rows(con, raw, name, ("event_id", "unit_id", "metric", "timestamp"), types, glob)
+    _check_rows(
+        con, raw=raw, name=name, not_null=("event_id", "unit_id", "metric", "timestamp"),
+        types=types, parquet_glob=glob,
+    )  # fmt: skip
     if "value" in types:
         bad = con.execute(
-            f"SELECT count(*) FROM {raw} WHERE value IS NOT NULL AND NOT isfinite(CAST(value AS DOUBLE))"
+            f"SELECT count(*) FROM {raw} "
+            "WHERE value IS NOT NULL AND NOT isfinite(CAST(value AS DOUBLE))"
         ).fetchall()[0]
         if bad and bad[0]:
             raise InvalidInput(f"{name}.value has {bad[0]} non-finite value(s)", f"{name}.value")
@@ -285,6 +292,7 @@ def _timestamp_sql(column_type: str, name: str) -> str:
 
 def _check_rows(
     con: duckdb.DuckDBPyConnection,
+    *,
     raw: str,
     name: str,
     not_null: Sequence[str],

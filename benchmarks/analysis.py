@@ -152,9 +152,7 @@ def _measure(path: str, directory: Path) -> dict[str, object]:
 def _agree(a: dict[str, object], b: dict[str, object]) -> bool:
     left, right = a["result"], b["result"]
     assert isinstance(left, dict) and isinstance(right, dict)
-    return all(
-        np.allclose(left[m][v], right[m][v], rtol=1e-9) for m in left for v in left[m]
-    )
+    return all(np.allclose(left[m][v], right[m][v], rtol=1e-9) for m in left for v in left[m])
 
 
 def main() -> None:

@@ -1,0 +1,449 @@
+"""One call from exposure and outcome data to effects, tests and a verdict.
+
+`analyze` joins and aggregates (`analysis.join`, in DuckDB), then runs the statistics of
+the sibling modules on the aggregates only: Welch / z effects with absolute and relative
+CIs, CUPED when a pre-exposure covariate exists, SRM, Holm (or BH) across metrics and
+variants, mSPRT always-valid p-values, Bayesian chance to beat control, non-inferiority of
+guardrails, and finally `analysis.decision.decide`.
+
+Multiple comparisons: primary and secondary metrics by treatment variants form one family;
+guardrails by treatment variants another (their decision rests on non-inferiority tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from abtest.errors import InvalidInput
+from abtest.experiment import Metric, MetricType
+from analysis.aggregates import PairedStats, SampleStats
+from analysis.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
+from analysis.cuped import CupedResult, cuped
+from analysis.decision import Decision, DecisionRules, decide
+from analysis.inference import (
+    NonInferiority,
+    mean_difference,
+    non_inferiority,
+    proportion_difference,
+    ratio_difference,
+)
+from analysis.join import (
+    DEFAULT_COVARIATE_WINDOW,
+    Aggregates,
+    MetricAggregates,
+    join_and_aggregate,
+    parse_metric,
+    quantile_level,
+)
+from analysis.load import Source
+from analysis.multiple import adjust_p_values
+from analysis.quantile import quantile_difference
+from analysis.results import Effect, json_float, json_interval
+from analysis.sequential import SequentialResult, sequential_test
+from analysis.srm import SrmResult, srm_test
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from abtest.experiment import Experiment
+
+MetricSpec = str | Metric
+DEFAULT_GUARDRAIL_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Every setting that shapes a result; stored in it and in the decision record."""
+
+    alpha: float = 0.05
+    correction: str = "holm"
+    attribution_window_hours: float | None = None
+    covariate_window_days: float | None = DEFAULT_COVARIATE_WINDOW.days
+    n_boot: int = 1000
+    seed: int = 0
+    rules: DecisionRules = field(default_factory=DecisionRules)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric for one treatment variant against control.
+
+    With CUPED applied the effect, CIs and p-value are the adjusted ones (``cuped`` keeps
+    the unadjusted effect); ``control_mean``/``variant_mean`` are always the raw values.
+    ``error`` says why nothing could be computed (the other numbers are then None).
+    """
+
+    metric: str
+    type: MetricType
+    role: str
+    variant: str
+    higher_is_better: bool
+    n_control: int
+    n_variant: int
+    control_mean: float | None
+    variant_mean: float | None
+    effect: Effect | None
+    p_value: float | None
+    adjusted_p_value: float | None = None
+    significant: bool = False
+    cuped: CupedResult | None = None
+    sequential: SequentialResult | None = None
+    bayesian: BayesianResult | None = None
+    non_inferiority: NonInferiority | None = None
+    error: str | None = None
+
+    @property
+    def absolute_effect(self) -> float | None:
+        """Variant minus control (adjusted when CUPED applies)."""
+        return None if self.effect is None else self.effect.absolute_effect
+
+    @property
+    def relative_effect(self) -> float | None:
+        """Absolute effect over |control mean| (None when undefined)."""
+        return None if self.effect is None else self.effect.relative_effect
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row of ``AnalysisResult.to_dict()["metrics"]``."""
+        e = self.effect
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "type": self.type.value,
+            "role": self.role,
+            "variant": self.variant,
+            "higher_is_better": self.higher_is_better,
+            "n_control": self.n_control,
+            "n_variant": self.n_variant,
+            "control_mean": json_float(self.control_mean),
+            "variant_mean": json_float(self.variant_mean),
+            "absolute_effect": None if e is None else json_float(e.absolute_effect),
+            "absolute_ci": None if e is None else json_interval(e.absolute_ci),
+            "relative_effect": None if e is None else json_float(e.relative_effect),
+            "relative_ci": None if e is None else json_interval(e.relative_ci),
+            "p_value": json_float(self.p_value),
+            "adjusted_p_value": json_float(self.adjusted_p_value),
+            "significant": self.significant,
+            "error": self.error,
+        }
+        if self.cuped is not None:
+            raw = self.cuped.unadjusted
+            out["cuped"] = {
+                "variance_reduction": json_float(self.cuped.variance_reduction),
+                "theta": json_float(self.cuped.theta),
+                "correlation": json_float(self.cuped.correlation),
+                "unadjusted": {"absolute_effect": json_float(raw.absolute_effect),
+                               "absolute_ci": json_interval(raw.absolute_ci),
+                               "p_value": json_float(raw.p_value)},
+            }  # fmt: skip
+        if self.sequential is not None:
+            out["sequential"] = {
+                "p_value": json_float(self.sequential.p_value),
+                "ci": json_interval(self.sequential.ci),
+            }
+        if self.bayesian is not None:
+            out["bayesian"] = {
+                "chance_to_beat_control": json_float(self.bayesian.chance_to_beat_control),
+                "expected_loss": json_float(self.bayesian.expected_loss),
+            }
+        if self.non_inferiority is not None:
+            out["non_inferiority"] = self.non_inferiority.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything `analyze` found; ``to_dict()`` is the JSON of the CLI and the API."""
+
+    experiment: str
+    control: str
+    units: Mapping[str, int]
+    excluded_units: int
+    srm: SrmResult
+    rows: tuple[MetricRow, ...]
+    decision: Decision
+    settings: AnalysisSettings
+    config_versions: tuple[str, ...] = ()
+    aggregates: Aggregates | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def crossover_share(self) -> float:
+        """Excluded crossover units over all exposed units."""
+        total = sum(self.units.values()) + self.excluded_units
+        return self.excluded_units / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (nan/inf as null)."""
+        return {
+            "experiment": self.experiment,
+            "control": self.control,
+            "variants": [{"variant": v, "units": n} for v, n in self.units.items()],
+            "excluded_units": self.excluded_units,
+            "crossover_share": self.crossover_share,
+            "srm": {"p_value": json_float(self.srm.p_value), "ok": self.srm.ok,
+                    "expected": {k: json_float(v) for k, v in self.srm.expected.items()}},
+            "metrics": [row.to_dict() for row in self.rows],
+            "decision": self.decision.to_dict(),
+            "settings": self.settings.to_dict(),
+        }  # fmt: skip
+
+    def summary(self) -> pd.DataFrame:
+        """One row per metric and treatment variant, snake_case columns."""
+        import pandas as pd
+
+        columns = ["metric", "type", "role", "variant", "n_control", "n_variant",
+                   "control_mean", "variant_mean", "absolute_effect", "relative_effect",
+                   "p_value", "adjusted_p_value", "significant"]  # fmt: skip
+        records = []
+        for row in self.rows:
+            data = row.to_dict()
+            record = {c: data[c] for c in columns}
+            lo, hi = data["absolute_ci"] or (None, None)
+            record.update(ci_low=lo, ci_high=hi)
+            records.append(record)
+        return pd.DataFrame.from_records(records, columns=[*columns, "ci_low", "ci_high"])
+
+
+def _as_metric(spec: MetricSpec, where: str) -> Metric:
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, str):
+        return parse_metric(spec, field_name=where)
+    raise InvalidInput(f"{where}: expected 'name:type' or a Metric, got {spec!r}", where)
+
+
+def analyze(
+    exposures: Source,
+    outcomes: Source,
+    *,
+    metrics: Sequence[MetricSpec],
+    control: str = "control",
+    experiment: str | None = None,
+    guardrails: Sequence[MetricSpec] = (),
+    weights: Mapping[str, float] | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    attribution_window: timedelta | None = None,
+    covariate_window: timedelta | None = DEFAULT_COVARIATE_WINDOW,
+    covariates: Source | None = None,
+    planned_units_per_variant: int | None = None,
+    rules: DecisionRules | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> AnalysisResult:
+    """Analyse one experiment: the first metric is primary, the others secondary.
+
+    Parameters
+    ----------
+    exposures, outcomes : DataFrame or path
+        See `analysis.load` for the schemas and accepted sources.
+    metrics : sequence of "name:type" or Metric
+        ``purchase:binomial``, ``revenue:sum``, ``clicks/searches:ratio``,
+        ``latency_ms:p95:quantile``…
+    control : str
+        Control variant key.
+    guardrails : sequence of "name:type" or Metric
+        Tested for non-inferiority with the Metric's relative ``margin`` (default 5%)
+        and direction.
+    weights : mapping, optional
+        Configured weights for the SRM test; default equal over the variants seen.
+    alpha, correction
+        Significance level; "holm" (default) or "bh".
+    attribution_window, covariate_window, covariates
+        See `analysis.join.aggregate`.
+    planned_units_per_variant : int, optional
+        The plan: before it is reached, shipping needs the sequential test too.
+    rules : DecisionRules, optional
+        Decision thresholds (its ``alpha`` is replaced by ``alpha``).
+    n_boot, seed
+        Bootstrap replicates and seed for quantile metrics.
+
+    Raises
+    ------
+    InvalidInput
+        Missing columns, empty data, an unknown control or experiment, a metric absent
+        from the outcomes, bad settings; the message and ``field`` name the problem.
+    """
+    if not 0 < alpha < 0.5:
+        raise InvalidInput(f"alpha must lie in (0, 0.5), got {alpha}", "alpha")
+    if correction not in ("holm", "bh"):
+        raise InvalidInput(f"correction must be 'holm' or 'bh', got {correction!r}", "correction")
+    if not metrics:
+        raise InvalidInput("at least one metric is required", "metrics")
+    primary = [_as_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+    guards = [_as_metric(m, f"guardrails[{i}]") for i, m in enumerate(guardrails)]
+    rules = replace(rules or DecisionRules(), alpha=alpha)
+    settings = AnalysisSettings(
+        alpha=alpha,
+        correction=correction,
+        attribution_window_hours=None if attribution_window is None
+        else attribution_window.total_seconds() / 3600,
+        covariate_window_days=None if covariate_window is None or covariates is not None
+        else covariate_window.total_seconds() / 86400,
+        n_boot=n_boot, seed=seed, rules=rules,
+    )  # fmt: skip
+    agg = join_and_aggregate(
+        exposures, outcomes, metrics=[*primary, *guards], experiment=experiment,
+        attribution_window=attribution_window, covariate_window=covariate_window,
+        covariates=covariates,
+    )  # fmt: skip
+    if control not in agg.units:
+        raise InvalidInput(
+            f"control '{control}' not found in the exposures (variants: "
+            f"{', '.join(agg.units) or 'none'})",
+            "control",
+        )
+    order = list(weights) if weights else sorted(agg.units)
+    unknown = [v for v in agg.units if weights and v not in weights]
+    if unknown:
+        raise InvalidInput(f"exposures hold variant(s) {unknown} that have no weight", "weights")
+    variants = [control, *[v for v in order if v != control and v in agg.units]]
+    units = {v: agg.units[v] for v in variants}
+    srm = srm_test(observed=units, weights=weights or dict.fromkeys(units, 1.0),
+                   threshold=rules.srm_threshold)  # fmt: skip
+    rows: list[MetricRow] = []
+    for role_metrics, role in ((primary[:1], "primary"), (primary[1:], "secondary"),
+                               (guards, "guardrail")):  # fmt: skip
+        for metric in role_metrics:
+            for variant in variants[1:]:
+                rows.append(
+                    _row(agg=agg, data=agg.metrics[metric.name], role=role, control=control,
+                         variant=variant, settings=settings)
+                )  # fmt: skip
+    rows = _adjust(rows, correction, alpha)
+    decision = decide(
+        control=control, units=units, excluded_units=agg.excluded_units, srm=srm, rows=rows,
+        primary=primary[0].name, days_elapsed=agg.days,
+        planned_units_per_variant=planned_units_per_variant, rules=rules,
+    )  # fmt: skip
+    return AnalysisResult(
+        experiment=agg.experiment, control=control, units=units,
+        excluded_units=agg.excluded_units, srm=srm, rows=tuple(rows), decision=decision,
+        settings=settings, config_versions=agg.config_versions, aggregates=agg,
+    )  # fmt: skip
+
+
+def analyze_experiment(
+    experiment: Experiment, exposures: Source, outcomes: Source, **settings: Any
+) -> AnalysisResult:
+    """`analyze` with metrics, guardrails, control, weights and plan from the definition.
+
+    Raises
+    ------
+    InvalidInput
+        The experiment has no primary metric, or any `analyze` error.
+    """
+    if experiment.primary_metric is None:
+        raise InvalidInput(f"experiment '{experiment.key}' has no primary metric", "primary_metric")
+    settings.setdefault("planned_units_per_variant", experiment.planned_units_per_variant)
+    return analyze(
+        exposures, outcomes,
+        metrics=[experiment.primary_metric, *experiment.secondary_metrics],
+        guardrails=list(experiment.guardrail_metrics), control=experiment.control,
+        experiment=experiment.key, weights=experiment.weights, **settings,
+    )  # fmt: skip
+
+
+# -- one row ------------------------------------------------------------------------------
+def _row(
+    *,
+    agg: Aggregates,
+    data: MetricAggregates,
+    role: str,
+    control: str,
+    variant: str,
+    settings: AnalysisSettings,
+) -> MetricRow:
+    metric = data.metric
+    level = 1 - settings.alpha
+    base: dict[str, Any] = {
+        "metric": metric.name, "type": metric.type, "role": role, "variant": variant,
+        "higher_is_better": metric.higher_is_better,
+    }  # fmt: skip
+    n_c, n_v = agg.units[control], agg.units[variant]
+    try:
+        extra: dict[str, Any] = {}
+        if metric.type is MetricType.QUANTILE:
+            assert data.samples is not None
+            c, v = data.samples[control], data.samples[variant]
+            q = quantile_difference(
+                control_values=c.values, control_units=c.units, variant_values=v.values,
+                variant_units=v.units, q=quantile_level(metric), n_boot=settings.n_boot,
+                seed=settings.seed, level=level,
+            )  # fmt: skip
+            effect = q.effect
+            n_c, n_v = c.n_units, v.n_units
+        elif metric.type is MetricType.RATIO:
+            pc, pv = data.stats[control], data.stats[variant]
+            assert isinstance(pc, PairedStats) and isinstance(pv, PairedStats)
+            effect = ratio_difference(control=pc, variant=pv, level=level)
+        else:
+            sc, sv = data.stats[control], data.stats[variant]
+            assert isinstance(sc, SampleStats) and isinstance(sv, SampleStats)
+            if metric.type is MetricType.BINOMIAL:
+                effect = proportion_difference(control=sc, variant=sv, level=level)
+                extra["bayesian"] = bayesian_binomial(
+                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
+                )
+            else:
+                effect = mean_difference(control=sc, variant=sv, level=level)
+                extra["bayesian"] = bayesian_mean(
+                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
+                )
+            extra["sequential"] = _sequential(agg, metric.name, control, variant, settings.alpha)
+            cov = data.covariate
+            if cov is not None and cov[control].x.variance + cov[variant].x.variance > 0:
+                extra["cuped"] = cuped(control=cov[control], variant=cov[variant], level=level)
+                effect = extra["cuped"].effect
+        if role == "guardrail":
+            try:
+                extra["non_inferiority"] = non_inferiority(
+                    effect, margin=metric.margin or DEFAULT_GUARDRAIL_MARGIN,
+                    higher_is_better=metric.higher_is_better, relative=True,
+                    alpha=settings.alpha,
+                )  # fmt: skip
+            except InvalidInput as exc:
+                extra["error"] = f"non-inferiority: {exc.message}"
+        raw = extra["cuped"].unadjusted if "cuped" in extra else effect
+        return MetricRow(
+            **base, n_control=n_c, n_variant=n_v, control_mean=raw.control_mean,
+            variant_mean=raw.variant_mean, effect=effect, p_value=effect.p_value, **extra,
+        )  # fmt: skip
+    except InvalidInput as exc:
+        return MetricRow(
+            **base, n_control=n_c, n_variant=n_v, control_mean=None, variant_mean=None,
+            effect=None, p_value=None, error=exc.message,
+        )  # fmt: skip
+
+
+def _sequential(
+    agg: Aggregates, metric: str, control: str, variant: str, alpha: float
+) -> SequentialResult | None:
+    """mSPRT over the daily cumulative looks where both arms have >= 2 units."""
+    looks = []
+    for arms in agg.daily_stats(metric).values():
+        if control in arms and variant in arms and min(arms[control].n, arms[variant].n) >= 2:
+            looks.append((arms[control].y, arms[variant].y))
+    if not looks:
+        return None
+    return sequential_test(looks=looks, alpha=alpha)
+
+
+def _adjust(rows: list[MetricRow], correction: str, alpha: float) -> list[MetricRow]:
+    out = list(rows)
+    for family in (("primary", "secondary"), ("guardrail",)):
+        index = [i for i, r in enumerate(rows) if r.role in family]
+        raw = np.array([np.nan if rows[i].p_value is None else rows[i].p_value for i in index])
+        adjusted = adjust_p_values(raw, method=correction) if index else raw
+        for i, p in zip(index, adjusted, strict=True):
+            p_adj = None if np.isnan(p) else float(p)
+            out[i] = replace(rows[i], adjusted_p_value=p_adj,
+                             significant=p_adj is not None and p_adj < alpha)  # fmt: skip
+    return out
