@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from flask import Flask
 
 from abtest.errors import AbtestError
-from abtest.experiment import MetricType, Status
+from abtest.experiment import Experiment, MetricType, Status
 from abtest.store import StoredExperiment
 from analysis.srm import srm_test
 from service.results import ExperimentResults, experiment_results
@@ -133,37 +134,61 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _power(stored: StoredExperiment, data: Mapping[str, Any] | None,
-           units: Mapping[str, int]) -> dict[str, Any] | None:  # fmt: skip
-    """Minimum detectable effect (80% power, alpha 0.05) now and at the plan, primary metric.
+def _power(experiment: Experiment, analysed: ExperimentResults | None) -> dict[str, Any] | None:
+    """Power for the decision's minimum effect, and the detectable effect, now and at the plan.
 
-    Only for a binomial primary metric with an observed control rate: the MDE of a
-    proportion needs nothing else (`analysis.power.minimum_detectable_effect_proportion`).
+    For a binomial, count or sum primary metric, from the observed control mean (and
+    standard deviation), with the decision rules' alpha, power and minimum relative effect
+    (`analysis.power_proportion`, `analysis.power_mean` and their MDE counterparts; the
+    variants are Bonferroni-split as in planning, so this approximates the Holm analysis).
     """
-    from analysis.power import minimum_detectable_effect_proportion
-
-    experiment = stored.experiment
-    metric = experiment.primary_metric
-    if metric is None or metric.type is not MetricType.BINOMIAL or data is None:
-        return None
-    rows = [r for r in data.get("metrics", []) if r.get("metric") == metric.name]
-    baseline = rows[0].get("control_mean") if rows else None
-    if not isinstance(baseline, float | int) or not 0 < baseline < 1:
-        return None
-    now = min(units.values()) if units else 0
-    planned = experiment.planned_units_per_variant
-    sizes = [n for n in (now, planned) if n]
-    if not sizes:
-        return None
-    mde = minimum_detectable_effect_proportion(
-        baseline=float(baseline), n_per_variant=sizes, variants=len(experiment.variants) - 1
+    from analysis import (
+        SampleStats,
+        minimum_detectable_effect_mean,
+        minimum_detectable_effect_proportion,
+        power_mean,
+        power_proportion,
     )
-    relative = [float(x) for x in mde.relative]
+
+    metric = experiment.primary_metric
+    result = None if analysed is None else analysed.analysis
+    if metric is None or result is None or result.aggregates is None:
+        return None
+    stats = result.aggregates.metrics[metric.name].stats.get(result.control)
+    if not isinstance(stats, SampleStats) or stats.n < 2:
+        return None
+    rules = result.settings.rules
+    planned = experiment.planned_units_per_variant
+    now = min(result.units.values())
+    sizes = [n for n in (now, planned) if n]
+    common = {"n_per_variant": sizes, "alpha": rules.alpha, "variants": len(result.units) - 1}
+    baseline = stats.mean
+    try:
+        if metric.type is MetricType.BINOMIAL and 0 < baseline < 1:
+            mde = minimum_detectable_effect_proportion(baseline=baseline, power=rules.power,
+                                                       **common)  # fmt: skip
+            power = power_proportion(baseline=baseline, effect=rules.minimum_effect,
+                                     relative=True, **common)  # fmt: skip
+        elif metric.type in (MetricType.COUNT, MetricType.SUM) and baseline and stats.variance:
+            std = math.sqrt(stats.variance)
+            mde = minimum_detectable_effect_mean(std=std, baseline=baseline, power=rules.power,
+                                                 **common)  # fmt: skip
+            power = power_mean(std=std, baseline=baseline, effect=rules.minimum_effect,
+                               relative=True, **common)  # fmt: skip
+        else:
+            return None
+    except AbtestError:
+        return None
+    points = [{"units": n, "relative_mde": float(abs(r)), "power": float(p)}
+              for n, r, p in zip(sizes, mde.relative, power, strict=True)]  # fmt: skip
     return {
         "metric": metric.name,
-        "baseline": float(baseline),
-        "now": {"units": now, "relative_mde": relative[0]} if now else None,
-        "planned": {"units": planned, "relative_mde": relative[-1]} if planned else None,
+        "baseline": baseline,
+        "minimum_effect": rules.minimum_effect,
+        "target_power": rules.power,
+        "alpha": rules.alpha,
+        "now": points[0] if now else None,
+        "planned": points[-1] if planned else None,
     }
 
 
@@ -178,7 +203,7 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         config_json=stored.experiment.to_json(),
         history=_history(history),
         progress=[Progress(v, n, planned) for v, n in row.units.items()],
-        power=_power(stored, data, row.units),
+        power=_power(stored.experiment, analysed),
         results=data,
         figures=_figures(analysed),
     )

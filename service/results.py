@@ -9,8 +9,10 @@ Exported files are immutable once renamed, so the sorted list of their names and
 watermark of the data: a result is cached per (experiment, config version, watermark) and
 computed again only when either changes.  The console reads the same cache.
 
-Errors: unknown experiment 404; nothing exported for it yet, or no metric configured, 409
-``no_data`` / ``no_metrics`` (the request is fine, the experiment is not ready).
+Errors: unknown experiment 404; 409 when the request is fine but the experiment cannot be
+analysed yet: ``no_metrics`` (no primary metric), ``no_data`` (no exposure exported yet),
+``cannot_analyze`` (the analysis refused the data, e.g. a metric with no event yet; the
+message and field are the analysis's own).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Final
 from flask import Blueprint, Flask, Response, jsonify
 
 from abtest import keys
-from abtest.errors import Conflict
+from abtest.errors import Conflict, InvalidInput
 from abtest.export import Kind, StreamSource, export, files
 from abtest.store import StoredExperiment
 
@@ -43,9 +45,15 @@ class NoData(Conflict):
 
 
 class NoMetrics(Conflict):
-    """The experiment has no metric to analyse."""
+    """The experiment has no primary metric to analyse."""
 
     code = "no_metrics"
+
+
+class CannotAnalyze(Conflict):
+    """The analysis refused the exported data (e.g. a metric with no event yet)."""
+
+    code = "cannot_analyze"
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,11 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
     """
     import pandas as pd
 
-    from analysis import analyze_experiment
+    from analysis.analyze import analyze_experiment
 
     experiment = stored.experiment
-    if not experiment.metrics:
-        raise NoMetrics(f"'{experiment.key}' has no metric configured", "primary_metric")
+    if experiment.primary_metric is None:
+        raise NoMetrics(f"'{experiment.key}' has no primary metric", "primary_metric")
     ext = app.extensions["abtest"]
     root = export_dir(app)
     export(
@@ -140,7 +148,11 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
                                "metric": pd.Series(dtype=str), "value": pd.Series(dtype=float),
                                "timestamp": pd.Series(dtype="datetime64[us, UTC]")})
         )  # fmt: skip
-        analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes)
+        try:
+            analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes)
+        except InvalidInput as exc:
+            raise CannotAnalyze(f"cannot analyse '{experiment.key}' yet: {exc.message}",
+                                exc.field) from exc  # fmt: skip
         result = ExperimentResults(experiment.key, stored.version, cache_key[2], analysis)
         cache.put(cache_key, result)
         return result

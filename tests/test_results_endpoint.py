@@ -132,16 +132,16 @@ def test_results_follow_new_data_and_new_versions(api: Api, app: Any) -> None:
         assert third.to_dict() == second.to_dict()
 
 
-def test_results_without_outcomes_count_units_as_zero(api: Api) -> None:
-    """Assigned units with no outcome event yet are analysed as not converted, not an error."""
+def test_results_before_any_outcome_say_why(api: Api) -> None:
+    """Units assigned but no outcome event yet: a 409 naming the missing outcomes, not a 500."""
     api.create_experiment(simple_config(**METRICS))
     for i in range(40):
         api.assign("exp", f"user-{i}")
     response = api.call("GET", "/v1/experiments/exp/results")
-    assert response.status_code == 200, response.get_json()
-    rows = response.get_json()["metrics"]
-    assert {r["control_mean"] for r in rows} == {0}
-    assert sum(v["units"] for v in response.get_json()["variants"]) == 40
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"]) == ("cannot_analyze", "outcomes")
+    assert "outcomes" in error["message"]
 
 
 @pytest.mark.parametrize(
