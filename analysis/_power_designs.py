@@ -113,24 +113,32 @@ def absolute(
 
 
 def effect_and_null(
-    s: Setup, effect: FloatArray, margin: FloatArray | None
+    s: Setup, effect: FloatArray, margin: FloatArray | None, name: str = "mde"
 ) -> tuple[FloatArray, FloatArray]:
     """Signed true effect and null value: (sign*mde, 0) or NI (sign*mde, -sign*margin)."""
+    pm.require(np.isfinite(effect), effect, name, "finite")
     if margin is None:
-        pm.require(effect > 0, effect, "mde", "> 0")
+        pm.require(effect > 0, effect, name, "> 0")
         return s.sign * effect, np.zeros_like(effect)
-    pm.require(margin > 0, margin, "non_inferiority_margin", "> 0")
+    pm.require((margin > 0) & np.isfinite(margin), margin, "non_inferiority_margin", "> 0")
     pm.require(
-        effect + margin > 0, effect, "mde", "greater than -non_inferiority_margin (the "
+        effect + margin > 0,
+        effect,
+        name,
+        "greater than -non_inferiority_margin (the "
         "assumed true effect must lie on the non-inferior side of the margin)",
-    )  # fmt: skip
+    )
     return s.sign * effect, -s.sign * margin
 
 
 def proportion_sds(
-    p1: FloatArray, p2: FloatArray, ratio: FloatArray, variance_factor: FloatArray,
-    *, pooled: bool,
-) -> tuple[FloatArray, FloatArray]:  # fmt: skip
+    p1: FloatArray,
+    p2: FloatArray,
+    ratio: FloatArray,
+    variance_factor: FloatArray,
+    *,
+    pooled: bool,
+) -> tuple[FloatArray, FloatArray]:
     """``s0, s1`` of a difference of proportions (times sqrt(n_control)).
 
     Under H1 the unpooled ``p1 q1 + p2 q2 / r``; under H0 the pooled
@@ -155,15 +163,19 @@ def check_proportion(baseline: ArrayLike) -> FloatArray:
 
 
 def proportion_design(
-    s: Setup, baseline: FloatArray, effect: FloatArray, margin: FloatArray | None
+    s: Setup,
+    baseline: FloatArray,
+    effect: FloatArray,
+    margin: FloatArray | None,
+    name: str = "mde",
 ) -> Design:
     """A difference of two proportions: control ``baseline``, treatment ``baseline + effect``."""
-    delta, delta0 = effect_and_null(s, effect, margin)
+    delta, delta0 = effect_and_null(s, effect, margin, name)
     p2 = baseline + delta
     pm.require(
         (p2 >= 0) & (p2 <= 1),
         p2,
-        "mde",
+        name,
         "",
         message="pushes the treatment proportion outside [0, 1] (to {value:g})",
     )
@@ -190,11 +202,16 @@ def mean_sd(s: Setup, std: FloatArray, std_treatment: FloatArray | None) -> Floa
 
 
 def mean_design(
-    s: Setup, sd_diff: FloatArray, std: FloatArray, effect: FloatArray,
+    s: Setup,
+    *,
+    sd_diff: FloatArray,
+    std: FloatArray,
+    effect: FloatArray,
     margin: FloatArray | None,
-) -> Design:  # fmt: skip
+    name: str = "mde",
+) -> Design:
     """A difference of means with a known (common or per-arm) standard deviation."""
-    delta, delta0 = effect_and_null(s, effect, margin)
+    delta, delta0 = effect_and_null(s, effect, margin, name)
     sd_unit = np.asarray(std * np.sqrt(s.variance_factor), dtype=np.float64)
     return Design(setup=s, dist=np.abs(delta - delta0), s0=sd_diff, s1=sd_diff, sd=sd_unit)
 
@@ -216,8 +233,12 @@ def ratio_moments(
     pm.require(mu_x != 0, mu_x, "mean_denominator", "non-zero")
     pm.require(var_y >= 0, var_y, "var_numerator", ">= 0")
     pm.require(var_x >= 0, var_x, "var_denominator", ">= 0")
-    pm.require(cov * cov <= var_x * var_y * (1 + 1e-9), cov, "covariance", "at most "
-               "sqrt(var_numerator * var_denominator) in absolute value")  # fmt: skip
+    pm.require(
+        cov * cov <= var_x * var_y * (1 + 1e-9),
+        cov,
+        "covariance",
+        "at most sqrt(var_numerator * var_denominator) in absolute value",
+    )
     ratio = mu_y / mu_x
     var = (var_y - 2 * ratio * cov + ratio * ratio * var_x) / (mu_x * mu_x)
     sd = np.sqrt(np.maximum(var, 0.0))

@@ -62,9 +62,13 @@ def as_float(value: ArrayLike, field: str) -> FloatArray:
 
 
 def require(
-    ok: NDArray[np.bool_] | bool, values: ArrayLike, field: str, rule: str,
-    *, message: str = "must be {rule}, got {value:g}",
-) -> None:  # fmt: skip
+    ok: NDArray[np.bool_] | bool,
+    values: ArrayLike,
+    field: str,
+    rule: str,
+    *,
+    message: str = "must be {rule}, got {value:g}",
+) -> None:
     """Raise `InvalidInput` naming the first value of ``values`` where ``ok`` is false."""
     ok_array = np.asarray(ok)
     if ok_array.all():
@@ -117,10 +121,14 @@ def critical_z(alpha: FloatArray, two_sided: bool) -> FloatArray:
 
 
 def z_power(
-    dist: FloatArray, s0: FloatArray, s1: FloatArray, n: FloatArray, crit: FloatArray,
+    dist: FloatArray,
+    s0: FloatArray,
+    s1: FloatArray,
+    n: FloatArray,
+    crit: FloatArray,
     *,
     two_sided: bool,
-) -> FloatArray:  # fmt: skip
+) -> FloatArray:
     """Power of the z-test; the two-sided version includes the (small) opposite tail."""
     u = np.sqrt(n)
     power = ndtr((dist * u - crit * s0) / s1)
@@ -130,10 +138,14 @@ def z_power(
 
 
 def z_sample_size(
-    dist: FloatArray, s0: FloatArray, s1: FloatArray, power: FloatArray, crit: FloatArray,
+    dist: FloatArray,
+    s0: FloatArray,
+    s1: FloatArray,
+    power: FloatArray,
+    crit: FloatArray,
     *,
     two_sided: bool,
-) -> FloatArray:  # fmt: skip
+) -> FloatArray:
     """Continuous n_control at which `z_power` equals ``power``.
 
     One-sided: the closed form ``((z_a s0 + z_b s1) / dist)^2``.  Two-sided: start there
@@ -289,8 +301,13 @@ def t_sample_size(
     # Guenther (1981): the t correction is about z^2 / 4 units per arm.
     return solve_increasing(
         lambda n, ps: t_power(ps[0], n, ps[1], ps[2], two_sided),
-        power, lo, lo * 1.01 + crit**2, d, ratio, alpha,
-    )  # fmt: skip
+        power,
+        lo,
+        lo * 1.01 + crit**2,
+        d,
+        ratio,
+        alpha,
+    )
 
 
 def t_effect(
@@ -301,8 +318,13 @@ def t_effect(
     d_z = z_effect(s, n, power, critical_z(alpha, two_sided), two_sided)
     return solve_increasing(
         lambda d, ps: t_power(d, ps[0], ps[1], ps[2], two_sided),
-        power, d_z, d_z * 1.2 + 1e-12, n, ratio, alpha,
-    )  # fmt: skip
+        power,
+        d_z,
+        d_z * 1.2 + 1e-12,
+        n,
+        ratio,
+        alpha,
+    )
 
 
 def ceil_n(n: FloatArray) -> NDArray[np.int64]:

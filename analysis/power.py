@@ -106,14 +106,18 @@ def guardrail_adjusted_power(*, power: ArrayLike, n_guardrails: int) -> FloatArr
 
 
 def _proportion(
-    s: Setup, *, baseline: ArrayLike, mde: ArrayLike | None, relative: bool,
-    margin: ArrayLike | None, name: str,
-) -> Design:  # fmt: skip
+    s: Setup,
+    *,
+    baseline: ArrayLike,
+    mde: ArrayLike | None,
+    relative: bool,
+    margin: ArrayLike | None,
+    name: str,
+) -> Design:
     p = designs.check_proportion(baseline)
     effect = designs.absolute(mde_value(mde, margin, name), p, relative, name)
-    m = None if margin is None else designs.absolute(margin, p, relative,
-                                                      "non_inferiority_margin")  # fmt: skip
-    return designs.proportion_design(s, p, effect, m)
+    m = None if margin is None else designs.absolute(margin, p, relative, "non_inferiority_margin")
+    return designs.proportion_design(s, p, effect, m, name)
 
 
 def sample_size_proportion(
@@ -177,10 +181,17 @@ def sample_size_proportion(
     14751
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test="z",
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test="z",
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
+    )
     return solve_n(
         _proportion(
             s,
@@ -219,10 +230,17 @@ def power_proportion(
     0.8
     """
     s = designs.setup(
-        alpha=alpha, power=None, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=0, test="z",
+        alpha=alpha,
+        power=None,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=0,
+        test="z",
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
+    )
     design = _proportion(
         s,
         baseline=baseline,
@@ -260,9 +278,16 @@ def minimum_detectable_effect_proportion(
     0.01
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test="z",
-    )  # fmt: skip
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test="z",
+    )
     p = designs.check_proportion(baseline)
     n = n_input(n_per_variant)
     crit = pm.critical_z(s.alpha, s.two_sided)
@@ -289,16 +314,28 @@ def minimum_detectable_effect_proportion(
 
 
 def _mean(
-    s: Setup, *, std: ArrayLike, std_treatment: ArrayLike | None, baseline: ArrayLike | None,
-    mde: ArrayLike | None, relative: bool, margin: ArrayLike | None, name: str,
-) -> Design:  # fmt: skip
+    s: Setup,
+    *,
+    std: ArrayLike,
+    std_treatment: ArrayLike | None,
+    baseline: ArrayLike | None,
+    mde: ArrayLike | None,
+    relative: bool,
+    margin: ArrayLike | None,
+    name: str,
+) -> Design:
     sd = designs.check_std(std, "std")
     sd_t = None if std_treatment is None else designs.check_std(std_treatment, "std_treatment")
     base = None if baseline is None else pm.as_float(baseline, "baseline")
     effect = designs.absolute(mde_value(mde, margin, name), base, relative, name)
-    m = None if margin is None else designs.absolute(margin, base, relative,
-                                                      "non_inferiority_margin")  # fmt: skip
-    return designs.mean_design(s, designs.mean_sd(s, sd, sd_t), sd, effect, m)
+    m = (
+        None
+        if margin is None
+        else designs.absolute(margin, base, relative, "non_inferiority_margin")
+    )
+    return designs.mean_design(
+        s, sd_diff=designs.mean_sd(s, sd, sd_t), std=sd, effect=effect, margin=m, name=name
+    )
 
 
 def sample_size_mean(
@@ -362,10 +399,17 @@ def sample_size_mean(
     63
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test=test,
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test=test,
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
+    )
     return solve_n(
         _mean(
             s,
@@ -408,12 +452,27 @@ def power_mean(
     0.8015
     """
     s = designs.setup(
-        alpha=alpha, power=None, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=0, test=test,
+        alpha=alpha,
+        power=None,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=0,
+        test=test,
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
-    design = _mean(s, std=std, std_treatment=std_treatment, baseline=baseline, mde=effect,
-                   relative=relative, margin=non_inferiority_margin, name="effect")  # fmt: skip
+    )
+    design = _mean(
+        s,
+        std=std,
+        std_treatment=std_treatment,
+        baseline=baseline,
+        mde=effect,
+        relative=relative,
+        margin=non_inferiority_margin,
+        name="effect",
+    )
     return solve_power(design, n_per_variant)
 
 
@@ -446,12 +505,20 @@ def minimum_detectable_effect_mean(
     0.499
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test=test,
-    )  # fmt: skip
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test=test,
+    )
     sd = designs.check_std(std, "std")
     sd_t = None if std_treatment is None else designs.check_std(std_treatment, "std_treatment")
     base = None if baseline is None else pm.as_float(baseline, "baseline")
     sd_unit = np.asarray(sd * np.sqrt(s.variance_factor), np.float64)
-    return solve_mde_common_sd(s, designs.mean_sd(s, sd, sd_t), sd_unit, n_input(n_per_variant),
-                                base)  # fmt: skip
+    return solve_mde_common_sd(
+        s, designs.mean_sd(s, sd, sd_t), sd_unit, n_input(n_per_variant), base
+    )

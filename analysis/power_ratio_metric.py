@@ -55,21 +55,34 @@ def ratio_metric_variance(
     0.125
     """
     moments = designs.ratio_moments(
-        mean_numerator=mean_numerator, mean_denominator=mean_denominator,
-        var_numerator=var_numerator, var_denominator=var_denominator, covariance=covariance,
-    )  # fmt: skip
+        mean_numerator=mean_numerator,
+        mean_denominator=mean_denominator,
+        var_numerator=var_numerator,
+        var_denominator=var_denominator,
+        covariance=covariance,
+    )
     return moments[1] ** 2
 
 
 def _ratio(
-    s: Setup, *, moments: tuple[FloatArray, FloatArray], mde: ArrayLike | None,
-    relative: bool, margin: ArrayLike | None, name: str,
-) -> Design:  # fmt: skip
+    s: Setup,
+    *,
+    moments: tuple[FloatArray, FloatArray],
+    mde: ArrayLike | None,
+    relative: bool,
+    margin: ArrayLike | None,
+    name: str,
+) -> Design:
     baseline, sd = moments
     effect = designs.absolute(mde_value(mde, margin, name), baseline, relative, name)
-    m = None if margin is None else designs.absolute(margin, baseline, relative,
-                                                      "non_inferiority_margin")  # fmt: skip
-    return designs.mean_design(s, designs.mean_sd(s, sd, None), sd, effect, m)
+    m = (
+        None
+        if margin is None
+        else designs.absolute(margin, baseline, relative, "non_inferiority_margin")
+    )
+    return designs.mean_design(
+        s, sd_diff=designs.mean_sd(s, sd, None), std=sd, effect=effect, margin=m, name=name
+    )
 
 
 def sample_size_ratio(
@@ -124,14 +137,24 @@ def sample_size_ratio(
     3140
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test=test,
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test=test,
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
+    )
     moments = designs.ratio_moments(
-        mean_numerator=mean_numerator, mean_denominator=mean_denominator,
-        var_numerator=var_numerator, var_denominator=var_denominator, covariance=covariance,
-    )  # fmt: skip
+        mean_numerator=mean_numerator,
+        mean_denominator=mean_denominator,
+        var_numerator=var_numerator,
+        var_denominator=var_denominator,
+        covariance=covariance,
+    )
     return solve_n(
         _ratio(
             s,
@@ -165,14 +188,24 @@ def power_ratio(
 ) -> FloatArray:
     """Power for a ratio metric at ``n_per_variant`` units (see `sample_size_ratio`)."""
     s = designs.setup(
-        alpha=alpha, power=None, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=0, test=test,
+        alpha=alpha,
+        power=None,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=0,
+        test=test,
         non_inferiority=non_inferiority_margin is not None,
-    )  # fmt: skip
+    )
     moments = designs.ratio_moments(
-        mean_numerator=mean_numerator, mean_denominator=mean_denominator,
-        var_numerator=var_numerator, var_denominator=var_denominator, covariance=covariance,
-    )  # fmt: skip
+        mean_numerator=mean_numerator,
+        mean_denominator=mean_denominator,
+        var_numerator=var_numerator,
+        var_denominator=var_denominator,
+        covariance=covariance,
+    )
     design = _ratio(
         s,
         moments=moments,
@@ -208,13 +241,24 @@ def minimum_detectable_effect_ratio(
     is a fraction of the baseline ratio.
     """
     s = designs.setup(
-        alpha=alpha, power=power, alternative=alternative, ratio=ratio, variants=variants,
-        correction=correction, cuped_rho=cuped_rho, n_guardrails=n_guardrails, test=test,
-    )  # fmt: skip
+        alpha=alpha,
+        power=power,
+        alternative=alternative,
+        ratio=ratio,
+        variants=variants,
+        correction=correction,
+        cuped_rho=cuped_rho,
+        n_guardrails=n_guardrails,
+        test=test,
+    )
     baseline, sd = designs.ratio_moments(
-        mean_numerator=mean_numerator, mean_denominator=mean_denominator,
-        var_numerator=var_numerator, var_denominator=var_denominator, covariance=covariance,
-    )  # fmt: skip
+        mean_numerator=mean_numerator,
+        mean_denominator=mean_denominator,
+        var_numerator=var_numerator,
+        var_denominator=var_denominator,
+        covariance=covariance,
+    )
     sd_unit = sd * s.variance_factor**0.5
-    return solve_mde_common_sd(s, designs.mean_sd(s, sd, None), sd_unit, n_input(n_per_variant),
-                               baseline)  # fmt: skip
+    return solve_mde_common_sd(
+        s, designs.mean_sd(s, sd, None), sd_unit, n_input(n_per_variant), baseline
+    )

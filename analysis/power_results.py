@@ -126,14 +126,18 @@ def solve_power(design: Design, n_per_variant: ArrayLike) -> FloatArray:
 
 
 def solve_mde_common_sd(
-    s: Setup, sd_diff: FloatArray, sd_unit: FloatArray, n: FloatArray,
+    s: Setup,
+    sd_diff: FloatArray,
+    sd_unit: FloatArray,
+    n: FloatArray,
     baseline: FloatArray | None,
-) -> MinimumDetectableEffect:  # fmt: skip
+) -> MinimumDetectableEffect:
     if s.test == "t":
         absolute = pm.t_effect(n, s.power, s.ratio, s.alpha, s.two_sided) * sd_unit
     else:
-        absolute = pm.z_effect(sd_diff, n, s.power, pm.critical_z(s.alpha, s.two_sided),
-                               s.two_sided)  # fmt: skip
+        absolute = pm.z_effect(
+            sd_diff, n, s.power, pm.critical_z(s.alpha, s.two_sided), s.two_sided
+        )
     return mde_result(s, absolute, n, baseline)
 
 

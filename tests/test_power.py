@@ -96,9 +96,14 @@ def test_mean_power_matches_statsmodels(test, case):
         sm_effect(d, alternative), n, alpha, ratio=ratio, alternative=SM_ALTERNATIVE[alternative]
     )
     ours = power_mean(
-        std=2.0, effect=2.0 * d, n_per_variant=n, alpha=alpha, ratio=ratio,
-        alternative=alternative, test=test,
-    )  # fmt: skip
+        std=2.0,
+        effect=2.0 * d,
+        n_per_variant=n,
+        alpha=alpha,
+        ratio=ratio,
+        alternative=alternative,
+        test=test,
+    )
     if np.isnan(reference):
         # scipy's nctdtr underflows to nan in the far tail (statsmodels passes it on); we
         # fall back to a normal approximation there, where the power is ~1.
@@ -183,9 +188,14 @@ def test_proportion_power_matches_power_proportions_2indep(case):
     diff = -mde if alternative == "less" else mde
     # statsmodels' sample 1 is the treatment arm and its ratio is control / treatment.
     reference = power_proportions_2indep(
-        diff, p, ratio * n, ratio=1 / ratio, alpha=alpha,
-        alternative=SM_ALTERNATIVE[alternative], return_results=False,
-    )  # fmt: skip
+        diff,
+        p,
+        ratio * n,
+        ratio=1 / ratio,
+        alpha=alpha,
+        alternative=SM_ALTERNATIVE[alternative],
+        return_results=False,
+    )
     ours = power_proportion(
         baseline=p, effect=mde, n_per_variant=n, alpha=alpha, ratio=ratio, alternative=alternative
     )
@@ -262,8 +272,9 @@ def test_proportion_mde_is_nan_when_nothing_is_detectable():
 def test_non_inferiority_mean_matches_one_sided_normalindpower():
     """NI with margin m and true effect 0 is a one-sided z-test of effect size m / std."""
     reference = NormalIndPower().solve_power(0.1, alpha=0.05, power=0.9, alternative="larger")
-    ours = sample_size_mean(std=5.0, non_inferiority_margin=0.5, alpha=0.05, power=0.9,
-                            alternative="greater")  # fmt: skip
+    ours = sample_size_mean(
+        std=5.0, non_inferiority_margin=0.5, alpha=0.05, power=0.9, alternative="greater"
+    )
     assert float(ours.n_per_variant_exact) == pytest.approx(reference, rel=1e-9)
 
 
@@ -337,16 +348,24 @@ def test_ratio_metric_variance_matches_simulated_ratio_estimates():
     ratios = clicks.sum(axis=1) / sessions.sum(axis=1)
     x, y = sessions.ravel().astype(float), clicks.ravel().astype(float)
     per_unit = ratio_metric_variance(
-        mean_numerator=y.mean(), mean_denominator=x.mean(), var_numerator=y.var(ddof=1),
-        var_denominator=x.var(ddof=1), covariance=np.cov(y, x)[0, 1],
-    )  # fmt: skip
+        mean_numerator=y.mean(),
+        mean_denominator=x.mean(),
+        var_numerator=y.var(ddof=1),
+        var_denominator=x.var(ddof=1),
+        covariance=np.cov(y, x)[0, 1],
+    )
     assert float(per_unit) / units == pytest.approx(ratios.var(ddof=1), rel=0.07)
 
 
 def test_ratio_sample_size_is_mean_sample_size_on_delta_method_sd():
     """A ratio metric is sized as a mean with baseline mu_Y/mu_X and the delta-method sd."""
-    moments = {"mean_numerator": 1.2, "mean_denominator": 4.0, "var_numerator": 1.5,
-               "var_denominator": 3.0, "covariance": 1.1}  # fmt: skip
+    moments = {
+        "mean_numerator": 1.2,
+        "mean_denominator": 4.0,
+        "var_numerator": 1.5,
+        "var_denominator": 3.0,
+        "covariance": 1.1,
+    }
     sd = float(np.sqrt(ratio_metric_variance(**moments)))
     ours = sample_size_ratio(**moments, mde=0.05, relative=True)
     as_mean = sample_size_mean(std=sd, baseline=0.3, mde=0.05, relative=True)
@@ -428,16 +447,18 @@ def test_duration_days_rounds_up():
         20,
         21,
     ]
-    assert int(remaining_days(required_total_n=10_000, current_total_n=12_000,
-                              daily_units=100)) == 0  # fmt: skip
+    assert (
+        int(remaining_days(required_total_n=10_000, current_total_n=12_000, daily_units=100)) == 0
+    )
     result = sample_size_proportion(baseline=0.1, mde=0.01)
     assert int(result.days(daily_units=1000)) == 30
 
 
 def test_mde_by_duration_table():
     """The 7/14/21/28-day table shrinks the MDE like 1/sqrt(days) and splits units by arm."""
-    table = mde_by_duration(metric="mean", std=10.0, baseline=50.0, daily_units=3000,
-                            traffic=0.5, variants=2)  # fmt: skip
+    table = mde_by_duration(
+        metric="mean", std=10.0, baseline=50.0, daily_units=3000, traffic=0.5, variants=2
+    )
     assert table["days"].tolist() == [7, 14, 21, 28]
     assert (
         table["n_per_variant"].tolist()
@@ -544,8 +565,12 @@ def test_array_error_names_the_first_bad_value():
 
 
 @settings(max_examples=60, deadline=None)
-@given(p=s.baselines, rel=s.relative_mdes, power=s.powers,
-       design=st.tuples(s.alphas, s.alternatives, s.allocation_ratios))  # fmt: skip
+@given(
+    p=s.baselines,
+    rel=s.relative_mdes,
+    power=s.powers,
+    design=st.tuples(s.alphas, s.alternatives, s.allocation_ratios),
+)
 def test_proportion_round_trip_properties(p, rel, power, design):
     """n(mde) reaches the power, n - 1 does not, MDE(n(mde)) <= mde, a smaller mde needs more."""
     alpha, alternative, ratio = design
@@ -564,8 +589,12 @@ def test_proportion_round_trip_properties(p, rel, power, design):
 
 
 @settings(max_examples=60, deadline=None)
-@given(d=s.standardised_effects, power=s.powers, test=st.sampled_from(["z", "t"]),
-       design=st.tuples(s.alphas, s.alternatives, s.allocation_ratios))  # fmt: skip
+@given(
+    d=s.standardised_effects,
+    power=s.powers,
+    test=st.sampled_from(["z", "t"]),
+    design=st.tuples(s.alphas, s.alternatives, s.allocation_ratios),
+)
 def test_mean_round_trip_properties(d, power, test, design):
     """For means (z and t): power(n) >= target > power(n - 1), MDE(n(mde)) <= mde."""
     alpha, alternative, ratio = design
@@ -586,8 +615,9 @@ def test_power_is_monotone_in_n_and_effect(n, alpha, alternative):
     by_n = power_mean(std=1.0, effect=0.01, n_per_variant=ns, alpha=alpha, alternative=alternative)
     assert np.all(np.diff(by_n) >= 0)
     effects = np.array([0.001, 0.01, 0.1])
-    by_effect = power_proportion(baseline=0.3, effect=effects, n_per_variant=n, alpha=alpha,
-                                 alternative=alternative)  # fmt: skip
+    by_effect = power_proportion(
+        baseline=0.3, effect=effects, n_per_variant=n, alpha=alpha, alternative=alternative
+    )
     assert np.all(np.diff(by_effect) >= 0)
     assert np.all((by_effect > 0) & (by_effect <= 1))
 
@@ -619,4 +649,4 @@ def test_public_api_is_exported():
         "MinimumDetectableEffect",
     ):
         assert name in analysis.__all__
-        assert hasattr(analysis, name)  # fmt: skip
+        assert hasattr(analysis, name)

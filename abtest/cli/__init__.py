@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "abtest.cli.config_commands",  # validate, assign
     "abtest.cli.serve_commands",  # serve, keys
     "abtest.cli.export_commands",  # export
+    "abtest.cli.power_commands",  # power, mde
 )
 
 EXIT_USAGE = 2
