@@ -405,16 +405,17 @@ def _daily(
         "UNION ALL SELECT CAST(ts AS DATE) FROM _events WHERE post)"
     ).fetchall()[0]
     assert days is not None
-    grid = pd.date_range(days[0], days[1], freq="D").date
+    grid = pd.date_range(days[0], days[1], freq="D")
     new_units = con.execute(
         "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS n FROM _assigned GROUP BY ALL"
     ).df()
+    new_units["day"] = pd.to_datetime(new_units["day"])
     frames = []
     for metric in metrics:
         if metric.type is MetricType.RATIO:
             num, den = source_metrics(metric)
-            y_raw, x_raw = (f"sum(value) FILTER (WHERE metric = '{num}')",
-                            f"sum(value) FILTER (WHERE metric = '{den}')")  # fmt: skip
+            y_raw, x_raw = (f"sum(value) FILTER (WHERE metric = {_in_list([num])})",
+                            f"sum(value) FILTER (WHERE metric = {_in_list([den])})")  # fmt: skip
             y_val, x_val = "coalesce(cy, 0)", "coalesce(cx, 0)"
             y_prev, x_prev = "coalesce(py, 0)", "coalesce(px, 0)"
             names = [num, den]
@@ -440,13 +441,14 @@ def _daily(
             "sum(x * y - x0 * y0) AS sum_xy FROM vals GROUP BY ALL"
         )
         changes = con.execute(sql).df()
+        changes["day"] = pd.to_datetime(changes["day"])
         for variant in units:
-            frame = pd.DataFrame({"day": grid})
-            part = changes[changes["variant"] == variant].set_index("day")
+            frame = pd.DataFrame({"day": grid.date})
+            part = changes[changes["variant"] == variant].set_index("day").reindex(grid)
             arrivals = new_units[new_units["variant"] == variant].set_index("day")["n"]
-            frame["n"] = frame["day"].map(arrivals).fillna(0).cumsum().astype(np.int64)
+            frame["n"] = arrivals.reindex(grid).fillna(0).cumsum().to_numpy(dtype=np.int64)
             for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
-                frame[column] = frame["day"].map(part[column]).fillna(0.0).astype(float).cumsum()
+                frame[column] = part[column].fillna(0.0).astype(float).cumsum().to_numpy()
             frame.insert(1, "variant", variant)
             frame.insert(2, "metric", metric.name)
             frames.append(frame)

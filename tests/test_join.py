@@ -1,0 +1,315 @@
+"""The per-unit join and per-variant aggregation: every rule by a hand-computed case."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abtest.errors import InvalidInput
+from abtest.experiment import MetricType
+from analysis.aggregates import PairedStats, SampleStats
+from analysis.join import join_and_aggregate, parse_metric, quantile_level, source_metrics
+
+T0 = pd.Timestamp("2024-05-01 10:00")
+
+
+def exposures(*rows: tuple[str, str, float]) -> pd.DataFrame:
+    """Exposures ``(unit, variant, hours after T0)`` of experiment ``exp``."""
+    return pd.DataFrame({
+        "unit_id": [r[0] for r in rows],
+        "experiment": "exp",
+        "variant": [r[1] for r in rows],
+        "timestamp": [T0 + pd.Timedelta(hours=r[2]) for r in rows],
+    })  # fmt: skip
+
+
+def outcomes(*rows: tuple[str, str, str, float, float]) -> pd.DataFrame:
+    """Outcomes ``(event_id, unit, metric, value, hours after T0)``."""
+    return pd.DataFrame({
+        "event_id": [r[0] for r in rows],
+        "unit_id": [r[1] for r in rows],
+        "metric": [r[2] for r in rows],
+        "value": [float(r[3]) for r in rows],
+        "timestamp": [T0 + pd.Timedelta(hours=r[4]) for r in rows],
+    })  # fmt: skip
+
+
+BASE = exposures(("a", "c", 0), ("b", "c", 1), ("c", "c", 2), ("x", "t", 0), ("y", "t", 0))
+
+
+def agg_of(exp, out, spec, **kwargs):
+    """The aggregates of one metric spec, without covariates unless asked."""
+    kwargs.setdefault("covariate_window", None)
+    return join_and_aggregate(exp, out, metrics=[parse_metric(spec)], **kwargs)
+
+
+def test_zero_fill_keeps_units_without_outcomes():
+    """Units with no events count as zero: n is every assigned unit."""
+    agg = agg_of(BASE, outcomes(("1", "a", "buy", 1, 5)), "buy:binomial")
+    assert agg.units == {"c": 3, "t": 2}
+    assert agg.metrics["buy"].stats == {"c": SampleStats(3, 1.0, 1.0), "t": SampleStats(2, 0, 0)}
+
+
+def test_pre_exposure_outcomes_are_ignored():
+    """An event before the unit's first exposure does not count."""
+    out = outcomes(("1", "b", "buy", 1, 0.5), ("2", "b", "buy", 1, 1.0), ("3", "c", "buy", 1, 1))
+    agg = agg_of(BASE, out, "buy:count")
+    # b: exposed at 1h, events at 0.5h (ignored) and 1h (counts: "at or after"); c: before.
+    assert agg.metrics["buy"].stats["c"] == SampleStats(3, 1.0, 1.0)
+
+
+def test_first_exposure_defines_variant_and_start():
+    """Repeat exposures in the same variant keep the first one's start."""
+    exp = exposures(("a", "c", 0), ("a", "c", 10), ("x", "t", 0), ("x", "t", 1))
+    out = outcomes(("1", "a", "buy", 1, 5))
+    agg = agg_of(exp, out, "buy:count")
+    assert agg.units == {"c": 1, "t": 1}
+    assert agg.metrics["buy"].stats["c"].sum == 1.0
+
+
+def test_crossover_units_are_excluded_and_counted():
+    """A unit seen in two variants leaves the analysis, with its events, and is counted."""
+    exp = pd.concat([BASE, exposures(("a", "t", 3), ("z", "t", 0), ("z", "c", 1))])
+    out = outcomes(("1", "a", "buy", 1, 5), ("2", "x", "buy", 1, 5))
+    agg = agg_of(exp, out, "buy:binomial")
+    assert agg.excluded_units == 2
+    assert agg.units == {"c": 2, "t": 2}
+    assert agg.total_units == 6
+    assert agg.metrics["buy"].stats["c"] == SampleStats(2, 0.0, 0.0)
+    assert agg.metrics["buy"].stats["t"] == SampleStats(2, 1.0, 1.0)
+
+
+def test_duplicate_event_ids_count_once():
+    """A retried event with the same id (even a later timestamp) counts once."""
+    out = outcomes(("1", "a", "rev", 5, 1), ("1", "a", "rev", 5, 2), ("2", "a", "rev", 3, 1))
+    agg = agg_of(BASE, out, "rev:sum")
+    assert agg.metrics["rev"].stats["c"] == SampleStats(3, 8.0, 64.0)
+
+
+def test_attribution_window():
+    """Only events within the window after the first exposure count."""
+    out = outcomes(("1", "a", "buy", 1, 23), ("2", "a", "buy", 1, 25), ("3", "b", "buy", 1, 24))
+    agg = agg_of(BASE, out, "buy:count", attribution_window=timedelta(hours=24))
+    # a: 23h counts, 25h does not; b (start 1h): 24h is 23h after its start and counts.
+    assert agg.metrics["buy"].stats["c"] == SampleStats(3, 2.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "control", "treatment"),
+    [
+        ("buy:binomial", SampleStats(3, 2, 2), SampleStats(2, 1, 1)),
+        ("buy:count", SampleStats(3, 4, 10), SampleStats(2, 1, 1)),
+        ("buy:sum", SampleStats(3, 11, 2**2 + 9**2 + 0), SampleStats(2, 7, 49)),
+    ],
+)
+def test_mean_metric_types(spec, control, treatment):
+    """binomial = had an event, count = events, sum = sum of values, per unit."""
+    out = outcomes(
+        ("1", "a", "buy", 1, 1), ("2", "a", "buy", 1, 2), ("3", "a", "buy", 1, 3),
+        ("4", "b", "buy", 2, 4), ("5", "x", "buy", 7, 1), ("6", "a", "other", 100, 1),
+    )  # fmt: skip
+    out.loc[out["event_id"] == "3", "value"] = 7.0  # a: values 1, 1, 7 -> sum 9; b: 2
+    agg = agg_of(BASE, out, spec)
+    stats = agg.metrics["buy"].stats
+    assert stats["c"] == control
+    assert stats["t"] == treatment
+
+
+def test_ratio_metric_pairs_numerator_and_denominator():
+    """A ratio metric keeps per-unit (Σ num, Σ den), zero-filled on either side."""
+    out = outcomes(
+        ("1", "a", "clicks", 1, 1), ("2", "a", "clicks", 1, 1), ("3", "a", "searches", 1, 1),
+        ("4", "b", "searches", 1, 2), ("5", "c", "clicks", 1, 3),
+    )  # fmt: skip
+    agg = agg_of(BASE, out, "clicks/searches:ratio")
+    # (y, x) per control unit: a (2, 1), b (0, 1), c (1, 0).
+    assert agg.metrics["clicks/searches"].stats["c"] == PairedStats(3, 3, 2, 5, 2, 2)
+    assert agg.metrics["clicks/searches"].stats["t"] == PairedStats(2, 0, 0, 0, 0, 0)
+
+
+def test_quantile_metric_keeps_event_values_with_their_units():
+    """A quantile metric passes every counted event value and its unit's code."""
+    out = outcomes(
+        ("1", "a", "lat", 10, 1), ("2", "a", "lat", 30, 1), ("3", "b", "lat", 20, 2),
+        ("4", "b", "lat", 99, 0),  # before b's exposure: ignored
+        ("5", "x", "lat", 5, 1),
+    )  # fmt: skip
+    agg = agg_of(BASE, out, "lat:p90:quantile")
+    sample = agg.metrics["lat:p90"].samples["c"]
+    assert sorted(sample.values) == [10, 20, 30]
+    assert sample.n_units == 2
+    codes = dict(zip(sample.values, sample.units, strict=True))
+    assert codes[10] == codes[30] != codes[20]
+    assert list(agg.metrics["lat:p90"].samples["t"].values) == [5]
+
+
+def test_cuped_covariate_from_pre_exposure_window():
+    """The covariate is the same metric in the window before each unit's first exposure."""
+    out = outcomes(
+        ("1", "a", "buy", 1, -5), ("2", "a", "buy", 1, -30 * 24), ("3", "a", "buy", 1, 1),
+        ("4", "b", "buy", 1, -1),
+    )  # fmt: skip
+    agg = agg_of(BASE, out, "buy:count", covariate_window=timedelta(days=14))
+    # (y, x): a (1, 1) (the -30 day event is outside the window), b (0, 1), c (0, 0).
+    assert agg.metrics["buy"].covariate["c"] == PairedStats(3, 1, 2, 1, 2, 1)
+    assert agg.metrics["buy"].stats["c"] == SampleStats(3, 1, 1)
+
+
+def test_supplied_covariate_table():
+    """A covariate table replaces the pre-exposure window; missing units get 0."""
+    out = outcomes(("1", "a", "buy", 1, 1))
+    table = pd.DataFrame({"unit_id": ["a", "b", "zz"], "metric": "buy", "value": [3.0, 2.0, 9.0]})
+    agg = agg_of(BASE, out, "buy:count", covariates=table)
+    assert agg.metrics["buy"].covariate["c"] == PairedStats(3, 1, 5, 1, 13, 3)
+    assert agg.metrics["buy"].covariate["t"] == PairedStats(2, 0, 0, 0, 0, 0)
+
+
+def test_daily_cumulative_series():
+    """Each day's row holds the moments of the per-unit values accumulated so far."""
+    exp = exposures(("a", "c", 0), ("b", "c", 30), ("x", "t", 0), ("y", "t", 0))
+    out = outcomes(("1", "a", "n", 2, 1), ("2", "a", "n", 3, 25), ("3", "b", "n", 4, 31))
+    agg = join_and_aggregate(exp, out, metrics=[parse_metric("n:sum")], covariate_window=None)
+    days = agg.daily_stats("n")
+    first, second = sorted(days)
+    assert days[first]["c"] == PairedStats(1, 2, 0, 4, 0, 0)  # a = 2
+    assert days[second]["c"] == PairedStats(2, 9, 0, 25 + 16, 0, 0)  # a = 5, b = 4
+    assert days[second]["t"].n == 2
+    per_day = agg.exposures_per_day
+    assert per_day["units"].sum() == 4
+
+
+def test_experiment_selection():
+    """Several experiments need a choice; an unknown one is an error naming it."""
+    exp = pd.concat([BASE, exposures(("q", "c", 0)).assign(experiment="other")])
+    out = outcomes(("1", "a", "buy", 1, 1))
+    with pytest.raises(InvalidInput, match="several experiments") as info:
+        agg_of(exp, out, "buy:count")
+    assert info.value.field == "experiment"
+    assert agg_of(exp, out, "buy:count", experiment="other").units == {"c": 1}
+    with pytest.raises(InvalidInput, match="'nope' has no exposures"):
+        agg_of(exp, out, "buy:count", experiment="nope")
+
+
+def test_metric_not_in_data():
+    """A metric without any event in the outcomes is an error naming it."""
+    with pytest.raises(InvalidInput, match="'searches'") as info:
+        agg_of(BASE, outcomes(("1", "a", "clicks", 1, 1)), "clicks/searches:ratio")
+    assert info.value.field == "metrics"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["purchase", ":binomial", "purchase:mean", "a/b/c:ratio", "latency:quantile",
+     "latency:p100:quantile", "bad name:sum"],
+)  # fmt: skip
+def test_parse_metric_rejects(text):
+    """Malformed metric specs raise InvalidInput quoting the spec."""
+    with pytest.raises(InvalidInput, match="metric"):
+        parse_metric(text)
+
+
+def test_parse_metric_accepts_each_type():
+    """Each type parses; ratio and quantile names split into their source events."""
+    assert parse_metric("clicks/searches:ratio").type is MetricType.RATIO
+    assert source_metrics(parse_metric("clicks/searches:ratio")) == ("clicks", "searches")
+    q = parse_metric("latency_ms:p95:quantile")
+    assert source_metrics(q) == ("latency_ms",)
+    assert quantile_level(q) == pytest.approx(0.95)
+
+
+def pandas_reference(exp: pd.DataFrame, out: pd.DataFrame, window_h: float | None):
+    """Straightforward pandas implementation of the join rules (the independent check)."""
+    first = (
+        exp.sort_values("timestamp")
+        .groupby("unit_id")
+        .agg(
+            variant=("variant", "first"), start=("timestamp", "first"), arms=("variant", "nunique")
+        )
+    )
+    assigned = first[first["arms"] == 1]
+    events = out.sort_values("timestamp").drop_duplicates("event_id")
+    joined = events.merge(assigned, left_on="unit_id", right_index=True)
+    keep = joined["timestamp"] >= joined["start"]
+    if window_h is not None:
+        keep &= joined["timestamp"] < joined["start"] + pd.Timedelta(hours=window_h)
+    joined = joined[keep]
+    per_unit = joined.pivot_table(index="unit_id", columns="metric", values="value",
+                                  aggfunc=["count", "sum"], fill_value=0)  # fmt: skip
+    per_unit = per_unit.reindex(assigned.index, fill_value=0)
+    values = {
+        "buy:binomial": (per_unit[("count", "buy")] > 0).astype(float),
+        "buy:count": per_unit[("count", "buy")].astype(float),
+        "rev:sum": per_unit[("sum", "rev")].astype(float),
+    }
+    result = {}
+    for spec, y in values.items():
+        result[spec] = {v: SampleStats.from_values(y[assigned["variant"] == v].to_numpy())
+                        for v in sorted(assigned["variant"].unique())}  # fmt: skip
+    y = per_unit[("sum", "rev")].astype(float)
+    x = per_unit[("sum", "buy")].astype(float)
+    result["rev/buy:ratio"] = {
+        v: PairedStats.from_values(y[m].to_numpy(), x[m].to_numpy())
+        for v in sorted(assigned["variant"].unique())
+        for m in [assigned["variant"] == v]
+    }
+    return result, int((first["arms"] > 1).sum())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("window_h", [None, 30.0])
+def test_duckdb_agrees_with_pandas_reference(seed, window_h):
+    """On random data with every trap (dups, crossovers, early events) both agree."""
+    rng = np.random.default_rng(seed)
+    n_units, n_exp, n_out = 300, 500, 1500
+    unit = rng.integers(0, n_units, n_exp)
+    arm = np.where(rng.random(n_units) < 0.5, "c", "t")[unit]
+    arm = np.where(rng.random(n_exp) < 0.02, "u", arm)  # a few crossovers into a third arm
+    exp = pd.DataFrame({
+        "unit_id": [f"u{i}" for i in unit], "experiment": "exp", "variant": arm,
+        "timestamp": T0 + pd.to_timedelta(rng.integers(0, 96 * 3600, n_exp), unit="s"),
+    })  # fmt: skip
+    event = rng.integers(0, n_out - 100, n_out)  # about 100 ids repeated
+    out = pd.DataFrame({
+        "event_id": [f"e{i}" for i in event],
+        "unit_id": [f"u{i}" for i in rng.integers(0, n_units + 20, n_out)],
+        "metric": rng.choice(["buy", "rev"], n_out),
+        "value": rng.exponential(5, n_out).round(2),
+        "timestamp": T0 + pd.to_timedelta(rng.integers(-24 * 3600, 120 * 3600, n_out), unit="s"),
+    })  # fmt: skip
+    # A repeated id is the same event (unit, metric, value), resent at another time.
+    first = out.drop_duplicates("event_id").set_index("event_id")
+    for column in ("unit_id", "metric", "value"):
+        out[column] = first.loc[out["event_id"], column].to_numpy()
+    window = None if window_h is None else timedelta(hours=window_h)
+    expected, crossed = pandas_reference(exp, out, window_h)
+    # One name, one type per analysis: "buy" as a count needs a second run.
+    for specs in (["buy:binomial", "rev:sum", "rev/buy:ratio"], ["buy:count"]):
+        agg = join_and_aggregate(exp, out, metrics=[parse_metric(s) for s in specs],
+                                 attribution_window=window, covariate_window=None)  # fmt: skip
+        assert agg.excluded_units == crossed
+        for spec in specs:
+            _check_against(agg.metrics[spec.rpartition(":")[0]].stats, expected[spec])
+    # The daily series ends where the overall aggregates are.
+    last = agg_daily_last(exp, out, window)
+    _check_against({v: p.y for v, p in last.items()}, expected["rev:sum"])
+
+
+def agg_daily_last(exp, out, window):
+    """The last day's cumulative aggregates of rev:sum."""
+    agg = join_and_aggregate(exp, out, metrics=[parse_metric("rev:sum")],
+                             attribution_window=window, covariate_window=None)  # fmt: skip
+    days = agg.daily_stats("rev")
+    return days[max(days)]
+
+
+def _check_against(stats, expected):
+    """Every moment equal to the reference's, per variant."""
+    assert set(stats) == set(expected)
+    for variant, reference in expected.items():
+        got = stats[variant]
+        assert got.n == reference.n
+        for a, b in zip(vars(got).values(), vars(reference).values(), strict=True):
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
