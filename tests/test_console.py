@@ -305,3 +305,27 @@ def test_workers_share_the_session_secret(redis_url: str, redis_client: redis.Re
         other = app.test_client()
         other.set_cookie("session", cookie)
         assert other.get("/").status_code == status
+
+
+def test_pages_show_the_analysis(console: Console, api: Api) -> None:
+    """With data, the list shows the verdict and the page the metrics, power and reasons."""
+    config = simple_config(
+        primary_metric={"name": "purchase", "type": "binomial"}, planned_units_per_variant=500
+    )
+    api.create_experiment(config)
+    buyers = {"control": 0, "treatment": 0}
+    events = []
+    for i in range(120):
+        variant = api.assign("exp", f"user-{i}")["variant"]
+        if i % 4 == 0:
+            buyers[variant] += 1
+            events.append({"event_id": f"e{i}", "unit_id": f"user-{i}", "metric": "purchase"})
+    assert api.send_events(events).status_code == 202
+    verdict = api.call("GET", "/v1/experiments/exp/results").get_json()["decision"]["verdict"]
+    listing = console.client.get("/").get_data(as_text=True)
+    assert f'class="verdict-{verdict}"' in listing
+    page = console.client.get("/experiments/exp").get_data(as_text=True)
+    units = api.store.exposure_counts("exp").variants["control"]
+    assert f"{buyers['control'] / units:.4g}" in page[page.index('id="metrics"') :]
+    assert 'id="power"' in page and "at the plan of 500" in page
+    assert 'id="reasons"' in page
