@@ -58,6 +58,13 @@ from analysis.power_ratio_metric import (
 from analysis.power_results import MinimumDetectableEffect, SampleSize
 from analysis.quantile import QuantileResult, quantile_difference
 from analysis.results import Effect
+from analysis.sensitivity import (
+    capping_sensitivity,
+    metric_summary,
+    per_unit_frame,
+    sensitivity_by_duration,
+    winsorize,
+)
 from analysis.sequential import SequentialResult, default_tau2, sequential_test
 from analysis.srm import SrmResult, srm_test
 
@@ -85,6 +92,7 @@ __all__ = [
     "analyze_experiment",
     "bayesian_binomial",
     "bayesian_mean",
+    "capping_sensitivity",
     "cuped",
     "decide",
     "decision_record",
@@ -95,12 +103,14 @@ __all__ = [
     "join_and_aggregate",
     "mde_by_duration",
     "mean_difference",
+    "metric_summary",
     "minimum_detectable_effect_mean",
     "minimum_detectable_effect_proportion",
     "minimum_detectable_effect_ratio",
     "n_per_variant_after_days",
     "non_inferiority",
     "parse_metric",
+    "per_unit_frame",
     "power_mean",
     "power_proportion",
     "power_ratio",
@@ -114,7 +124,9 @@ __all__ = [
     "sample_size_mean",
     "sample_size_proportion",
     "sample_size_ratio",
+    "sensitivity_by_duration",
     "sequential_test",
     "srm_test",
+    "winsorize",
     "write_decision_record",
 ]

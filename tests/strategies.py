@@ -44,3 +44,9 @@ powers = st.floats(min_value=0.5, max_value=0.99, allow_nan=False)
 # "alternatives" (above) is shared with the inference tests.
 allocation_ratios = st.floats(min_value=0.25, max_value=4.0, allow_nan=False)
 sample_sizes = st.integers(min_value=10, max_value=1_000_000)
+# Heavy-tailed non-negative per-unit values (revenue-like) for winsorizing properties.
+revenue_samples = st.lists(
+    st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1e6, allow_nan=False)),
+    min_size=2,
+    max_size=200,
+)
