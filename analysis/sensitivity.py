@@ -285,6 +285,8 @@ def capping_sensitivity(
     pandas.DataFrame
         Columns ``percentile, cap, share_capped, mean, std, mde_absolute, mde_relative``;
         the relative MDE is relative to the capped mean, i.e. to the metric actually tested.
+        For a sparse metric (most units 0) a low percentile is 0 itself: everything is
+        capped to 0, the std is 0 and the MDE nan; choose percentiles inside the tail.
     """
     import pandas as pd
 
