@@ -57,6 +57,14 @@ from analysis.power_ratio_metric import (
 )
 from analysis.power_results import MinimumDetectableEffect, SampleSize
 from analysis.quantile import QuantileResult, quantile_difference
+from analysis.report import (
+    cumulative_figure,
+    effect_figure,
+    exposures_figure,
+    figure_png,
+    render_html,
+    write_report,
+)
 from analysis.results import Effect
 from analysis.sensitivity import (
     capping_sensitivity,
@@ -93,12 +101,16 @@ __all__ = [
     "bayesian_binomial",
     "bayesian_mean",
     "capping_sensitivity",
+    "cumulative_figure",
     "cuped",
     "decide",
     "decision_record",
     "default_tau2",
     "duration_days",
+    "effect_figure",
     "effect_from_means",
+    "exposures_figure",
+    "figure_png",
     "guardrail_adjusted_power",
     "join_and_aggregate",
     "mde_by_duration",
@@ -121,6 +133,7 @@ __all__ = [
     "read_exposures",
     "read_outcomes",
     "remaining_days",
+    "render_html",
     "sample_size_mean",
     "sample_size_proportion",
     "sample_size_ratio",
@@ -129,4 +142,5 @@ __all__ = [
     "srm_test",
     "winsorize",
     "write_decision_record",
+    "write_report",
 ]

@@ -67,10 +67,20 @@ class AnalysisSettings:
     n_boot: int = 1000
     seed: int = 0
     rules: DecisionRules = field(default_factory=DecisionRules)
+    metrics: tuple[Metric, ...] = ()
+    guardrails: tuple[Metric, ...] = ()
+    control: str = "control"
+    experiment: str | None = None
+    weights: tuple[tuple[str, float], ...] | None = None
+    planned_units_per_variant: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form."""
-        return asdict(self)
+        """Plain JSON form (metrics as ``{name, type, higher_is_better, margin}``)."""
+        out = asdict(self)
+        out["metrics"] = [m.to_dict() for m in self.metrics]
+        out["guardrails"] = [m.to_dict() for m in self.guardrails]
+        out["weights"] = None if self.weights is None else dict(self.weights)
+        return out
 
 
 @dataclass(frozen=True)
@@ -287,7 +297,10 @@ def analyze(
         else attribution_window.total_seconds() / 3600,
         covariate_window_days=None if covariate_window is None or covariates is not None
         else covariate_window.total_seconds() / 86400,
-        n_boot=n_boot, seed=seed, rules=rules,
+        n_boot=n_boot, seed=seed, rules=rules, metrics=tuple(primary), guardrails=tuple(guards),
+        control=control, experiment=experiment,
+        weights=None if weights is None else tuple((k, float(v)) for k, v in weights.items()),
+        planned_units_per_variant=planned_units_per_variant,
     )  # fmt: skip
     agg = join_and_aggregate(
         exposures, outcomes, metrics=[*primary, *guards], experiment=experiment,
@@ -423,14 +436,26 @@ def _row(
         )  # fmt: skip
 
 
+def daily_looks(
+    agg: Aggregates, metric: str, control: str, variant: str
+) -> tuple[list[object], list[tuple[SampleStats, SampleStats]]]:
+    """The days and cumulative (control, variant) aggregates where both arms have >= 2 units.
+
+    These are the looks of the sequential test, one per day, in time order.
+    """
+    days, looks = [], []
+    for day, arms in sorted(agg.daily_stats(metric).items(), key=lambda item: str(item[0])):
+        if control in arms and variant in arms and min(arms[control].n, arms[variant].n) >= 2:
+            days.append(day)
+            looks.append((arms[control].y, arms[variant].y))
+    return days, looks
+
+
 def _sequential(
     agg: Aggregates, metric: str, control: str, variant: str, alpha: float
 ) -> SequentialResult | None:
-    """mSPRT over the daily cumulative looks where both arms have >= 2 units."""
-    looks = []
-    for arms in agg.daily_stats(metric).values():
-        if control in arms and variant in arms and min(arms[control].n, arms[variant].n) >= 2:
-            looks.append((arms[control].y, arms[variant].y))
+    """mSPRT over the daily cumulative looks."""
+    _, looks = daily_looks(agg, metric, control, variant)
     if not looks:
         return None
     return sequential_test(looks=looks, alpha=alpha)

@@ -1,0 +1,172 @@
+"""``abtest analyze``: effects, tests and the verdict from exported exposure/outcome files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``analyze``."""
+    cmd = subparsers.add_parser(
+        "analyze",
+        help="analyse an experiment from exposure and outcome files",
+        description="Join exposures and outcomes, test every metric, and print the verdict.",
+    )
+    cmd.add_argument(
+        "--exposures",
+        required=True,
+        metavar="PATH",
+        help="Parquet/CSV file or directory written by `abtest export`",
+    )
+    cmd.add_argument(
+        "--outcomes",
+        required=True,
+        metavar="PATH",
+        help="Parquet/CSV file or directory of outcome events",
+    )
+    cmd.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE",
+        help="purchase:binomial, revenue:sum, clicks/searches:ratio, "
+        "latency_ms:p95:quantile...; the first is primary (repeatable)",
+    )
+    cmd.add_argument(
+        "--guardrail",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE",
+        help="guardrail metric, non-inferiority with --margin (repeatable)",
+    )
+    cmd.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="relative non-inferiority margin of --guardrail metrics (0.05)",
+    )
+    cmd.add_argument(
+        "--lower-is-better",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="metric NAME improves when it goes down (repeatable)",
+    )
+    cmd.add_argument("--control", help="control variant key (default: control)")
+    source = cmd.add_mutually_exclusive_group()
+    source.add_argument("--experiment", metavar="KEY", help="experiment key in the exposures")
+    source.add_argument(
+        "--config",
+        metavar="EXP.json",
+        help="experiment definition: metrics, guardrails, weights, control",
+    )
+    cmd.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    cmd.add_argument(
+        "--correction",
+        choices=("holm", "bh"),
+        default="holm",
+        help="multiple-comparison adjustment (holm)",
+    )
+    cmd.add_argument(
+        "--attribution-hours",
+        type=float,
+        metavar="H",
+        help="count outcomes only within H hours of the first exposure",
+    )
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.add_argument("--html", metavar="REPORT.html", help="write the HTML report")
+    cmd.add_argument("--record", metavar="PATH", help="write the decision record (JSON)")
+    cmd.set_defaults(handler=_analyze)  # fmt: skip
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    from abtest.cli import UsageError
+
+    if not 0 < args.alpha < 0.5:
+        raise UsageError(f"--alpha must lie in (0, 0.5), got {args.alpha}")
+    settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction}
+    if args.attribution_hours is not None:
+        if not args.attribution_hours > 0:
+            raise UsageError(f"--attribution-hours must be > 0, got {args.attribution_hours}")
+        settings["attribution_window"] = timedelta(hours=args.attribution_hours)
+    return settings
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from abtest.cli import UsageError
+    from abtest.experiment import Experiment
+    from analysis.analyze import analyze, analyze_experiment
+    from analysis.join import parse_metric
+
+    settings = _settings(args)
+    experiment = None
+    if args.config:
+        if args.metric or args.guardrail or args.control:
+            raise UsageError("with --config, metrics, guardrails and control come from the config")
+        experiment = Experiment.from_json_file(args.config)
+        result = analyze_experiment(experiment, args.exposures, args.outcomes, **settings)
+    else:
+        if not args.metric:
+            raise UsageError("give at least one --metric NAME:TYPE (or --config EXP.json)")
+        if not 0 < args.margin < 1:
+            raise UsageError(f"--margin must lie in (0, 1), got {args.margin}")
+        lower = set(args.lower_is_better)
+
+        def metric(text: str, where: str, margin: float | None) -> Any:
+            parsed = parse_metric(text, field_name=where)
+            return replace(parsed, higher_is_better=parsed.name not in lower, margin=margin)
+
+        result = analyze(
+            args.exposures, args.outcomes,
+            metrics=[metric(m, "--metric", None) for m in args.metric],
+            guardrails=[metric(g, "--guardrail", args.margin) for g in args.guardrail],
+            control=args.control or "control", experiment=args.experiment, **settings,
+        )  # fmt: skip
+    if args.html:
+        from analysis.report import write_report
+
+        write_report(result, args.html)
+    if args.record:
+        from analysis.decision import write_decision_record
+        from analysis.load import fingerprint
+
+        write_decision_record(
+            result, args.record, experiment=experiment,
+            data_sha256={"exposures": fingerprint(args.exposures),
+                         "outcomes": fingerprint(args.outcomes)},
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps(result.to_dict(), allow_nan=False, ensure_ascii=False))
+    else:
+        _print_human(result, args)
+    return 0
+
+
+def _print_human(result: Any, args: argparse.Namespace) -> None:
+    decision = result.decision
+    verdict = decision.verdict.value + (f" {decision.variant}" if decision.variant else "")
+    if decision.extra_days:
+        verdict += f" (about {decision.extra_days} more days)"
+    units = ", ".join(f"{v} {n}" for v, n in result.units.items())
+    print(f"experiment  {result.experiment}   control {result.control}")
+    print(f"units       {units}   crossovers excluded {result.excluded_units}")
+    print(f"srm         p = {result.srm.p_value:.3g} ({'ok' if result.srm.ok else 'MISMATCH'})")
+    print()
+    frame = result.summary()[["metric", "variant", "control_mean", "variant_mean",
+                              "relative_effect", "ci_low", "ci_high", "adjusted_p_value",
+                              "significant"]]  # fmt: skip
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print()
+    print(f"verdict     {verdict}")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    for warning in decision.warnings:
+        print(f"  ! {warning}")
+    for flag, path in (("report", args.html), ("record", args.record)):
+        if path:
+            print(f"{flag:<11} {path}")
