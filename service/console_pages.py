@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from flask import Flask
 
@@ -21,6 +23,10 @@ from abtest.experiment import Experiment, MetricType, Status
 from abtest.store import StoredExperiment
 from analysis.srm import srm_test
 from service.results import ExperimentResults, experiment_results
+
+_FIGURES: Final = "abtest.console_figures"
+_FIGURE_CACHE_SIZE: Final = 16
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,11 +211,35 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         progress=[Progress(v, n, planned) for v, n in row.units.items()],
         power=_power(stored.experiment, analysed),
         results=data,
-        figures=_figures(analysed),
+        figures=_figures(app, analysed),
     )
 
 
-def _figures(analysed: ExperimentResults | None) -> list[Figure]:
+def _figures(app: Flask, analysed: ExperimentResults | None) -> list[Figure]:
+    """The report's figures (`analysis.effect_figure`, `cumulative_figure`,
+    `exposures_figure`) as PNG, rendered once per cached result."""
+    from analysis import cumulative_figure, effect_figure, exposures_figure, figure_png
+
     if analysed is None:
         return []
-    return []
+    key = (analysed.key, analysed.config_version, analysed.watermark)
+    cache: OrderedDict[tuple[str, int, str], list[Figure]] = app.extensions.setdefault(
+        _FIGURES, OrderedDict()
+    )
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    result = analysed.analysis
+    builders = [("Effect per metric (95% CI)", effect_figure),
+                ("Cumulative effect of the primary metric", cumulative_figure),
+                ("Units exposed per day", exposures_figure)]  # fmt: skip
+    figures = []
+    for title, build in builders:
+        try:
+            figures.append(Figure(title, figure_png(build(result))))
+        except Exception:  # one broken chart must not hide the page (it is logged)
+            _log.exception("console figure %r of %s failed", title, analysed.key)
+    cache[key] = figures
+    while len(cache) > _FIGURE_CACHE_SIZE:
+        cache.popitem(last=False)
+    return figures

@@ -308,7 +308,7 @@ def test_workers_share_the_session_secret(redis_url: str, redis_client: redis.Re
 
 
 def test_pages_show_the_analysis(console: Console, api: Api) -> None:
-    """With data, the list shows the verdict and the page the metrics, power and reasons."""
+    """With data, the list shows the verdict; the page the metrics, power, reasons and figures."""
     config = simple_config(
         primary_metric={"name": "purchase", "type": "binomial"}, planned_units_per_variant=500
     )
@@ -329,3 +329,4 @@ def test_pages_show_the_analysis(console: Console, api: Api) -> None:
     assert f"{buyers['control'] / units:.4g}" in page[page.index('id="metrics"') :]
     assert 'id="power"' in page and "at the plan of 500" in page
     assert 'id="reasons"' in page
+    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 3  # effect, cumulative, daily
