@@ -115,7 +115,7 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
     """
     import pandas as pd
 
-    from analysis.analyze import analyze_experiment
+    from analysis import analyze_experiment
 
     experiment = stored.experiment
     if experiment.primary_metric is None:
