@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Final
+from typing import Any, Final
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -47,6 +47,17 @@ class Metrics:
             ["experiment", "variant", "reason"], registry=target,
         )  # fmt: skip
 
+        # labels() costs a lock and a dict build per call; the label sets are few, so the
+        # children are looked up once (this is on every request's path).
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def register(self, app: Flask) -> None:
         """Time every request."""
         app.before_request(self._start)
@@ -54,7 +65,8 @@ class Metrics:
 
     def assigned(self, result: Assignment) -> None:
         """Count one assignment response."""
-        self.assignments.labels(result.experiment, result.variant or "", result.reason.value).inc()
+        variant = result.variant or ""
+        self._child(self.assignments, result.experiment, variant, result.reason.value).inc()
 
     def render(self, store: Store) -> Response:
         """The exposition text: process metrics plus exposure counters read from Redis."""
@@ -80,6 +92,6 @@ class Metrics:
         if started is not None:
             rule = request.url_rule
             endpoint = rule.rule if rule is not None else "unmatched"
-            self.latency.labels(endpoint).observe(time.perf_counter() - started)
-            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+            self._child(self.latency, endpoint).observe(time.perf_counter() - started)
+            self._child(self.requests, endpoint, request.method, str(response.status_code)).inc()
         return response

@@ -151,6 +151,10 @@ def spec() -> dict[str, Any]:
                 "get": _op("Exposures per variant and day, with the SRM p-value", "admin",
                            parameters=by_key)
             },
+            "/v1/experiments/{key}/results": {
+                "get": _op("Analysis results from the exported files (service.results)", "admin",
+                           parameters=by_key)
+            },
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,

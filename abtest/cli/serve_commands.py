@@ -127,11 +127,11 @@ def serve(
 
 
 def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
-                 extra_setup: str | None = None) -> int:  # fmt: skip
+                 wrap: str | None = None) -> int:  # fmt: skip
     """Run ``create_app(app_config)`` under gunicorn in this process until it is stopped.
 
-    ``extra_setup`` ("module:function") is called with each worker's app after it is
-    built (the benchmark adds its hello-world route this way).
+    ``wrap`` ("module:function") is called with each worker's app and returns the WSGI
+    callable to serve instead (the benchmark puts a bare hello-world app beside it).
     """
     import importlib
 
@@ -141,7 +141,7 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
         from prometheus_client import multiprocess
 
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.mark_process_dead(worker.pid)
+            multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
@@ -155,9 +155,9 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
             from service import create_app
 
             app = create_app(app_config)
-            if extra_setup:
-                module, _, name = extra_setup.partition(":")
-                getattr(importlib.import_module(module), name)(app)
+            if wrap:
+                module, _, name = wrap.partition(":")
+                return getattr(importlib.import_module(module), name)(app)
             return app
 
     master = os.getpid()

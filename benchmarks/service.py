@@ -1,0 +1,346 @@
+"""Service benchmark: /v1/assign against a hello-world ceiling, under gunicorn, in one run.
+
+What it does (everything local, loopback only, bounded in time):
+
+1. starts a private redis-server (abtest.embedded) and stores a running two-variant
+   experiment plus an sdk key;
+2. starts gunicorn (``abtest.cli.serve_commands.run_gunicorn``, the code ``abtest serve``
+   runs) with the abtest app, and routes ``GET /hello`` to a bare Flask hello-world app
+   inside the same gunicorn workers: the ceiling;
+3. peak: interleaved rounds of ``wrk`` (Debian package; installed with apt-get when
+   missing) on each endpoint with a fixed number of connections, medians reported; every
+   /v1/assign request carries a new unit id, so every request is a first exposure (sticky
+   write + stream XADD + counters).  ``/hello-redis`` (hello world plus one Redis PING)
+   shows what one round trip alone costs on this machine;
+4. latency at half the /v1/assign peak: an open-loop Python client (processes x threads,
+   each request scheduled on a fixed timetable, latency counted from the scheduled time so
+   queueing is not hidden) sends new-unit /v1/assign requests at that rate.
+
+Run::
+
+    python benchmarks/service.py                 # about 1.5 minutes
+    python benchmarks/service.py --rounds 5 --duration 10 --workers 3
+
+It prints requests/s, p50 and p99 for each endpoint and the ratio assign / hello.  The
+figures depend on the machine and on whatever else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def hello_wrapper(app: Any) -> Any:
+    """gunicorn hook: serve ``/hello`` from a bare Flask app, everything else from ``app``."""
+    from flask import Flask
+
+    hello = Flask("hello")
+    redis_client = app.extensions["abtest"].redis
+
+    @hello.get("/hello")
+    def index() -> str:
+        return "Hello, World!"
+
+    @hello.get("/hello-redis")
+    def one_round_trip() -> str:
+        # The floor of any Redis-backed endpoint here: hello world plus one PING.
+        return "Hello, World!" if redis_client.ping() else "no"
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        target = hello if environ.get("PATH_INFO", "").startswith("/hello") else app
+        return target(environ, start_response)
+
+    return dispatch
+
+
+def _server_main(port: int, redis_url: str, workers: int, threads: int) -> None:
+    # Run as a script, this file's folder comes first on sys.path, and its name would
+    # shadow the ``service`` package that gunicorn's workers import.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    from abtest.cli.serve_commands import run_gunicorn
+
+    options = {
+        "bind": f"127.0.0.1:{port}",
+        "workers": workers,
+        "threads": threads,
+        "loglevel": "warning",
+    }
+    sys.exit(run_gunicorn(options, {"REDIS_URL": redis_url}, wrap="__main__:hello_wrapper"))
+
+
+def _ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing the Debian package (apt-get install wrk)", flush=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL
+    )
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not available; install it with: apt-get install wrk")
+    return found
+
+
+_WRK_ASSIGN = """
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args) prefix = "RUN-" .. tid .. "-"; n = 0 end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer KEY"
+function request()
+  n = n + 1
+  return wrk.format(nil, "/v1/assign", nil,
+    '{"experiment":"bench","unit_id":"' .. prefix .. n .. '"}')
+end
+"""
+
+
+def _wrk(
+    wrk: str, url: str, duration: int, connections: int, script: str | None
+) -> dict[str, float]:
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {
+        "rps": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": errors.group(1) if errors else "none",
+    }  # type: ignore[dict-item]
+
+
+def _paced_worker(
+    args: tuple[int, str, float, float, int, int, int, str],
+) -> tuple[list[float], int]:
+    port, key, rate, duration, threads, index, processes, run = args
+    total = processes * threads
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+
+    def loop(slot: int) -> None:
+        period = total / rate
+        scheduled = start + slot / rate
+        n = 0
+        local: list[float] = []
+        while scheduled < start + duration:
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            n += 1
+            body = json.dumps({"experiment": "bench", "unit_id": f"{run}-{slot}-{n}"}).encode()
+            request = (
+                f"POST /v1/assign HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode() + body
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(request)
+                    response = b""
+                    while chunk := sock.recv(65536):
+                        response += chunk
+                ok = response.startswith(b"HTTP/1.1 200")
+            except OSError:
+                ok = False
+            local.append((time.perf_counter() - scheduled) * 1000)
+            if not ok:
+                with lock:
+                    failures[0] += 1
+            scheduled += period
+        with lock:
+            latencies.extend(local)
+
+    slots = [index * threads + t for t in range(threads)]
+    workers = [threading.Thread(target=loop, args=(s,)) for s in slots]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return latencies, failures[0]
+
+
+def _paced(
+    port: int, key: str, rate: float, duration: float, *, processes: int = 2, threads: int = 8
+) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]
+    jobs = [(port, key, rate, duration, threads, i, processes, run) for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(_paced_worker, jobs)
+    latencies = np.concatenate([np.asarray(r[0]) for r in results])
+    return {
+        "target_rps": rate,
+        "achieved_rps": len(latencies) / duration,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "failures": float(sum(r[1] for r in results)),
+    }
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)  # internal: port url workers
+    args = parser.parse_args()
+    if args.serve:
+        _server_main(int(args.serve[0]), args.serve[1], int(args.serve[2]), args.threads)
+        return
+
+    import redis
+
+    from abtest.auth import Role
+    from abtest.embedded import EmbeddedRedis, free_port
+    from abtest.store import Store
+
+    wrk = _ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="abtest-bench-"))
+    with EmbeddedRedis(work / "redis") as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        store = Store(client)
+        store.create_experiment(
+            {
+                "key": "bench",
+                "variants": [
+                    {"key": "control", "weight": 1, "payload": {"ranker": "v1"}},
+                    {"key": "treatment", "weight": 1, "payload": {"ranker": "v2"}},
+                ],
+            },
+            key_id="bench",
+        )
+        store.start_experiment("bench", key_id="bench")
+        key, _ = store.create_api_key(Role.SDK, name="benchmark")
+        port = free_port()
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics")}
+        (work / "metrics").mkdir()
+        gunicorn = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--serve",
+                str(port),
+                server.url,
+                str(args.workers),
+            ],
+            env=env,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            script = work / "assign.lua"
+            results: dict[str, Any] = {}
+            load_before = os.getloadavg()
+            targets = (
+                ("hello", base + "/hello", None),
+                ("hello_redis", base + "/hello-redis", None),
+                ("assign", base + "/v1/assign", _WRK_ASSIGN),
+            )
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
+            # Interleaved rounds, medians reported: other load on a shared machine then hits
+            # every endpoint alike instead of skewing whichever ran during a busy spell.
+            for round_index in range(args.rounds + 1):
+                for name, url, lua in targets:
+                    path = None
+                    if lua:
+                        fresh = lua.replace("KEY", key).replace("RUN", uuid.uuid4().hex[:8])
+                        script.write_text(fresh)
+                        path = str(script)
+                    seconds = 2 if round_index == 0 else args.duration  # round 0 warms up
+                    run = _wrk(wrk, url, seconds, args.connections, path)
+                    if round_index:
+                        rounds[name].append(run)
+            for name, runs in rounds.items():
+                runs.sort(key=lambda r: r["rps"])
+                results[name] = {**runs[len(runs) // 2], "all_rps": [round(r["rps"]) for r in runs]}
+            half = results["assign"]["rps"] / 2
+            paced = _paced(port, key, half, float(args.duration))
+            exposures = client.xlen("abtest:{bench}:exposures")
+            load_after = os.getloadavg()
+        finally:
+            gunicorn.send_signal(signal.SIGTERM)
+            gunicorn.wait(30)
+            client.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+    hello, hello_redis, assign = results["hello"], results["hello_redis"], results["assign"]
+    print(
+        f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} worker(s) x {args.threads} "
+        f"thread(s); wrk 1 thread, {args.connections} connections, {args.duration}s per run"
+    )
+    print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
+    for label, r in (
+        ("GET /hello (bare Flask, ceiling)", hello),
+        ("GET /hello-redis (+1 Redis PING)", hello_redis),
+        ("POST /v1/assign (new unit each)", assign),
+    ):
+        print(
+            f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  "
+            f"non-2xx={r['non_2xx']:.0f} socket={r['socket_errors']}"
+        )
+    print("req/s per round, sorted (the median is shown above):")
+    for name, r in results.items():
+        print(f"  {name}: {r['all_rps']}")
+    print(
+        f"ratio assign / hello: {assign['rps'] / hello['rps']:.0%}  (goal >= 60%); "
+        f"assign / hello-redis: {assign['rps'] / hello_redis['rps']:.0%}"
+    )
+    print(
+        f"assign at half peak ({paced['target_rps']:.0f} req/s target, "
+        f"{paced['achieved_rps']:.0f} achieved, open loop): p50 {paced['p50_ms']:.2f} ms, "
+        f"p99 {paced['p99_ms']:.2f} ms (goal < 10 ms), failures {paced['failures']:.0f}"
+    )
+    print(f"exposures logged during the run: {exposures}")
+    print(
+        f"load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+        f"on {os.cpu_count()} cores (other work on the machine lowers every figure)"
+    )
+
+
+if __name__ == "__main__":
+    main()
