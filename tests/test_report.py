@@ -1,0 +1,74 @@
+"""The HTML report: self-contained, verdict first, figures embedded, text escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import analyze
+from analysis.report import (
+    cumulative_figure,
+    effect_figure,
+    exposures_figure,
+    figure_png,
+    render_html,
+    write_report,
+)
+from tests.test_analyze import synthetic
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def result():
+    """A shipped test whose variant key needs HTML escaping."""
+    data = synthetic(n=3000, lift=0.3, seed=41, variants=("control", "<b>v2&x</b>"))
+    return analyze(*data, metrics=["purchase:binomial", "revenue:sum"])
+
+
+def test_report_is_self_contained_with_verdict_on_top(result, tmp_path):
+    """One file: the verdict before anything else, images inline, nothing fetched."""
+    path = write_report(result, tmp_path / "report.html")
+    text = path.read_text(encoding="utf-8")
+    body = text[text.index("<body>") :]
+    assert body.index("SHIP") < body.index("Sample ratio") < body.index("Metrics")
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 3
+    assert all(base64.b64decode(i).startswith(PNG_MAGIC) for i in images)
+    assert not re.search(r'(src|href)="(?!data:)', text)
+
+
+def test_text_is_escaped(result):
+    """Variant keys and other data are escaped, never injected as markup."""
+    text = render_html(result)
+    assert "<b>v2&x</b>" not in text
+    assert "&lt;b&gt;v2&amp;x&lt;/b&gt;" in text
+
+
+def test_srm_status_and_reasons_are_shown(result):
+    """The SRM p-value and every decision reason appear in the report."""
+    text = render_html(result)
+    assert f"{result.srm.p_value:.3g}" in text
+    for reason in result.decision.reasons:
+        assert html.escape(reason) in text
+
+
+@pytest.mark.parametrize("build", [effect_figure, cumulative_figure, exposures_figure])
+def test_figure_builders_return_figures(result, build):
+    """Each builder returns a matplotlib Figure with drawn content, rendered to PNG."""
+    figure = build(result)
+    assert isinstance(figure, Figure)
+    assert figure.axes[0].has_data()
+    assert figure_png(figure).startswith(PNG_MAGIC)
+
+
+def test_cumulative_figure_draws_the_sequential_bounds(result):
+    """The cumulative chart has one line per treatment and its confidence-sequence band."""
+    ax = cumulative_figure(result).axes[0]
+    days = len(result.rows[0].sequential.estimates)
+    assert len(ax.lines[0].get_xdata()) == days
+    assert len(ax.collections) == 1
