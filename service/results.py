@@ -33,7 +33,7 @@ from abtest.store import StoredExperiment
 
 bp = Blueprint("results", __name__)
 
-DEFAULT_EXPORT_DIR: Final = "data/export"
+DEFAULT_EXPORT_DIR: Final = ".abtest/export"
 _CACHE_SIZE: Final = 32
 _EXTENSION: Final = "abtest.results"
 
@@ -92,7 +92,7 @@ class _Cache:
 
 
 def export_dir(app: Flask) -> Path:
-    """Where this service exports events: ``EXPORT_DIR`` or ``data/export``."""
+    """Where this service exports events: ``EXPORT_DIR`` or ``.abtest/export``."""
     return Path(app.config.get("EXPORT_DIR") or DEFAULT_EXPORT_DIR)
 
 

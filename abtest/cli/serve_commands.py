@@ -114,6 +114,9 @@ def serve(
         if on_ready is not None:
             on_ready(redis_url, admin_key)
         app_config = {**(config or {}), "REDIS_URL": redis_url}
+        if "ABTEST_EXPORT_DIR" not in os.environ:
+            # Events drained for the results page land beside the data they came from.
+            app_config.setdefault("EXPORT_DIR", str(Path(data_dir).resolve() / "export"))
         options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads}
         return run_gunicorn(options, app_config)
     finally:
