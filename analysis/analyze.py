@@ -64,6 +64,7 @@ class AnalysisSettings:
     correction: str = "holm"
     attribution_window_hours: float | None = None
     covariate_window_days: float | None = DEFAULT_COVARIATE_WINDOW.days
+    quantile_method: str = "bootstrap"
     n_boot: int = 1000
     seed: int = 0
     rules: DecisionRules = field(default_factory=DecisionRules)
@@ -245,6 +246,7 @@ def analyze(
     covariates: Source | None = None,
     planned_units_per_variant: int | None = None,
     rules: DecisionRules | None = None,
+    quantile_method: str = "bootstrap",
     n_boot: int = 1000,
     seed: int = 0,
 ) -> AnalysisResult:
@@ -272,8 +274,9 @@ def analyze(
         The plan: before it is reached, shipping needs the sequential test too.
     rules : DecisionRules, optional
         Decision thresholds (its ``alpha`` is replaced by ``alpha``).
-    n_boot, seed
-        Bootstrap replicates and seed for quantile metrics.
+    quantile_method, n_boot, seed
+        Quantile metrics: "bootstrap" (unit-clustered, ``n_boot`` replicates from
+        ``seed``) or "asymptotic" (O(events)); see `analysis.quantile`.
 
     Raises
     ------
@@ -287,6 +290,11 @@ def analyze(
         raise InvalidInput(f"correction must be 'holm' or 'bh', got {correction!r}", "correction")
     if not metrics:
         raise InvalidInput("at least one metric is required", "metrics")
+    if quantile_method not in ("bootstrap", "asymptotic"):
+        raise InvalidInput(
+            f"quantile_method must be 'bootstrap' or 'asymptotic', got {quantile_method!r}",
+            "quantile_method",
+        )
     primary = [_as_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
     guards = [_as_metric(m, f"guardrails[{i}]") for i, m in enumerate(guardrails)]
     rules = replace(rules or DecisionRules(), alpha=alpha)
@@ -297,7 +305,8 @@ def analyze(
         else attribution_window.total_seconds() / 3600,
         covariate_window_days=None if covariate_window is None or covariates is not None
         else covariate_window.total_seconds() / 86400,
-        n_boot=n_boot, seed=seed, rules=rules, metrics=tuple(primary), guardrails=tuple(guards),
+        quantile_method=quantile_method, n_boot=n_boot, seed=seed, rules=rules,
+        metrics=tuple(primary), guardrails=tuple(guards),
         control=control, experiment=experiment,
         weights=None if weights is None else tuple((k, float(v)) for k, v in weights.items()),
         planned_units_per_variant=planned_units_per_variant,
@@ -389,6 +398,7 @@ def _row(
             q = quantile_difference(
                 control_values=c.values, control_units=c.units, variant_values=v.values,
                 variant_units=v.units, q=quantile_level(metric), n_boot=settings.n_boot,
+                method=settings.quantile_method,  # type: ignore[arg-type]
                 seed=settings.seed, level=level,
             )  # fmt: skip
             effect = q.effect

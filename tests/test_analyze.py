@@ -214,6 +214,18 @@ def test_ratio_with_zero_denominator_is_a_row_error():
     assert res.to_dict()["metrics"][1]["absolute_effect"] is None
 
 
+def test_quantile_methods_agree(data):
+    """The asymptotic quantile SE is close to the unit bootstrap's on the same data."""
+    exposures, outcomes = data
+    boot, asym = (
+        analyze(exposures, outcomes, metrics=["latency_ms:p95:quantile"], n_boot=400,
+                quantile_method=method).rows[0].effect
+        for method in ("bootstrap", "asymptotic")
+    )  # fmt: skip
+    assert asym.absolute_effect == boot.absolute_effect
+    assert asym.absolute_se == pytest.approx(boot.absolute_se, rel=0.35)
+
+
 def test_analyze_experiment_uses_the_definition():
     """Metrics, guardrails, control, weights and plan come from the experiment."""
     exposures, outcomes = synthetic(n=2000, seed=5, variants=("v1", "v2"), experiment="rk")
@@ -258,11 +270,12 @@ def _drop(column):
         (lambda e, o: (e, o), {"correction": "bonf"}, "correction", "holm"),
         (lambda e, o: (e, o), {"weights": {"control": 1}}, "weights", "no weight"),
         (lambda e, o: (e, o), {"experiment": "other"}, "experiment", "'other'"),
+        (lambda e, o: (e, o), {"quantile_method": "exact"}, "quantile_method", "bootstrap"),
     ],
     ids=["missing-exposure-column", "missing-outcome-column", "empty-exposures",
          "empty-outcomes", "unknown-control", "metric-not-in-data", "no-metric",
          "metric-without-type", "bad-alpha", "bad-correction", "variant-without-weight",
-         "unknown-experiment"],
+         "unknown-experiment", "bad-quantile-method"],
 )  # fmt: skip
 def test_bad_input_names_the_problem(change, kwargs, field, words):
     """Every bad input raises InvalidInput with a message and field naming the problem."""
