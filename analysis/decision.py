@@ -38,7 +38,7 @@ from analysis.srm import SrmResult
 
 if TYPE_CHECKING:
     from abtest.experiment import Experiment
-    from analysis.analyze import AnalysisResult, MetricRow
+    from analysis.analysis_result import AnalysisResult, MetricRow
 
 RECORD_FORMAT = 1
 

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from abtest.errors import InvalidInput
-from abtest.experiment import Metric, MetricType, metric_name_problem
+from abtest.experiment import Metric, MetricType
 from analysis.aggregates import PairedStats, SampleStats
+from analysis.daily import daily_aggregates, empty_daily
 from analysis.load import (
     Source,
     connect,
@@ -40,52 +41,19 @@ from analysis.load import (
     register_exposures,
     register_outcomes,
 )
+from analysis.metric_spec import (
+    parse_metric,
+    quantile_level,
+    source_metrics,
+    sql_list,
+    value_sql,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
 DEFAULT_COVARIATE_WINDOW: Final = timedelta(days=14)
 _MAX_VARIANTS: Final = 255
-_MEAN_TYPES: Final = (MetricType.BINOMIAL, MetricType.COUNT, MetricType.SUM)
-
-
-def parse_metric(text: str, *, field_name: str = "metric") -> Metric:
-    """``"purchase:binomial"``, ``"clicks/searches:ratio"``, ``"latency_ms:p95:quantile"``.
-
-    Raises
-    ------
-    InvalidInput
-        Not ``NAME:TYPE``, an unknown type, or a name that does not fit the type.
-    """
-    name, sep, type_name = text.rpartition(":")
-    if not sep or not name:
-        raise InvalidInput(f"metric '{text}' must be NAME:TYPE, e.g. purchase:binomial", field_name)
-    try:
-        metric_type = MetricType(type_name)
-    except ValueError:
-        choices = ", ".join(t.value for t in MetricType)
-        raise InvalidInput(
-            f"metric '{text}': unknown type '{type_name}' (one of: {choices})", field_name
-        ) from None
-    problem = metric_name_problem(name, metric_type)
-    if problem:
-        raise InvalidInput(f"metric '{text}': {problem}", field_name)
-    return Metric(name, metric_type)
-
-
-def source_metrics(metric: Metric) -> tuple[str, ...]:
-    """The event names a metric reads: ``clicks/searches`` -> (clicks, searches)."""
-    if metric.type is MetricType.RATIO:
-        num, den = metric.name.split("/")
-        return (num, den)
-    if metric.type is MetricType.QUANTILE:
-        return (metric.name.rpartition(":")[0],)
-    return (metric.name,)
-
-
-def quantile_level(metric: Metric) -> float:
-    """``latency_ms:p95`` -> 0.95."""
-    return float(metric.name.rpartition(":")[2][1:]) / 100.0
 
 
 @dataclass(frozen=True)
@@ -253,14 +221,14 @@ def aggregate(
         "CREATE OR REPLACE TEMP TABLE _units AS SELECT unit_id, "
         "min(epoch_us(ts) * 256 + code) AS packed, min(code) <> max(code) AS crossed "
         "FROM (SELECT unit_id, ts, "
-        f"CAST(list_position([{_in_list(variants)}], variant) AS BIGINT) AS code "
+        f"CAST(list_position([{sql_list(variants)}], variant) AS BIGINT) AS code "
         "FROM exposures WHERE experiment = ?) GROUP BY unit_id",
         [experiment],
     )
     code = "(((packed % 256) + 256) % 256)"  # the remainder of a negative packed is negative
     con.execute(
         "CREATE OR REPLACE TEMP VIEW _assigned AS SELECT unit_id, "
-        f"[{_in_list(variants)}][{code}] AS variant, "
+        f"[{sql_list(variants)}][{code}] AS variant, "
         f"make_timestamp((packed - {code}) // 256) AS first_ts FROM _units WHERE NOT crossed"
     )
     units = {
@@ -283,7 +251,7 @@ def aggregate(
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _events AS "
         "WITH d AS (SELECT event_id, arg_min({'u': unit_id, 'm': metric, 'v': value}, ts) AS r,"
-        f" min(ts) AS ts FROM outcomes WHERE metric IN ({_in_list(names)}) GROUP BY event_id) "
+        f" min(ts) AS ts FROM outcomes WHERE metric IN ({sql_list(names)}) GROUP BY event_id) "
         "SELECT e.r.u AS unit_id, a.variant, e.r.m AS metric, e.r.v AS value, e.ts, "
         f"({post}) AS post FROM d AS e JOIN _assigned AS a ON e.r.u = a.unit_id "
         f"WHERE ({post}) OR ({pre})"
@@ -309,9 +277,9 @@ def aggregate(
         "GROUP BY ALL ORDER BY day, variant"
     ).df()
     daily_frame = (
-        _daily(con, [m for m in metrics if m.type is not MetricType.QUANTILE], units)
+        daily_aggregates(con, [m for m in metrics if m.type is not MetricType.QUANTILE], units)
         if daily
-        else _empty_daily()
+        else empty_daily()
     )
     return Aggregates(
         experiment=experiment,
@@ -327,15 +295,6 @@ def aggregate(
 
 
 # -- SQL pieces ---------------------------------------------------------------------------
-def _value_sql(metric_type: MetricType, count: str, total: str) -> str:
-    """The per-unit value from its event count and value sum."""
-    if metric_type is MetricType.BINOMIAL:
-        return f"CAST({count} > 0 AS DOUBLE)"
-    if metric_type is MetricType.COUNT:
-        return f"CAST({count} AS DOUBLE)"
-    return f"CAST({total} AS DOUBLE)"
-
-
 _MOMENTS: Final = (
     "SELECT variant, sum(y), sum(x), sum(y * y), sum(x * x), sum(x * y) FROM ({}) GROUP BY variant"
 )
@@ -382,7 +341,7 @@ def _metric_aggregates(
         per_unit = f"SELECT variant, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql})"
         ratio = _paired(con, per_unit, units, [num, den, num, den])
         return MetricAggregates(metric, dict(ratio))
-    y = _value_sql(metric.type, "c", "s")
+    y = value_sql(metric.type, "c", "s")
     if covariate_table:
         sql = (
             f"SELECT coalesce(v.variant, c.variant) AS variant, coalesce({y}, 0) AS y, "
@@ -393,7 +352,7 @@ def _metric_aggregates(
         )
         paired = _paired(con, sql, units, [metric.name, metric.name])
     else:
-        x = _value_sql(metric.type, "pc", "ps") if pre_window else "0.0"
+        x = value_sql(metric.type, "pc", "ps") if pre_window else "0.0"
         paired = _paired(
             con, f"SELECT variant, {y} AS y, {x} AS x FROM _unit_values WHERE metric = ?",
             units, [metric.name],
@@ -401,75 +360,6 @@ def _metric_aggregates(
     stats: dict[str, SampleStats | PairedStats] = {v: p.y for v, p in paired.items()}
     covariate = paired if (pre_window or covariate_table) else None
     return MetricAggregates(metric, stats, covariate)
-
-
-def _daily(
-    con: duckdb.DuckDBPyConnection, metrics: Sequence[Metric], units: Mapping[str, int]
-) -> pd.DataFrame:
-    """Cumulative aggregates per day: each unit adds the change of its value on that day.
-
-    A unit whose cumulative value moves from a to b on day d changes Σy by b - a and Σy²
-    by b² - a² (likewise x and xy); summing these changes over days gives the moments of
-    the cumulative per-unit values at every day's end without a grid of units by days.
-    """
-    days = con.execute(
-        "SELECT min(d), max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "
-        "UNION ALL SELECT CAST(ts AS DATE) FROM _events WHERE post)"
-    ).fetchall()[0]
-    assert days is not None
-    grid = pd.date_range(days[0], days[1], freq="D")
-    new_units = con.execute(
-        "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS n FROM _assigned GROUP BY ALL"
-    ).df()
-    new_units["day"] = pd.to_datetime(new_units["day"])
-    frames = []
-    for metric in metrics:
-        if metric.type is MetricType.RATIO:
-            num, den = source_metrics(metric)
-            y_raw, x_raw = (f"sum(value) FILTER (WHERE metric = {_in_list([num])})",
-                            f"sum(value) FILTER (WHERE metric = {_in_list([den])})")  # fmt: skip
-            y_val, x_val = "coalesce(cy, 0)", "coalesce(cx, 0)"
-            y_prev, x_prev = "coalesce(py, 0)", "coalesce(px, 0)"
-            names = [num, den]
-        else:
-            y_raw = "sum(value)" if metric.type is MetricType.SUM else "count(*)"
-            x_raw = "0.0"
-            y_val = _value_sql(metric.type, "cy", "cy")
-            y_prev = _value_sql(metric.type, "coalesce(py, 0)", "coalesce(py, 0)")
-            x_val = x_prev = "0.0"
-            names = [metric.name]
-        sql = (
-            f"WITH inc AS (SELECT unit_id, variant, CAST(ts AS DATE) AS day, {y_raw} AS iy, "
-            f"{x_raw} AS ix FROM _events WHERE post AND metric IN ({_in_list(names)}) "
-            "GROUP BY ALL), "
-            "cum AS (SELECT unit_id, variant, day, sum(iy) OVER w AS cy, sum(ix) OVER w AS cx "
-            "FROM inc WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
-            "lagged AS (SELECT variant, day, cy, cx, lag(cy) OVER w AS py, lag(cx) OVER w AS px "
-            "FROM cum WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
-            f"vals AS (SELECT variant, day, {y_val} AS y, {x_val} AS x, {y_prev} AS y0, "
-            f"{x_prev} AS x0 FROM lagged) "
-            "SELECT day, variant, sum(y - y0) AS sum_y, sum(x - x0) AS sum_x, "
-            "sum(y * y - y0 * y0) AS sum_yy, sum(x * x - x0 * x0) AS sum_xx, "
-            "sum(x * y - x0 * y0) AS sum_xy FROM vals GROUP BY ALL"
-        )
-        changes = con.execute(sql).df()
-        changes["day"] = pd.to_datetime(changes["day"])
-        for variant in units:
-            frame = pd.DataFrame({"day": grid.date})
-            part = changes[changes["variant"] == variant].set_index("day").reindex(grid)
-            arrivals = new_units[new_units["variant"] == variant].set_index("day")["n"]
-            frame["n"] = arrivals.reindex(grid).fillna(0).cumsum().to_numpy(dtype=np.int64)
-            for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
-                frame[column] = part[column].fillna(0.0).astype(float).cumsum().to_numpy()
-            frame.insert(1, "variant", variant)
-            frame.insert(2, "metric", metric.name)
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else _empty_daily()
-
-
-def _empty_daily() -> pd.DataFrame:
-    columns = ["day", "variant", "metric", "n", "sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"]
-    return pd.DataFrame({c: [] for c in columns})
 
 
 def _resolve_experiment(con: duckdb.DuckDBPyConnection, experiment: str | None) -> str:
@@ -496,5 +386,14 @@ def _interval(window: timedelta | None) -> str:
     return f"INTERVAL {int(window.total_seconds() * 1_000_000)} MICROSECONDS"
 
 
-def _in_list(names: Sequence[str]) -> str:
-    return ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+__all__ = [
+    "DEFAULT_COVARIATE_WINDOW",
+    "Aggregates",
+    "MetricAggregates",
+    "QuantileSample",
+    "aggregate",
+    "join_and_aggregate",
+    "parse_metric",
+    "quantile_level",
+    "source_metrics",
+]

@@ -20,7 +20,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.analyze import AnalysisResult, MetricRow, daily_looks
+from analysis.analysis_result import AnalysisResult, MetricRow
+from analysis.daily import daily_looks
 from analysis.decision import Verdict
 
 if TYPE_CHECKING:

@@ -1,0 +1,106 @@
+"""Daily cumulative aggregates: the series behind the sequential test and the chart.
+
+Reads the ``_assigned`` view and ``_events`` table that `analysis.join.aggregate` builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from abtest.experiment import Metric, MetricType
+from analysis.aggregates import SampleStats
+from analysis.metric_spec import source_metrics, sql_list, value_sql
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from analysis.join import Aggregates
+
+
+def daily_aggregates(
+    con: duckdb.DuckDBPyConnection, metrics: Sequence[Metric], units: Mapping[str, int]
+) -> pd.DataFrame:
+    """Cumulative aggregates per day: each unit adds the change of its value on that day.
+
+    A unit whose cumulative value moves from a to b on day d changes Σy by b - a and Σy²
+    by b² - a² (likewise x and xy); summing these changes over days gives the moments of
+    the cumulative per-unit values at every day's end without a grid of units by days.
+    """
+    days = con.execute(
+        "SELECT min(d), max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "
+        "UNION ALL SELECT CAST(ts AS DATE) FROM _events WHERE post)"
+    ).fetchall()[0]
+    assert days is not None
+    grid = pd.date_range(days[0], days[1], freq="D")
+    new_units = con.execute(
+        "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS n FROM _assigned GROUP BY ALL"
+    ).df()
+    new_units["day"] = pd.to_datetime(new_units["day"])
+    frames = []
+    for metric in metrics:
+        if metric.type is MetricType.RATIO:
+            num, den = source_metrics(metric)
+            y_raw, x_raw = (f"sum(value) FILTER (WHERE metric = {sql_list([num])})",
+                            f"sum(value) FILTER (WHERE metric = {sql_list([den])})")  # fmt: skip
+            y_val, x_val = "coalesce(cy, 0)", "coalesce(cx, 0)"
+            y_prev, x_prev = "coalesce(py, 0)", "coalesce(px, 0)"
+            names = [num, den]
+        else:
+            y_raw = "sum(value)" if metric.type is MetricType.SUM else "count(*)"
+            x_raw = "0.0"
+            y_val = value_sql(metric.type, "cy", "cy")
+            y_prev = value_sql(metric.type, "coalesce(py, 0)", "coalesce(py, 0)")
+            x_val = x_prev = "0.0"
+            names = [metric.name]
+        sql = (
+            f"WITH inc AS (SELECT unit_id, variant, CAST(ts AS DATE) AS day, {y_raw} AS iy, "
+            f"{x_raw} AS ix FROM _events WHERE post AND metric IN ({sql_list(names)}) "
+            "GROUP BY ALL), "
+            "cum AS (SELECT unit_id, variant, day, sum(iy) OVER w AS cy, sum(ix) OVER w AS cx "
+            "FROM inc WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
+            "lagged AS (SELECT variant, day, cy, cx, lag(cy) OVER w AS py, lag(cx) OVER w AS px "
+            "FROM cum WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
+            f"vals AS (SELECT variant, day, {y_val} AS y, {x_val} AS x, {y_prev} AS y0, "
+            f"{x_prev} AS x0 FROM lagged) "
+            "SELECT day, variant, sum(y - y0) AS sum_y, sum(x - x0) AS sum_x, "
+            "sum(y * y - y0 * y0) AS sum_yy, sum(x * x - x0 * x0) AS sum_xx, "
+            "sum(x * y - x0 * y0) AS sum_xy FROM vals GROUP BY ALL"
+        )
+        changes = con.execute(sql).df()
+        changes["day"] = pd.to_datetime(changes["day"])
+        for variant in units:
+            frame = pd.DataFrame({"day": grid.date})
+            part = changes[changes["variant"] == variant].set_index("day").reindex(grid)
+            arrivals = new_units[new_units["variant"] == variant].set_index("day")["n"]
+            frame["n"] = arrivals.reindex(grid).fillna(0).cumsum().to_numpy(dtype=np.int64)
+            for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
+                frame[column] = part[column].fillna(0.0).astype(float).cumsum().to_numpy()
+            frame.insert(1, "variant", variant)
+            frame.insert(2, "metric", metric.name)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else empty_daily()
+
+
+def empty_daily() -> pd.DataFrame:
+    """A daily frame with the columns and no rows."""
+    columns = ["day", "variant", "metric", "n", "sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"]
+    return pd.DataFrame({c: [] for c in columns})
+
+
+def daily_looks(
+    agg: Aggregates, metric: str, control: str, variant: str
+) -> tuple[list[object], list[tuple[SampleStats, SampleStats]]]:
+    """The days and cumulative (control, variant) aggregates where both arms have >= 2 units.
+
+    These are the looks of the sequential test, one per day, in time order.
+    """
+    days, looks = [], []
+    for day, arms in sorted(agg.daily_stats(metric).items(), key=lambda item: str(item[0])):
+        if control in arms and variant in arms and min(arms[control].n, arms[variant].n) >= 2:
+            days.append(day)
+            looks.append((arms[control].y, arms[variant].y))
+    return days, looks

@@ -1,0 +1,66 @@
+"""Metric specs (``name:type``) and how a metric's events become one value per unit in SQL.
+
+``purchase:binomial`` (1 if the unit had an event), ``purchase:count`` (its events),
+``revenue:sum`` (the sum of its values), ``clicks/searches:ratio`` (Σ clicks and Σ searches
+per unit) and ``latency_ms:p95:quantile`` (the event values themselves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from abtest.errors import InvalidInput
+from abtest.experiment import Metric, MetricType, metric_name_problem
+
+
+def parse_metric(text: str, *, field_name: str = "metric") -> Metric:
+    """``"purchase:binomial"``, ``"clicks/searches:ratio"``, ``"latency_ms:p95:quantile"``.
+
+    Raises
+    ------
+    InvalidInput
+        Not ``NAME:TYPE``, an unknown type, or a name that does not fit the type.
+    """
+    name, sep, type_name = text.rpartition(":")
+    if not sep or not name:
+        raise InvalidInput(f"metric '{text}' must be NAME:TYPE, e.g. purchase:binomial", field_name)
+    try:
+        metric_type = MetricType(type_name)
+    except ValueError:
+        choices = ", ".join(t.value for t in MetricType)
+        raise InvalidInput(
+            f"metric '{text}': unknown type '{type_name}' (one of: {choices})", field_name
+        ) from None
+    problem = metric_name_problem(name, metric_type)
+    if problem:
+        raise InvalidInput(f"metric '{text}': {problem}", field_name)
+    return Metric(name, metric_type)
+
+
+def source_metrics(metric: Metric) -> tuple[str, ...]:
+    """The event names a metric reads: ``clicks/searches`` -> (clicks, searches)."""
+    if metric.type is MetricType.RATIO:
+        num, den = metric.name.split("/")
+        return (num, den)
+    if metric.type is MetricType.QUANTILE:
+        return (metric.name.rpartition(":")[0],)
+    return (metric.name,)
+
+
+def quantile_level(metric: Metric) -> float:
+    """``latency_ms:p95`` -> 0.95."""
+    return float(metric.name.rpartition(":")[2][1:]) / 100.0
+
+
+def value_sql(metric_type: MetricType, count: str, total: str) -> str:
+    """The per-unit value from its event count and value sum."""
+    if metric_type is MetricType.BINOMIAL:
+        return f"CAST({count} > 0 AS DOUBLE)"
+    if metric_type is MetricType.COUNT:
+        return f"CAST({count} AS DOUBLE)"
+    return f"CAST({total} AS DOUBLE)"
+
+
+def sql_list(names: Sequence[str]) -> str:
+    """A SQL list of quoted string literals."""
+    return ", ".join("'" + n.replace("'", "''") + "'" for n in names)
