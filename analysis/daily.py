@@ -1,6 +1,12 @@
 """Daily cumulative aggregates: the series behind the sequential test and the chart.
 
 Reads the ``_assigned`` view and ``_events`` table that `analysis.join.aggregate` builds.
+
+Caveat: each look holds every unit exposed so far with its outcomes so far, so early looks
+see units with less time to convert; for metrics that accumulate after exposure the
+estimand drifts upwards over the first days.  The mSPRT's running intersection can then
+end below the final estimate.  A fixed per-unit window with only matured units per look
+would remove the drift; it is not implemented yet.
 """
 
 from __future__ import annotations
