@@ -1,0 +1,404 @@
+"""``abtest demo``: the whole loop, plan -> assign -> outcomes -> export -> analyse -> ship.
+
+Everything runs on the real components: `abtest serve` as a child process (gunicorn over
+the Flask app, the embedded redis-server in a data directory), the Python client speaking
+HTTP, `abtest.export` writing Parquet, `analysis` reading it, and the ship action through
+the HTTP API.  The simulated users are drawn from ``numpy.random.default_rng(seed)`` in a
+fixed order, so the same seed gives the same numbers.
+
+The simulation: each user has a latent propensity (lognormal).  Some users were active
+before the experiment (pre-period purchases with past timestamps, which CUPED uses as a
+covariate).  In the experiment a user converts with probability ``baseline x propensity``,
+times ``1 + lift`` under the new model; revenue per purchase is lognormal; every request
+has a latency, the new model being a little faster (the guardrail).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from abtest.errors import AbtestError, InvalidInput, StoreUnavailable
+
+EXPERIMENT_KEY: Final = "ranker-v2-demo"
+CONTROL, TREATMENT = "v1", "v2"
+BASELINE: Final = 0.10  # conversion rate of the current model
+_START_TIMEOUT: Final = 60.0
+_APP_THREADS: Final = 8
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo simulates; the defaults finish in well under a minute."""
+
+    users: int = 6000
+    lift: float = 0.30  # relative lift of the conversion rate under the new model
+    seed: int = 7
+    data_dir: str | None = None
+    keep_running: bool = False
+    port: int | None = None
+    pre_period_share: float = 0.6  # users with activity before the experiment (CUPED)
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """What the demo found and did."""
+
+    planned_units_per_variant: int
+    units: dict[str, int]
+    verdict: str
+    variant: str | None
+    reasons: tuple[str, ...]
+    report: Path
+    record: Path
+    shipped: str | None
+    served_after_ship: dict[str, int]
+
+
+def demo_experiment(planned_units_per_variant: int) -> dict[str, Any]:
+    """The demo's experiment: two versions of a ranking model, one guardrail."""
+    return {
+        "key": EXPERIMENT_KEY,
+        "description": "Demo: ranking model v2 against v1.",
+        "owner": "demo@abtest.invalid",
+        "hypothesis": "v2 ranks the bought item higher, so more users purchase.",
+        "control": CONTROL,
+        "variants": [
+            {"key": CONTROL, "weight": 1, "payload": {"model": "ranker", "version": "1.8.2"}},
+            {"key": TREATMENT, "weight": 1, "payload": {"model": "ranker", "version": "2.0.0"}},
+        ],
+        "primary_metric": {"name": "purchase", "type": "binomial"},
+        "guardrail_metrics": [
+            {
+                "name": "latency_ms:p95",
+                "type": "quantile",
+                "higher_is_better": False,
+                "margin": 0.05,
+            },
+        ],
+        "secondary_metrics": [{"name": "revenue", "type": "sum"}],
+        "planned_units_per_variant": planned_units_per_variant,
+    }
+
+
+def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> DemoOutcome:
+    """Run the loop end to end, printing each step; return what happened."""
+    if settings.users < 100:
+        raise InvalidInput("the demo needs at least 100 users", "--users")
+    if not -0.9 < settings.lift < 5:
+        raise InvalidInput("lift must lie in (-0.9, 5)", "--lift")
+    from analysis import sample_size_proportion
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    plan = sample_size_proportion(baseline=BASELINE, mde=settings.lift, relative=True)
+    planned = int(plan.n_per_variant)
+    say(f"1. plan      baseline {BASELINE:.0%} conversion, detect a {settings.lift:+.0%} "
+        f"relative lift (alpha 0.05, power 0.8): {planned:,} users per variant")  # fmt: skip
+    if settings.users // 2 < planned:
+        say(f"            the demo simulates {settings.users:,} users: fewer than planned, "
+            "so expect 'keep_running'")  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        data_dir = Path(settings.data_dir or stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="abtest-demo-")))  # fmt: skip
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = stack.enter_context(_service(data_dir, settings.port))
+        say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {data_dir})")
+        admin, sdk = _keys(server, data_dir)
+        api = _Api(server.url, admin)
+        api.call("POST", "/v1/experiments", demo_experiment(planned))
+        started = api.call("POST", f"/v1/experiments/{EXPERIMENT_KEY}/start")
+        say(f"3. start     created and started '{EXPERIMENT_KEY}' "
+            f"(config version {started.get('version', '?')})")  # fmt: skip
+        units = _simulate(server.url, sdk, settings)
+        say(f"4. traffic   {settings.users:,} users through the HTTP API with the Python client: "
+            + ", ".join(f"{v} {n:,}" for v, n in sorted(units.items())))  # fmt: skip
+        export_dir = data_dir / "export"
+        rows = _export(data_dir, export_dir)
+        say(f"5. export    {rows['exposures']:,} exposures and {rows['outcomes']:,} outcome "
+            f"events to Parquet in {export_dir}")  # fmt: skip
+        outcome = _analyse_and_ship(
+            _Run(api, server.url, sdk, data_dir, planned, units, settings), say
+        )
+        if settings.keep_running:
+            say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
+            say("press Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+        return outcome
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the later steps need from the earlier ones."""
+
+    api: _Api
+    url: str
+    sdk_key: str
+    data_dir: Path
+    planned: int
+    units: dict[str, int]
+    settings: DemoSettings
+
+
+def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
+    from abtest.experiment import Experiment
+    from analysis import analyze_experiment, write_report
+    from analysis.decision import write_decision_record
+    from analysis.load import fingerprint
+
+    api, data_dir, settings = run.api, run.data_dir, run.settings
+    export_dir = data_dir / "export"
+    stored = api.call("GET", f"/v1/experiments/{EXPERIMENT_KEY}")
+    experiment = Experiment.from_dict(stored["config"])
+    sources = {"exposures": export_dir / "exposures", "outcomes": export_dir / "outcomes"}
+    result = analyze_experiment(
+        experiment, sources["exposures"], sources["outcomes"], seed=settings.seed
+    )
+    decision = result.decision
+    say(f"6. analyse   verdict: {decision.verdict.upper()}"
+        + (f" {decision.variant}" if decision.variant else ""))  # fmt: skip
+    for row in result.rows:
+        lo, hi = row.to_dict()["relative_ci"] or (float("nan"), float("nan"))
+        say(f"            {row.metric:<16} {row.variant}: relative effect "
+            f"{row.to_dict()['relative_effect']:+.1%}  95% CI [{lo:+.1%}, {hi:+.1%}]  "
+            f"p={row.to_dict()['p_value']:.3g}")  # fmt: skip
+    for reason in decision.reasons:
+        say(f"            - {reason}")
+    report = write_report(result, data_dir / "report.html")
+    record = data_dir / "decision.json"
+    write_decision_record(
+        result, record, experiment=experiment,
+        data_sha256={name: fingerprint(path) for name, path in sources.items()},
+    )  # fmt: skip
+    say(f"7. report    {report}")
+    say(f"            decision record {record}")
+    shipped: str | None = None
+    served: dict[str, int] = {}
+    if decision.verdict == "ship" and decision.variant:
+        api.call("POST", f"/v1/experiments/{EXPERIMENT_KEY}/ship", {"variant": decision.variant})
+        shipped = decision.variant
+        served = _served(run.url, run.sdk_key, settings.users)
+        everyone = served == {f"{shipped} (shipped)": settings.users}
+        say(f"8. ship      shipped {shipped}; every one of {settings.users:,} users now gets: "
+            + ", ".join(f"{k} {n:,}" for k, n in served.items())
+            + (" - ok" if everyone else " - MISMATCH"))  # fmt: skip
+    else:
+        say(f"8. ship      not shipped: the verdict is '{decision.verdict}'")
+    return DemoOutcome(
+        planned_units_per_variant=run.planned,
+        units=run.units,
+        verdict=str(decision.verdict),
+        variant=decision.variant,
+        reasons=tuple(decision.reasons),
+        report=Path(report),
+        record=record,
+        shipped=shipped,
+        served_after_ship=served,
+    )
+
+
+# -- the service as a child process ---------------------------------------------------------
+@dataclass(frozen=True)
+class _Server:
+    url: str
+    process: subprocess.Popen[str]
+    admin_key: str | None
+
+
+@contextlib.contextmanager
+def _service(data_dir: Path, port: int | None) -> Iterator[_Server]:
+    from abtest.embedded import free_port
+
+    port = port or free_port()
+    command = [sys.executable, "-m", "abtest", "serve", "--port", str(port),
+               "--data-dir", str(data_dir), "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        admin_key = _wait_ready(process, url)
+        yield _Server(url, process, admin_key)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _wait_ready(process: subprocess.Popen[str], url: str) -> str | None:
+    from abtest.cli.serve_commands import ADMIN_KEY_LINE
+
+    assert process.stdout is not None
+    admin_key = None
+    deadline = time.monotonic() + _START_TIMEOUT
+    for line in process.stdout:
+        if line.startswith(ADMIN_KEY_LINE):
+            admin_key = line[len(ADMIN_KEY_LINE) :].strip()
+        if "serving on" in line:
+            break
+        if time.monotonic() > deadline:
+            break
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StoreUnavailable(f"abtest serve exited with code {process.returncode}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/healthz", timeout=1) as response,
+        ):
+            if response.status == 200:
+                _drain_in_background(process)
+                return admin_key
+        time.sleep(0.1)
+    raise StoreUnavailable("abtest serve did not become healthy in time")
+
+
+def _drain_in_background(process: subprocess.Popen[str]) -> None:
+    """Keep reading the server's output so a full pipe never blocks it."""
+    import threading
+
+    def drain() -> None:
+        assert process.stdout is not None
+        with contextlib.suppress(ValueError, OSError):
+            for _ in process.stdout:
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def _keys(server: _Server, data_dir: Path) -> tuple[str, str]:
+    """The admin key (printed by the first start, else a new one) and a new sdk key."""
+    import redis
+
+    from abtest.auth import Role
+    from abtest.embedded import open_redis
+    from abtest.store import Store
+
+    with open_redis(None, data_dir) as redis_url:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            store = Store(client)
+            admin = server.admin_key or store.create_api_key(Role.ADMIN, name="demo-admin")[0]
+            sdk = store.create_api_key(Role.SDK, name="demo-app")[0]
+        finally:
+            client.close()
+    return admin, sdk
+
+
+class _Api:
+    """Minimal admin calls over HTTP (the release manager's side of the demo)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", {})
+            raise AbtestError(f"{method} {path}: {exc.code} {detail.get('message', '')}") from None
+
+
+# -- simulated app traffic ------------------------------------------------------------------
+def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
+    """Users arrive, get a variant over HTTP, and their outcomes are tracked."""
+    import numpy as np
+
+    from abtest.client import Client
+
+    rng = np.random.default_rng(settings.seed)
+    n = settings.users
+    propensity = rng.lognormal(mean=-0.125, sigma=0.5, size=n)  # mean 1
+    active_before = rng.random(n) < settings.pre_period_share
+    pre_days = rng.uniform(1, 6, size=n)
+    convert_draw = rng.random(n)
+    pre_convert_draw = rng.random(n)
+    revenue = rng.lognormal(mean=3.5, sigma=0.6, size=n)
+    requests = rng.integers(1, 6, size=n)
+    latency_base = rng.lognormal(mean=4.6, sigma=0.35, size=(n, 5))  # about 100 ms
+    now = time.time()
+
+    def visit(client: Client, i: int) -> str | None:
+        """One user's session; the outcome depends only on ``i`` and the seed."""
+        unit_id = f"demo-user-{i:06d}"
+        if active_before[i] and pre_convert_draw[i] < min(BASELINE * propensity[i], 1.0):
+            client.track(unit_id, "purchase", 1.0, timestamp=now - pre_days[i] * 86400)
+            client.track(unit_id, "revenue", float(revenue[i]), timestamp=now - pre_days[i] * 86400)
+        answer = client.assign(EXPERIMENT_KEY, unit_id)
+        if not answer.in_experiment or answer.variant is None:
+            return None
+        treated = answer.variant == TREATMENT
+        rate = BASELINE * propensity[i] * ((1 + settings.lift) if treated else 1.0)
+        for latency in latency_base[i, : requests[i]] * (0.95 if treated else 1.0):
+            client.track(unit_id, "latency_ms", float(latency))
+        if convert_draw[i] < min(rate, 1.0):
+            client.track(unit_id, "purchase", 1.0)
+            client.track(unit_id, "revenue", float(revenue[i]))
+        return answer.variant
+
+    with Client(url, sdk_key, batch_size=500, flush_interval=0.2, max_buffer=200_000) as client:
+        # Concurrent users, as an app server would send them; each user's numbers are fixed
+        # by the seed, so the totals do not depend on the interleaving.
+        with ThreadPoolExecutor(max_workers=_APP_THREADS) as pool:
+            variants = list(pool.map(lambda i: visit(client, i), range(n)))
+        units = Counter(v for v in variants if v is not None)
+        if not client.flush(timeout=60):
+            raise StoreUnavailable("the client could not deliver every event in time")
+        stats = client.stats()
+    if stats.dropped or stats.rejected:
+        raise StoreUnavailable(f"events were lost: {stats.to_dict()}")
+    return dict(units)
+
+
+def _export(data_dir: Path, export_dir: Path) -> dict[str, int]:
+    import redis
+
+    from abtest.embedded import open_redis
+    from abtest.export import export
+
+    with open_redis(None, data_dir) as redis_url:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            result = export(client, out_dir=export_dir)
+        finally:
+            client.close()
+    return {"exposures": 0, "outcomes": 0, **result.rows}
+
+
+def _served(url: str, sdk_key: str, users: int) -> dict[str, int]:
+    """What every demo user gets after the ship, asked over HTTP again."""
+    from abtest.client import Client
+
+    def ask(client: Client, i: int) -> str:
+        answer = client.assign(EXPERIMENT_KEY, f"demo-user-{i:06d}")
+        return f"{answer.variant} ({answer.reason.value})"
+
+    with Client(url, sdk_key) as client, ThreadPoolExecutor(max_workers=_APP_THREADS) as pool:
+        return dict(Counter(pool.map(lambda i: ask(client, i), range(users))))
