@@ -16,7 +16,6 @@ has a latency, the new model being a little faster (the guardrail).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from abtest.errors import AbtestError, InvalidInput, StoreUnavailable
+from abtest.errors import InvalidInput, StoreUnavailable
 
 EXPERIMENT_KEY: Final = "ranker-v2-demo"
 CONTROL, TREATMENT = "v1", "v2"
@@ -307,23 +306,19 @@ def _keys(server: _Server, data_dir: Path) -> tuple[str, str]:
 
 
 class _Api:
-    """Minimal admin calls over HTTP (the release manager's side of the demo)."""
+    """Admin calls over HTTP (the release manager's side of the demo)."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.url, self.key = url, key
+        from abtest.client_http import HttpTransport
+
+        self.transport = HttpTransport(url, key, timeout=60.0)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method,
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            detail = json.loads(exc.read() or b"{}").get("error", {})
-            raise AbtestError(f"{method} {path}: {exc.code} {detail.get('message', '')}") from None
+        from abtest.client_http import raise_for
+
+        status, answer = self.transport.request(method, path, body)
+        raise_for(status, answer)
+        return answer
 
 
 # -- simulated app traffic ------------------------------------------------------------------

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "abtest.cli.serve_commands",  # serve, keys
     "abtest.cli.export_commands",  # export
     "abtest.cli.power_commands",  # power, mde
+    "abtest.cli.lifecycle_commands",  # push, start, stop, ship
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
 )
