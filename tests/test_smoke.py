@@ -13,3 +13,29 @@ def test_help_exits_zero(capsys):
     out = capsys.readouterr().out
     for command in ("validate", "assign", "serve", "keys", "export", "power", "mde", "demo"):
         assert command in out
+
+
+def test_every_public_analysis_name_resolves():
+    """Each name in analysis.__all__ loads lazily from the module it is mapped to."""
+    import analysis
+
+    for name in analysis.__all__:
+        assert getattr(analysis, name) is not None, name
+
+
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        ("import abtest; import abtest.assignment", ("pandas", "flask", "duckdb", "scipy")),
+        ("import analysis.power", ("pandas", "duckdb", "matplotlib")),
+    ],
+)
+def test_light_imports_stay_light(statement, forbidden):
+    """The assignment hot path and the planning functions do not import heavy libraries."""
+    import subprocess
+    import sys
+
+    code = f"{statement}; import sys; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())  # fmt: skip
+    assert not loaded & set(forbidden)
