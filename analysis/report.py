@@ -14,7 +14,7 @@ import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -100,7 +100,7 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
     ax.set_ylabel(f"{metric}: variant − {result.control}")
     if drawn:
         ax.legend(fontsize=8)
-        figure.autofmt_xdate()
+        _date_axis(ax)
     else:
         ax.text(0.5, 0.5, "no daily series for this metric", ha="center", transform=ax.transAxes)
     return figure
@@ -119,10 +119,27 @@ def exposures_figure(result: AnalysisResult) -> Figure:
             ax.plot(part["day"].to_numpy(), part["units"].to_numpy(), marker="o",
                     markersize=3, label=variant)  # fmt: skip
         ax.legend(fontsize=8)
-        figure.autofmt_xdate()
+        _date_axis(ax)
     ax.set_title("Units exposed per day")
     ax.set_ylabel("new units")
+    ax.set_ylim(bottom=0)  # counts: a zoomed axis would make a 50/50 split look lopsided
     return figure
+
+
+def _date_axis(ax: Any) -> None:
+    """Readable day ticks; a series of one or two days gets a day of margin on each side.
+
+    Matplotlib's default limits for a single date span years, which hides the point.
+    """
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(formatter)
+    low, high = ax.dataLim.intervalx
+    if high - low < 2:  # matplotlib dates are in days
+        ax.set_xlim(low - 1, high + 1)
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
