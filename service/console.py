@@ -83,6 +83,24 @@ class SharedSecretSessionInterface(SecureCookieSessionInterface):
 
     def __init__(self) -> None:
         self._secret: str | None = None
+        self._console_segments: frozenset[str] | None = None
+
+    def _console_path(self, app: Flask, path: str) -> bool:
+        """Whether ``path`` may be a console page, judged by its first segment.
+
+        The session is opened before the URL is matched, so the blueprint is not known yet;
+        the first segments of the console's own rules are (``*`` if one starts with a
+        variable, which makes every path a candidate).
+        """
+        segments = self._console_segments
+        if segments is None:
+            found = set()
+            for rule in app.url_map.iter_rules():
+                if rule.endpoint.startswith(f"{bp.name}."):
+                    first = rule.rule.split("/", 2)[1]
+                    found.add("*" if "<" in first else first)
+            segments = self._console_segments = frozenset(found)
+        return "*" in segments or path.split("/", 2)[1] in segments
 
     def _shared_secret(self, app: Flask) -> str:
         if self._secret is None:
@@ -102,7 +120,14 @@ class SharedSecretSessionInterface(SecureCookieSessionInterface):
         )  # fmt: skip
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        """No cookie, no Redis round trip: a new empty session."""
+        """API paths get Flask's null session; a console page without a cookie, an empty one.
+
+        The API never uses the session, and reading and then saving it was a measurable
+        share of every API request; a null session is not saved at all.  No cookie means no
+        Redis round trip for the shared secret.
+        """
+        if not self._console_path(app, request.path):
+            return self.make_null_session(app)
         if not app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
