@@ -179,6 +179,8 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
             f"p={row.to_dict()['p_value']:.3g}")  # fmt: skip
     for reason in decision.reasons:
         say(f"            - {reason}")
+    for warning in decision.warnings:
+        say(f"            ! {warning}")
     report = write_report(result, data_dir / "report.html")
     record = data_dir / "decision.json"
     write_decision_record(

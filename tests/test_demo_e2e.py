@@ -44,6 +44,13 @@ def test_demo_verdict_is_ship_with_reasons(demo_run):
     assert any("significantly better" in reason for reason in record["reasons"])
 
 
+def test_demo_flags_a_too_good_lift_for_review(demo_run):
+    """A doubled conversion rate is shipped but flagged under Twyman's law."""
+    proc, _ = demo_run
+    assert any(line.strip().startswith("! Twyman's law: purchase") for line in
+               proc.stdout.splitlines())  # fmt: skip
+
+
 def test_demo_writes_a_self_contained_report(demo_run):
     """The HTML report exists, names the verdict and embeds its figures."""
     _, data_dir = demo_run
