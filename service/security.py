@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from abtest.auth import Role
 from abtest.errors import Forbidden, Unauthorized
@@ -35,26 +35,41 @@ def public(view: F) -> F:
     return view
 
 
-def _authenticate() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    if view is None:
-        return  # no route: Flask answers 404 / 405 itself
-    required = getattr(view, _ATTRIBUTE, Role.ADMIN)
-    if required == _PUBLIC:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send 'Authorization: Bearer <API key>'", "Authorization")
-    from service.extension import abtest
+class _Authenticator:
+    """The before-request check of one app; the role each endpoint needs is looked up once."""
 
-    ext = abtest()
-    key = ext.key_cache.verify(ext.store, token.strip())
-    if not key.role.allows(required):
-        raise Forbidden(f"this endpoint needs an {required} key", "Authorization")
-    g.api_key = key
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._required: dict[str, Role | str | None] = {}
+
+    def required(self, endpoint: str) -> Role | str | None:
+        """The role ``endpoint`` needs, `_PUBLIC`, or None when no view has that name."""
+        try:
+            return self._required[endpoint]
+        except KeyError:
+            view = self.app.view_functions.get(endpoint)
+            needed = None if view is None else getattr(view, _ATTRIBUTE, Role.ADMIN)
+            # Routes cannot change once requests are served, so neither can the answer.
+            self._required[endpoint] = needed
+            return needed
+
+    def __call__(self) -> None:
+        # One proxy lookup instead of one per attribute: this runs on every request.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        required = self.required(req.endpoint or "")
+        if required is None or required == _PUBLIC:
+            return  # no route (Flask answers 404 / 405 itself) or an open view
+        header = req.environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send 'Authorization: Bearer <API key>'", "Authorization")
+        ext = self.app.extensions["abtest"]
+        key = ext.key_cache.verify(ext.store, token.strip())
+        if not key.role.allows(required):
+            raise Forbidden(f"this endpoint needs an {required} key", "Authorization")
+        g.api_key = key
 
 
 def register_auth(app: Flask) -> None:
     """Check keys before every request."""
-    app.before_request(_authenticate)
+    app.before_request(_Authenticator(app))
