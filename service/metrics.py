@@ -50,6 +50,8 @@ class Metrics:
         # labels() costs a lock and a dict build per call; the label sets are few, so the
         # children are looked up once (this is on every request's path).
         self._children: dict[tuple[Any, ...], Any] = {}
+        # (route, method, status) -> (latency child, request counter child)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -90,8 +92,17 @@ class Metrics:
     def _finish(self, response: Response) -> Response:
         started = g.get("abtest_started")
         if started is not None:
-            rule = request.url_rule
+            elapsed = time.perf_counter() - started
+            req = request._get_current_object()  # type: ignore[attr-defined]  # one lookup
+            rule = req.url_rule
             endpoint = rule.rule if rule is not None else "unmatched"
-            self._child(self.latency, endpoint).observe(time.perf_counter() - started)
-            self._child(self.requests, endpoint, request.method, str(response.status_code)).inc()
+            key = (endpoint, req.method, response.status_code)
+            pair = self._request_children.get(key)
+            if pair is None:
+                pair = self._request_children[key] = (
+                    self._child(self.latency, endpoint),
+                    self._child(self.requests, endpoint, req.method, str(response.status_code)),
+                )
+            pair[0].observe(elapsed)
+            pair[1].inc()
         return response
