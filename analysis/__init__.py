@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from analysis.aggregates import PairedStats, SampleStats
-    from analysis.analyze import (
+    from analysis.analyzer import (
         AnalysisResult,
         AnalysisSettings,
         MetricRow,
@@ -88,7 +88,7 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "analysis.aggregates": ("PairedStats", "SampleStats"),
-    "analysis.analyze": (
+    "analysis.analyzer": (
         "AnalysisResult",
         "AnalysisSettings",
         "MetricRow",
@@ -228,6 +228,13 @@ __all__ = [
     "write_decision_record",
     "write_report",
 ]
+
+
+# `cuped` shares its name with its module: importing the submodule (as its siblings do)
+# binds the *module* to the package attribute, and __getattr__ would never run. The
+# module is light (numpy and scipy), so the function is bound now. No other public name
+# may equal a module name (tests/test_smoke.py checks).
+from analysis.cuped import cuped  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

@@ -100,7 +100,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     from abtest.cli import UsageError
     from abtest.experiment import Experiment
-    from analysis.analyze import analyze, analyze_experiment
+    from analysis.analyzer import analyze, analyze_experiment
     from analysis.join import parse_metric
 
     settings = _settings(args)
