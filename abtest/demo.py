@@ -7,7 +7,7 @@ the HTTP API.  The simulated users are drawn from ``numpy.random.default_rng(see
 fixed order, so the same seed gives the same numbers.
 
 The simulation: each user has a latent propensity (lognormal).  Some users were active
-before the experiment (pre-period purchases with past timestamps, which CUPED uses as a
+in the week before the experiment (purchases with past timestamps, which CUPED uses as a
 covariate).  In the experiment a user converts with probability ``baseline x propensity``,
 times ``1 + lift`` under the new model; revenue per purchase is lognormal; every request
 has a latency, the new model being a little faster (the guardrail).
@@ -37,6 +37,7 @@ CONTROL, TREATMENT = "v1", "v2"
 BASELINE: Final = 0.10  # conversion rate of the current model
 _START_TIMEOUT: Final = 60.0
 _APP_THREADS: Final = 8
+_PRE_PERIOD_DAYS: Final = 7
 
 
 @dataclass(frozen=True)
@@ -332,11 +333,13 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
 
     rng = np.random.default_rng(settings.seed)
     n = settings.users
-    propensity = rng.lognormal(mean=-0.125, sigma=0.5, size=n)  # mean 1
+    propensity = rng.lognormal(mean=-0.32, sigma=0.8, size=n)  # mean 1
     active_before = rng.random(n) < settings.pre_period_share
-    pre_days = rng.uniform(1, 6, size=n)
+    # Active users had up to a week of visits before the test; the same propensity drives
+    # their purchases then and now, which is what CUPED's covariate captures.
+    pre_purchases = rng.binomial(_PRE_PERIOD_DAYS, np.clip(BASELINE * propensity, 0, 1))
+    pre_purchases = np.where(active_before, pre_purchases, 0)
     convert_draw = rng.random(n)
-    pre_convert_draw = rng.random(n)
     revenue = rng.lognormal(mean=3.5, sigma=0.6, size=n)
     requests = rng.integers(1, 6, size=n)
     latency_base = rng.lognormal(mean=4.6, sigma=0.35, size=(n, 5))  # about 100 ms
@@ -345,9 +348,10 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
     def visit(client: Client, i: int) -> str | None:
         """One user's session; the outcome depends only on ``i`` and the seed."""
         unit_id = f"demo-user-{i:06d}"
-        if active_before[i] and pre_convert_draw[i] < min(BASELINE * propensity[i], 1.0):
-            client.track(unit_id, "purchase", 1.0, timestamp=now - pre_days[i] * 86400)
-            client.track(unit_id, "revenue", float(revenue[i]), timestamp=now - pre_days[i] * 86400)
+        for day in range(int(pre_purchases[i])):
+            before = now - (day + 1) * 86400
+            client.track(unit_id, "purchase", 1.0, timestamp=before)
+            client.track(unit_id, "revenue", float(revenue[i]), timestamp=before)
         answer = client.assign(EXPERIMENT_KEY, unit_id)
         if not answer.in_experiment or answer.variant is None:
             return None

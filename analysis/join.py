@@ -320,7 +320,10 @@ def _metric_aggregates(
 ) -> MetricAggregates:
     if metric.type is MetricType.QUANTILE:
         frame = con.execute(
-            "SELECT variant, unit_id, value FROM _events WHERE post AND metric = ?",
+            # A fixed order makes the seeded bootstrap reproducible whatever order the
+            # events arrived in.
+            "SELECT variant, unit_id, value FROM _events WHERE post AND metric = ? "
+            "ORDER BY unit_id, value",
             [source_metrics(metric)[0]],
         ).df()
         codes = pd.factorize(frame["unit_id"])[0]

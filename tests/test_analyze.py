@@ -285,3 +285,27 @@ def test_bad_input_names_the_problem(change, kwargs, field, words):
         analyze(exposures, outcomes, **kwargs)
     assert info.value.field == field
     assert words in info.value.message
+
+
+def test_quantile_ci_does_not_depend_on_row_order():
+    """The seeded bootstrap gives the same CI however the input rows are ordered."""
+    rng = np.random.default_rng(1)
+    n = 400
+    exposures = pd.DataFrame({
+        "unit_id": [f"u{i}" for i in range(n)], "experiment": "e",
+        "variant": np.where(np.arange(n) % 2, "t", "control"),
+        "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+    })  # fmt: skip
+    outcomes = pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(3 * n)],
+        "unit_id": [f"u{i % n}" for i in range(3 * n)], "metric": "lat",
+        "value": rng.lognormal(4, 0.3, 3 * n), "timestamp": pd.Timestamp("2026-01-02", tz="UTC"),
+    })  # fmt: skip
+    metrics = ["lat:p95:quantile"]
+    ordered = analyze(exposures, outcomes, metrics=metrics)
+    shuffled = analyze(
+        exposures.sample(frac=1, random_state=3),
+        outcomes.sample(frac=1, random_state=4),
+        metrics=metrics,
+    )
+    assert ordered.to_dict()["metrics"] == shuffled.to_dict()["metrics"]
