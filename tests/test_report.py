@@ -72,3 +72,13 @@ def test_cumulative_figure_draws_the_sequential_bounds(result):
     days = len(result.rows[0].sequential.estimates)
     assert len(ax.lines[0].get_xdata()) == days
     assert len(ax.collections) == 1
+
+
+def test_one_day_series_gets_a_day_of_margin_and_counts_start_at_zero():
+    """A test that ran one day shows its point inside a two-day axis; counts start at 0."""
+    data = synthetic(n=1000, lift=0.3, seed=5, days=1)
+    one_day = analyze(*data, metrics=["purchase:binomial"])
+    for build in (cumulative_figure, exposures_figure):
+        low, high = build(one_day).axes[0].get_xlim()
+        assert 2 <= high - low < 4  # matplotlib dates are in days
+    assert exposures_figure(one_day).axes[0].get_ylim()[0] == 0
