@@ -39,7 +39,7 @@ from urllib.parse import quote, urlencode
 from abtest import errors
 from abtest.assignment import Reason
 from abtest.assignment import assign as assign_locally
-from abtest.client_http import HttpTransport, ServiceUnavailable, raise_for
+from abtest.client_http import HttpTransport, ServiceUnavailable
 from abtest.events import MAX_BATCH_EVENTS, parse_event
 from abtest.experiment import Experiment, Status, validate_unit_id
 
@@ -313,9 +313,7 @@ class Client:
 
     # -- the background thread -------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = self._http.request(method, path, body)
-        raise_for(status, answer)
-        return answer
+        return self._http.call(method, path, body)
 
     def _note(self, exc: Exception) -> None:
         with self._lock:

@@ -78,6 +78,12 @@ class HttpTransport:
         for conn in conns:
             conn.close()
 
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """`request`, then the service's JSON error as the typed `abtest` error."""
+        status, answer = self.request(method, path, body)
+        raise_for(status, answer)
+        return answer
+
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """``(status, parsed JSON body)``; `ServiceUnavailable` when the service is unreachable.
 

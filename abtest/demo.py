@@ -317,11 +317,7 @@ class _Api:
         self.transport = HttpTransport(url, key, timeout=60.0)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        from abtest.client_http import raise_for
-
-        status, answer = self.transport.request(method, path, body)
-        raise_for(status, answer)
-        return answer
+        return self.transport.call(method, path, body)
 
 
 # -- simulated app traffic ------------------------------------------------------------------

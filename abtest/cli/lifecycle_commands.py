@@ -49,17 +49,15 @@ def _service_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     from abtest.cli import UsageError
-    from abtest.client_http import HttpTransport, raise_for
+    from abtest.client_http import HttpTransport
 
     if not args.api_key:
         raise UsageError("an admin API key is needed: set ABTEST_API_KEY or pass --api-key")
     transport = HttpTransport(args.url, args.api_key, timeout=30.0)
     try:
-        status, answer = transport.request(method, path, body)
+        return transport.call(method, path, body)
     finally:
         transport.close_all()
-    raise_for(status, answer)
-    return answer
 
 
 def _show(args: argparse.Namespace, stored: dict[str, Any]) -> int:
