@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 import redis
-from redis.commands.core import Script
 
 from abtest import keys
 from abtest.assignment import Assignment, Reason
@@ -31,6 +30,7 @@ from abtest.changes import diff, moved_unit_problems
 from abtest.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from abtest.events import DEDUPE_WINDOW_DAYS, Event, encode_events
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.thread_connections import ThreadConnections
 
 _ASSIGN: Final = """
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -156,7 +156,8 @@ class Store:
     The store caches parsed experiments per config version; every assignment checks the
     version inside its script, so a cached config is never used once a newer one exists.
     One store per process (it is thread-safe: the cache is only ever replaced, not mutated
-    in place, and redis-py's pool is thread-safe).
+    in place, redis-py's pool is thread-safe, and the per-request scripts run on each
+    thread's own connection, `abtest.thread_connections`).
     """
 
     def __init__(self, client: redis.Redis[str]) -> None:
@@ -167,6 +168,7 @@ class Store:
         self._record_events = client.register_script(_RECORD_EVENTS)
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._cache: dict[str, _Cached] = {}
+        self._scripts = ThreadConnections(client)  # the per-request scripts' connections
 
     # -- experiments --------------------------------------------------------------------
     def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
@@ -287,7 +289,7 @@ class Store:
             sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
             variant = result.variant if result.reason is Reason.ASSIGNED else None
             now = time.time_ns() // 1000
-            code, value = self._evalsha(
+            code, value = self._scripts.evalsha(
                 self._assign,
                 cached.keys,
                 (cached.version, "sticky" if sticky else "check", unit_id, variant or "",
@@ -337,9 +339,10 @@ class Store:
         today = int(time.time()) // _DAY_SECONDS
         days = [time.strftime("%Y%m%d", time.gmtime((today - i) * _DAY_SECONDS))
                 for i in range(DEDUPE_WINDOW_DAYS + 1)]  # fmt: skip
-        accepted, duplicates = self._record_events(
-            keys=[keys.outcomes_stream(), *(keys.seen_events(d) for d in days)],
-            args=[(DEDUPE_WINDOW_DAYS + 1) * _DAY_SECONDS, *encode_events(events)],
+        accepted, duplicates = self._scripts.evalsha(
+            self._record_events,
+            [keys.outcomes_stream(), *(keys.seen_events(d) for d in days)],
+            [(DEDUPE_WINDOW_DAYS + 1) * _DAY_SECONDS, *encode_events(events)],
         )
         return int(accepted), int(duplicates)
 
@@ -368,29 +371,6 @@ class Store:
         return self.api_keys.verify(token)
 
     # -- internals ----------------------------------------------------------------------
-    def _evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """``script(keys, args)`` on a pooled connection, with the client's retry policy.
-
-        redis-py's generic command path (observability hooks, event dispatch, nested retry
-        closures) costs about 50 µs of CPU per call here, twice the EVALSHA round trip
-        itself, and `assign` runs on every request; this sends the same one command.
-        """
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
-        try:
-
-            def call() -> Any:
-                sha = script.sha  # type: ignore[attr-defined]  # missing from the stubs
-                conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
-                return conn.read_response()
-
-            return conn.retry.call_with_retry(call, lambda _error: conn.disconnect())
-        except redis.exceptions.NoScriptError:
-            pass  # the server lost its scripts (restart, SCRIPT FLUSH): load and run
-        finally:
-            pool.release(conn)
-        return script(keys=keys, args=args)
-
     def _load(self, key: str) -> _Cached:
         stored = self.get_experiment(key)
         experiment = stored.experiment
