@@ -141,9 +141,9 @@ def _wrk(
 
 
 def _paced_worker(
-    args: tuple[int, str, float, float, int, int, int, str],
+    args: tuple[int, str, float, float, int, int, int, str, str],
 ) -> tuple[list[float], int]:
-    port, key, rate, duration, threads, index, processes, run = args
+    port, key, rate, duration, threads, index, processes, run, path = args
     total = processes * threads
     latencies: list[float] = []
     failures = [0]
@@ -160,12 +160,16 @@ def _paced_worker(
             if delay > 0:
                 time.sleep(delay)
             n += 1
-            body = json.dumps({"experiment": "bench", "unit_id": f"{run}-{slot}-{n}"}).encode()
-            request = (
-                f"POST /v1/assign HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode() + body
+            if path == "/v1/assign":
+                body = json.dumps({"experiment": "bench", "unit_id": f"{run}-{slot}-{n}"}).encode()
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}"
+                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n"
+                ).encode() + body
+            else:
+                request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                request = request.encode()
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                     sock.sendall(request)
@@ -193,10 +197,17 @@ def _paced_worker(
 
 
 def _paced(
-    port: int, key: str, rate: float, duration: float, *, processes: int = 2, threads: int = 8
+    port: int,
+    key: str,
+    rate: float,
+    duration: float,
+    path: str = "/v1/assign",
+    *,
+    processes: int = 2,
+    threads: int = 8,
 ) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
-    jobs = [(port, key, rate, duration, threads, i, processes, run) for i in range(processes)]
+    jobs = [(port, key, rate, duration, threads, i, processes, run, path) for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.map(_paced_worker, jobs)
     latencies = np.concatenate([np.asarray(r[0]) for r in results])
@@ -300,6 +311,9 @@ def main() -> None:
                 results[name] = {**runs[len(runs) // 2], "all_rps": [round(r["rps"]) for r in runs]}
             half = results["assign"]["rps"] / 2
             paced = _paced(port, key, half, float(args.duration))
+            # The same client and rate on hello world: the latency this machine and this
+            # client add by themselves.
+            paced_hello = _paced(port, key, half, float(args.duration), "/hello")
             exposures = client.xlen("abtest:{bench}:exposures")
             load_after = os.getloadavg()
         finally:
@@ -334,6 +348,10 @@ def main() -> None:
         f"assign at half peak ({paced['target_rps']:.0f} req/s target, "
         f"{paced['achieved_rps']:.0f} achieved, open loop): p50 {paced['p50_ms']:.2f} ms, "
         f"p99 {paced['p99_ms']:.2f} ms (goal < 10 ms), failures {paced['failures']:.0f}"
+    )
+    print(
+        f"hello at the same rate and client (reference): p50 {paced_hello['p50_ms']:.2f} ms, "
+        f"p99 {paced_hello['p99_ms']:.2f} ms, failures {paced_hello['failures']:.0f}"
     )
     print(f"exposures logged during the run: {exposures}")
     print(
