@@ -2,9 +2,9 @@
 
 redis-py checks a connection out of its pool and back in around every command: a lock, a
 liveness probe of the socket (``can_read``: a non-blocking peek, three system calls) and,
-since redis-py 8, its observability hooks.  For `Store.assign`, one EVALSHA, that took the
-CPU per call from about 50 µs to about 120 µs (in-process loop, 2-core machine).  A thread
-here checks a connection out once and keeps it until the thread ends.
+since redis-py 8, its observability hooks.  For `Store.assign`, one EVALSHA, that made a
+call cost about 120 µs of CPU instead of about 50 µs (in-process loop, 2-core machine).  A
+thread here checks a connection out once and keeps it until the thread ends.
 
 The pool's probe is there so that a connection never carries the unread reply of an
 interrupted command into the next one.  redis-py's connection already disconnects itself
