@@ -140,6 +140,19 @@ def _wrk(
     }  # type: ignore[dict-item]
 
 
+def _http_request(path: str, key: str, unit_id: str) -> bytes:
+    """One ``Connection: close`` request: a new-unit POST /v1/assign, or a GET of ``path``."""
+    if path != "/v1/assign":
+        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+    body = json.dumps({"experiment": "bench", "unit_id": unit_id}).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def _paced_worker(
     args: tuple[int, str, float, float, int, int, int, str, str],
 ) -> tuple[list[float], int]:
@@ -160,16 +173,7 @@ def _paced_worker(
             if delay > 0:
                 time.sleep(delay)
             n += 1
-            if path == "/v1/assign":
-                body = json.dumps({"experiment": "bench", "unit_id": f"{run}-{slot}-{n}"}).encode()
-                request = (
-                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}"
-                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n"
-                ).encode() + body
-            else:
-                request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                request = request.encode()
+            request = _http_request(path, key, f"{run}-{slot}-{n}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                     sock.sendall(request)
