@@ -10,8 +10,10 @@ What it does (everything local, loopback only, bounded in time):
 3. peak: interleaved rounds of ``wrk`` (Debian package; installed with apt-get when
    missing) on each endpoint with a fixed number of connections, medians reported; every
    /v1/assign request carries a new unit id, so every request is a first exposure (sticky
-   write + stream XADD + counters).  ``/hello-redis`` (hello world plus one Redis PING)
-   shows what one round trip alone costs on this machine;
+   write + stream XADD + counters).  Two more rows split the gap: ``/hello-redis`` (hello
+   world plus one Redis PING) is what one round trip alone costs on this machine, and
+   ``/hello-assign`` (a bare Flask view: JSON in, ``Store.assign``, JSON out; no key check,
+   metrics or field validation) is the store's whole cost without the service around it;
 4. latency at half the /v1/assign peak: an open-loop Python client (processes x threads,
    each request scheduled on a fixed timetable, latency counted from the scheduled time so
    queueing is not hidden) sends new-unit /v1/assign requests at that rate.
@@ -50,10 +52,11 @@ import numpy as np
 
 def hello_wrapper(app: Any) -> Any:
     """gunicorn hook: serve ``/hello`` from a bare Flask app, everything else from ``app``."""
-    from flask import Flask
+    from flask import Flask, jsonify, request
 
     hello = Flask("hello")
     redis_client = app.extensions["abtest"].redis
+    store = app.extensions["abtest"].store
 
     @hello.get("/hello")
     def index() -> str:
@@ -63,6 +66,13 @@ def hello_wrapper(app: Any) -> Any:
     def one_round_trip() -> str:
         # The floor of any Redis-backed endpoint here: hello world plus one PING.
         return "Hello, World!" if redis_client.ping() else "no"
+
+    @hello.post("/hello-assign")
+    def bare_assign() -> Any:
+        # The same store call as /v1/assign, with none of the service's layer around it.
+        body = request.get_json()
+        result, version = store.assign(body["experiment"], body["unit_id"])
+        return jsonify({**result.to_dict(), "config_version": version})
 
     def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
         target = hello if environ.get("PATH_INFO", "").startswith("/hello") else app
@@ -110,7 +120,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer KEY"
 function request()
   n = n + 1
-  return wrk.format(nil, "/v1/assign", nil,
+  return wrk.format(nil, "PATH", nil,
     '{"experiment":"bench","unit_id":"' .. prefix .. n .. '"}')
 end
 """
@@ -294,20 +304,25 @@ def main() -> None:
             targets = (
                 ("hello", base + "/hello", None),
                 ("hello_redis", base + "/hello-redis", None),
-                ("assign", base + "/v1/assign", _WRK_ASSIGN),
+                ("hello_assign", base + "/hello-assign", "/hello-assign"),
+                ("assign", base + "/v1/assign", "/v1/assign"),
             )
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
             # Interleaved rounds, medians reported: other load on a shared machine then hits
             # every endpoint alike instead of skewing whichever ran during a busy spell.
             for round_index in range(args.rounds + 1):
-                for name, url, lua in targets:
-                    path = None
-                    if lua:
-                        fresh = lua.replace("KEY", key).replace("RUN", uuid.uuid4().hex[:8])
-                        script.write_text(fresh)
-                        path = str(script)
+                for name, url, post_path in targets:
+                    lua = None
+                    if post_path:  # new-unit POSTs: a fresh run id keeps every unit new
+                        run_id = uuid.uuid4().hex[:8]
+                        script.write_text(
+                            _WRK_ASSIGN.replace("PATH", post_path)
+                            .replace("KEY", key)
+                            .replace("RUN", run_id)
+                        )
+                        lua = str(script)
                     seconds = 2 if round_index == 0 else args.duration  # round 0 warms up
-                    run = _wrk(wrk, url, seconds, args.connections, path)
+                    run = _wrk(wrk, url, seconds, args.connections, lua)
                     if round_index:
                         rounds[name].append(run)
             for name, runs in rounds.items():
@@ -326,7 +341,7 @@ def main() -> None:
             client.close()
     shutil.rmtree(work, ignore_errors=True)
 
-    hello, hello_redis, assign = results["hello"], results["hello_redis"], results["assign"]
+    hello, assign = results["hello"], results["assign"]
     print(
         f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} worker(s) x {args.threads} "
         f"thread(s); wrk 1 thread, {args.connections} connections, {args.duration}s per run"
@@ -334,7 +349,8 @@ def main() -> None:
     print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
     for label, r in (
         ("GET /hello (bare Flask, ceiling)", hello),
-        ("GET /hello-redis (+1 Redis PING)", hello_redis),
+        ("GET /hello-redis (+1 Redis PING)", results["hello_redis"]),
+        ("POST /hello-assign (bare view)", results["hello_assign"]),
         ("POST /v1/assign (new unit each)", assign),
     ):
         print(
@@ -346,7 +362,8 @@ def main() -> None:
         print(f"  {name}: {r['all_rps']}")
     print(
         f"ratio assign / hello: {assign['rps'] / hello['rps']:.0%}  (goal >= 60%); "
-        f"assign / hello-redis: {assign['rps'] / hello_redis['rps']:.0%}"
+        f"hello-redis / hello: {results['hello_redis']['rps'] / hello['rps']:.0%}; "
+        f"hello-assign / hello: {results['hello_assign']['rps'] / hello['rps']:.0%}"
     )
     print(
         f"assign at half peak ({paced['target_rps']:.0f} req/s target, "
