@@ -94,6 +94,31 @@ class Server:
         return code
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _open_files(pids: list[int]) -> list[str]:
+    """What the file descriptors of ``pids`` point to."""
+    targets = []
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                targets.append(str(fd.readlink()))
+            except OSError:
+                continue
+    return targets
+
+
 @pytest.mark.slow
 def test_serve_end_to_end_and_restart(tmp_path):
     """A real server: first start prints an admin key; data and keys survive a restart."""
@@ -139,6 +164,10 @@ def test_serve_end_to_end_and_restart(tmp_path):
         )
         exposures = server.request("GET", "/v1/experiments/ranker-v2/exposures", None, admin)[1]
         assert exposures["total"] == assigned
+        if Path("/dev/shm").is_dir() and Path("/proc").is_dir():
+            # The heartbeat file every worker touches per request lives in memory.
+            heartbeats = _open_files(_children(server.process.pid))
+            assert sum(f.startswith("/dev/shm/wgunicorn-") for f in heartbeats) == 2
     finally:
         assert server.stop() == 0
     assert not (data_dir / "redis.url").exists()

@@ -149,7 +149,10 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
 
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
-            settings = {"graceful_timeout": 10, "timeout": 30, **options, "child_exit": child_exit}
+            settings = {
+                "graceful_timeout": 10, "timeout": 30, "worker_tmp_dir": _heartbeat_dir(),
+                **options, "child_exit": child_exit,
+            }  # fmt: skip
             if int(settings.get("threads", 1)) > 1:
                 settings["worker_class"] = "gthread"
             for name, value in settings.items():
@@ -176,6 +179,17 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
             raise  # a worker leaving: let it exit, never run the master's clean-up
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
+
+
+def _heartbeat_dir() -> str | None:
+    """Where workers keep the heartbeat file they touch after every request: memory if we can.
+
+    gunicorn's settings (``worker_tmp_dir``): on a disk-backed directory the heartbeat "may
+    block a worker for arbitrary time"; a tmpfs such as /dev/shm is its documented fix.
+    None leaves gunicorn's default, the system's temporary directory.
+    """
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _serve(args: argparse.Namespace) -> int:
