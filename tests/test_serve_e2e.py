@@ -165,9 +165,11 @@ def test_serve_end_to_end_and_restart(tmp_path):
         exposures = server.request("GET", "/v1/experiments/ranker-v2/exposures", None, admin)[1]
         assert exposures["total"] == assigned
         if Path("/dev/shm").is_dir() and Path("/proc").is_dir():
-            # The heartbeat file every worker touches per request lives in memory.
-            heartbeats = _open_files(_children(server.process.pid))
-            assert sum(f.startswith("/dev/shm/wgunicorn-") for f in heartbeats) == 2
+            # The files every worker writes per request live in memory: gunicorn's heartbeat
+            # and prometheus_client's metric files.
+            files = _open_files(_children(server.process.pid))
+            assert sum(f.startswith("/dev/shm/wgunicorn-") for f in files) == 2
+            assert any(f.startswith("/dev/shm/abtest-metrics-") for f in files)
     finally:
         assert server.stop() == 0
     assert not (data_dir / "redis.url").exists()

@@ -91,7 +91,7 @@ def serve(
     master = os.getpid()
     # Before any worker imports prometheus_client: values then go to per-process files
     # that a scrape of any worker sums up.
-    metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-")
+    metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-", dir=_memory_dir())
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     embedded = None
     try:
@@ -150,7 +150,7 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
             settings = {
-                "graceful_timeout": 10, "timeout": 30, "worker_tmp_dir": _heartbeat_dir(),
+                "graceful_timeout": 10, "timeout": 30, "worker_tmp_dir": _memory_dir(),
                 **options, "child_exit": child_exit,
             }  # fmt: skip
             if int(settings.get("threads", 1)) > 1:
@@ -181,12 +181,13 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
     return 0
 
 
-def _heartbeat_dir() -> str | None:
-    """Where workers keep the heartbeat file they touch after every request: memory if we can.
+def _memory_dir() -> str | None:
+    """A tmpfs for the files workers write on every request, or None (the system default).
 
-    gunicorn's settings (``worker_tmp_dir``): on a disk-backed directory the heartbeat "may
-    block a worker for arbitrary time"; a tmpfs such as /dev/shm is its documented fix.
-    None leaves gunicorn's default, the system's temporary directory.
+    Those are gunicorn's heartbeat file, touched after each request (its settings,
+    ``worker_tmp_dir``: on a disk-backed directory it "may block a worker for arbitrary
+    time"; /dev/shm is the documented fix), and prometheus_client's memory-mapped metric
+    files, written by each request's counters.
     """
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
