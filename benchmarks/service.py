@@ -259,6 +259,7 @@ def main() -> None:
     import redis
 
     from abtest.auth import Role
+    from abtest.cli.serve_commands import memory_dir
     from abtest.embedded import EmbeddedRedis, free_port
     from abtest.store import Store
 
@@ -280,8 +281,9 @@ def main() -> None:
         store.start_experiment("bench", key_id="bench")
         key, _ = store.create_api_key(Role.SDK, name="benchmark")
         port = free_port()
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics")}
-        (work / "metrics").mkdir()
+        # Where `abtest serve` keeps them: a tmpfs when there is one.
+        metrics = tempfile.mkdtemp(prefix="abtest-bench-metrics-", dir=memory_dir())
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics}
         gunicorn = subprocess.Popen(
             [
                 sys.executable,
@@ -348,6 +350,7 @@ def main() -> None:
             gunicorn.wait(30)
             client.close()
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(metrics, ignore_errors=True)
 
     hello, assign = results["hello"], results["assign"]
     print(

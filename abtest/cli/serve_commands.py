@@ -91,7 +91,7 @@ def serve(
     master = os.getpid()
     # Before any worker imports prometheus_client: values then go to per-process files
     # that a scrape of any worker sums up.
-    metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-", dir=_memory_dir())
+    metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-", dir=memory_dir())
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     embedded = None
     try:
@@ -150,7 +150,7 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
             settings = {
-                "graceful_timeout": 10, "timeout": 30, "worker_tmp_dir": _memory_dir(),
+                "graceful_timeout": 10, "timeout": 30, "worker_tmp_dir": memory_dir(),
                 **options, "child_exit": child_exit,
             }  # fmt: skip
             if int(settings.get("threads", 1)) > 1:
@@ -181,7 +181,7 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
     return 0
 
 
-def _memory_dir() -> str | None:
+def memory_dir() -> str | None:
     """A tmpfs for the files workers write on every request, or None (the system default).
 
     Those are gunicorn's heartbeat file, touched after each request (its settings,
