@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from abtest.cli import main
+from abtest.cli.serve_commands import memory_dir
 from abtest.embedded import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ranker-v2.json"
@@ -111,11 +112,10 @@ def _open_files(pids: list[int]) -> list[str]:
     """What the file descriptors of ``pids`` point to."""
     targets = []
     for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                targets.append(str(fd.readlink()))
-            except OSError:
-                continue
+        try:
+            targets.extend(str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # the process or one of its files went away while we looked
     return targets
 
 
@@ -164,7 +164,7 @@ def test_serve_end_to_end_and_restart(tmp_path):
         )
         exposures = server.request("GET", "/v1/experiments/ranker-v2/exposures", None, admin)[1]
         assert exposures["total"] == assigned
-        if Path("/dev/shm").is_dir() and Path("/proc").is_dir():
+        if memory_dir() == "/dev/shm" and Path("/proc").is_dir():
             # The files every worker writes per request live in memory: gunicorn's heartbeat
             # and prometheus_client's metric files.
             files = _open_files(_children(server.process.pid))
