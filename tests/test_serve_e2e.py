@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from abtest.cli import main
-from abtest.cli.serve_commands import memory_dir
+from abtest.cli.serve_commands import load_worker_app, memory_dir
 from abtest.embedded import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ranker-v2.json"
@@ -222,3 +224,24 @@ def test_bad_cli_input_exits_2(tmp_path, capsys, argv):
     err = capsys.readouterr().err.strip()
     assert err.startswith("abtest: error: ")
     assert "\n" not in err
+
+
+def _wrapped(app: Any) -> tuple[str, Any]:
+    return ("wrapped", app)
+
+
+def test_a_worker_freezes_its_loaded_heap_and_applies_the_wrapper(redis_url):
+    """The app a worker loads is frozen out of the collector's walks, then wrapped."""
+    gc.unfreeze()
+    try:
+        served = load_worker_app({"REDIS_URL": redis_url}, wrap=f"{__name__}:_wrapped")
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # leave the test process's collector as it was
+    assert served[0] == "wrapped" and "abtest" in served[1].extensions
+
+
+def test_memory_dir_falls_back_to_the_system_default(monkeypatch):
+    """Where /dev/shm cannot be written, the files go to the system's temporary directory."""
+    monkeypatch.setattr(os, "access", lambda *_args: False)
+    assert memory_dir() is None

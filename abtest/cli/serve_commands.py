@@ -136,9 +136,6 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
     ``wrap`` ("module:function") is called with each worker's app and returns the WSGI
     callable to serve instead (the benchmark puts a bare hello-world app beside it).
     """
-    import gc
-    import importlib
-
     from gunicorn.app.base import BaseApplication
 
     def child_exit(_server: Any, worker: Any) -> None:
@@ -159,17 +156,7 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
                 self.cfg.set(name, value)
 
         def load(self) -> Any:
-            from service import create_app
-
-            app = create_app(app_config)
-            # Everything loaded so far lives as long as the worker: freezing it keeps the
-            # collector from walking it again (a full collection of this heap took about
-            # 100 ms, a stall for every request in flight; Python docs, gc.freeze).
-            gc.freeze()
-            if wrap:
-                module, _, name = wrap.partition(":")
-                return getattr(importlib.import_module(module), name)(app)
-            return app
+            return load_worker_app(app_config, wrap)
 
     master = os.getpid()
     try:
@@ -179,6 +166,24 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
             raise  # a worker leaving: let it exit, never run the master's clean-up
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
+
+
+def load_worker_app(app_config: Mapping[str, Any], wrap: str | None = None) -> Any:
+    """What each gunicorn worker serves: ``create_app(app_config)``, wrapped if asked."""
+    import gc
+    import importlib
+
+    from service import create_app
+
+    app = create_app(app_config)
+    # Everything loaded so far lives as long as the worker: freezing it keeps the
+    # collector from walking it again (a full collection of this heap took about
+    # 100 ms, a stall for every request in flight; Python docs, gc.freeze).
+    gc.freeze()
+    if wrap:
+        module, _, name = wrap.partition(":")
+        return getattr(importlib.import_module(module), name)(app)
+    return app
 
 
 def memory_dir() -> str | None:
