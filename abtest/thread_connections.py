@@ -64,23 +64,49 @@ class ThreadConnections:
         A server that lost its scripts (restart, ``SCRIPT FLUSH``) gets the script loaded
         again through redis-py's `Script`, which is what it is for.
         """
+        reply = self.evalsha_many(script, ((keys, args),))[0]
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+        return reply
+
+    def evalsha_many(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Every ``script(keys, args)`` of ``calls``, pipelined in one round trip, in order.
+
+        An error reply comes back as its `redis.exceptions.ResponseError` in the list (read
+        whole, so the connection stays in step).  After a connection error, or when the
+        server lost the script, calls are sent again: ``script`` must be idempotent.
+        """
         conn = self._connection()
 
-        def call() -> Any:
+        def call() -> list[Any]:
             sha = script.sha  # type: ignore[attr-defined]  # missing from the stubs
             # hiredis packs directly: redis-py's packer type-checks every argument first.
             conn.send_packed_command(
-                [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))]
-            )
-            return conn.read_response()
+                [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))
+                 for keys, args in calls]
+            )  # fmt: skip
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(conn.read_response())
+                except redis.exceptions.ResponseError as error:
+                    replies.append(error)
+            return replies
 
         try:
-            return conn.retry.call_with_retry(call, lambda _error: conn.disconnect())
-        except redis.exceptions.NoScriptError:
-            pass
-        except redis.exceptions.ResponseError:
-            raise  # an error reply was read whole: the connection is clean
+            replies: list[Any] = conn.retry.call_with_retry(call, lambda _error: conn.disconnect())
         except BaseException:
             conn.disconnect()  # a reply may still be in flight: never read it as another's
             raise
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            return [_reply_or_error(script, keys, args) for keys, args in calls]
+        return replies
+
+
+def _reply_or_error(script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    try:
         return script(keys=keys, args=args)
+    except redis.exceptions.ResponseError as error:
+        return error

@@ -127,3 +127,31 @@ def test_a_forked_child_opens_its_own_connection(redis_url: str):
         assert parent == [f"parent-{k}" for k in range(200)]
     finally:
         client.close()
+
+
+def test_pipelined_calls_answer_in_order_and_an_error_reply_keeps_the_connection_in_step(
+    redis_client,
+):
+    """evalsha_many: replies in order; an error reply comes back in its slot, nothing shifts."""
+    script = redis_client.register_script(
+        "if ARGV[1] == 'bad' then return redis.error_reply('no good') end return ARGV[1]"
+    )
+    scripts = ThreadConnections(redis_client)
+    replies = scripts.evalsha_many(script, [([], ["a"]), ([], ["bad"]), ([], ["c"])])
+    assert replies[0] == "a" and replies[2] == "c"
+    assert isinstance(replies[1], redis.ResponseError) and "no good" in str(replies[1])
+    with pytest.raises(redis.ResponseError, match="no good"):
+        scripts.evalsha(script, [], ["bad"])
+    assert scripts.evalsha(script, [], ["after"]) == "after"
+    assert scripts.evalsha_many(script, [([], [str(i)]) for i in range(200)]) == [
+        str(i) for i in range(200)
+    ]
+
+
+def test_pipelined_calls_load_a_forgotten_script_again(redis_client):
+    """After SCRIPT FLUSH a pipelined batch runs again, with every reply in its place."""
+    script = redis_client.register_script(ECHO)
+    scripts = ThreadConnections(redis_client)
+    assert scripts.evalsha_many(script, [([], ["warm"])]) == ["warm"]
+    redis_client.script_flush()
+    assert scripts.evalsha_many(script, [([], ["x"]), ([], ["y"])]) == ["x", "y"]
