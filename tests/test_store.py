@@ -12,10 +12,17 @@ from abtest.assignment import Reason
 from abtest.assignment import assign as assign_pure
 from abtest.auth import Role
 from abtest.embedded import EmbeddedRedis
-from abtest.errors import Conflict, InvalidConfig, InvalidInput, NotFound, Unauthorized
+from abtest.errors import (
+    Conflict,
+    InvalidConfig,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from abtest.events import Event, parse_events
 from abtest.experiment import Experiment, Status
-from abtest.store import Store
+from abtest.store import MAX_BATCH_ASSIGNMENTS, AssignRequest, Store
 from tests.conftest import simple_config
 
 
@@ -165,6 +172,56 @@ def test_cached_config_is_refreshed_after_another_store_changes_it(redis_client)
     admin.stop_experiment("exp", key_id="t")
     result, version = worker.assign("exp", "u2", None)
     assert (result.reason, version) == (Reason.NOT_RUNNING, 3)
+
+
+def test_assign_many_matches_one_by_one_and_exposes_each_unit_once(store, redis_client):
+    """A batch answers as single calls would, in order; a unit listed twice is exposed once."""
+    running(store)
+    running(store, "other", overrides={"qa": "treatment"})
+    batch = [AssignRequest("exp", f"u{i}") for i in range(40)]
+    batch += [
+        AssignRequest("other", "qa"),
+        AssignRequest("exp", "u3"),
+        AssignRequest("other", "u1"),
+    ]
+    answers = store.assign_many(batch)
+    assert [r.experiment for r, _ in answers] == [request.experiment for request in batch]
+    assert answers[40][0].reason is Reason.FORCED
+    assert answers[41] == answers[3]
+    assert answers == [store.assign(*request) for request in batch]  # sticky: same again
+    assert sorted(e["unit_id"] for e in exposures(redis_client)) == sorted(
+        f"u{i}" for i in range(40)
+    )
+    assert [e["unit_id"] for e in exposures(redis_client, "other")] == ["u1"]
+
+
+def test_assign_many_with_an_unknown_experiment_assigns_nobody(store, redis_client):
+    """All or nothing: the missing experiment is named by its index and no unit is stored."""
+    running(store)
+    with pytest.raises(NotFound) as caught:
+        store.assign_many([AssignRequest("exp", "u1"), AssignRequest("nope", "u2")])
+    assert caught.value.field == "requests[1].experiment"
+    assert redis_client.hlen(keys.assignments("exp")) == 0
+    assert exposures(redis_client) == []
+    with pytest.raises(PayloadTooLarge):
+        store.assign_many([AssignRequest("exp", f"u{i}") for i in range(MAX_BATCH_ASSIGNMENTS + 1)])
+    assert exposures(redis_client) == []
+    store.assign("exp", "u0")  # cached by this store, then removed from Redis directly
+    redis_client.delete(keys.experiment_meta("exp"))
+    with pytest.raises(NotFound) as caught:
+        store.assign_many([AssignRequest("exp", "u1")])
+    assert caught.value.field == "requests[0].experiment"
+
+
+def test_assign_many_reassigns_requests_made_with_a_stale_config(redis_client):
+    """Calls built from a config another worker has since replaced are made again, current."""
+    worker, admin = Store(redis_client), Store(redis_client)
+    running(admin)
+    worker.assign("exp", "u0")
+    admin.stop_experiment("exp", key_id="t")
+    answers = worker.assign_many([AssignRequest("exp", "u1"), AssignRequest("exp", "u2")])
+    assert [(r.reason, version) for r, version in answers] == [(Reason.NOT_RUNNING, 3)] * 2
+    assert len(exposures(redis_client)) == 1
 
 
 def test_unknown_experiment_is_not_found(store):
