@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from abtest import __version__
 from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
+from abtest.store import MAX_BATCH_ASSIGNMENTS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _ANY: Final[dict[str, Any]] = {"type": "object"}
@@ -61,6 +62,15 @@ def spec() -> dict[str, Any]:
             "attributes": {"type": "object"},
         },
     }
+    assign_batch_body = {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {
+            "requests": {"type": "array", "items": assign_body, "minItems": 1,
+                         "maxItems": MAX_BATCH_ASSIGNMENTS},
+        },
+    }  # fmt: skip
+    assignment = {"$ref": "#/components/schemas/Assignment"}
     event = {
         "type": "object",
         "required": ["event_id", "unit_id", "metric"],
@@ -117,7 +127,13 @@ def spec() -> dict[str, Any]:
             "/openapi.json": {"get": _op("This document", None)},
             "/v1/assign": {
                 "post": _op("Assign one unit (sticky; first exposure logged)", "sdk",
-                            body=assign_body, response={"$ref": "#/components/schemas/Assignment"})
+                            body=assign_body, response=assignment)
+            },
+            "/v1/assign/batch": {
+                "post": _op("Assign many units in one call (all or nothing; answers in order)",
+                            "sdk", body=assign_batch_body,
+                            response={"type": "object", "properties": {
+                                "assignments": {"type": "array", "items": assignment}}})
             },
             "/v1/assignments": {
                 "get": _op("The unit's assignments in every running or shipped experiment", "sdk",

@@ -47,6 +47,22 @@ def test_assign_matches_the_pure_function_on_the_example(api, redis_client):
     assert exposed == assigned
 
 
+def test_batch_assign_answers_in_order_like_single_calls(api, redis_client):
+    """POST /v1/assign/batch: one answer per request, in order, each as /v1/assign gives it."""
+    api.create_experiment()
+    api.create_experiment(simple_config("other"))
+    requests = [{"experiment": "exp", "unit_id": f"u{i}"} for i in range(30)]
+    requests += [{"experiment": "other", "unit_id": "u1", "attributes": {"country": "DE"}},
+                 {"experiment": "exp", "unit_id": "u2"}]  # fmt: skip
+    response = api.call("POST", "/v1/assign/batch", {"requests": requests}, role="sdk")
+    assert response.status_code == 200, response.get_json()
+    answers = response.get_json()["assignments"]
+    singles = [api.assign(r["experiment"], r["unit_id"], r.get("attributes")) for r in requests]
+    assert answers == singles
+    assert redis_client.xlen(keys.exposures_stream("exp")) == 30
+    assert redis_client.xlen(keys.exposures_stream("other")) == 1
+
+
 def test_sticky_across_a_weight_change_over_http(api):
     """PUT new weights: already-assigned units keep their variant, config_version moves on."""
     api.create_experiment()

@@ -12,7 +12,8 @@ ADMIN_ROUTES = [
     ("DELETE", "/v1/keys/k1"),
 ]  # fmt: skip
 SDK_ROUTES = [
-    ("POST", "/v1/assign"), ("GET", "/v1/assignments"), ("POST", "/v1/events"),
+    ("POST", "/v1/assign"), ("POST", "/v1/assign/batch"), ("GET", "/v1/assignments"),
+    ("POST", "/v1/events"),
     ("GET", "/v1/experiments"), ("GET", "/v1/experiments/exp"),
 ]  # fmt: skip
 

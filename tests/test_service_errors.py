@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from abtest import keys
@@ -36,6 +38,39 @@ def test_bad_assign_requests(api, client, redis_client, data, status, field):  #
     """Each malformed assign request is a 4xx naming the field, and nothing is stored."""
     api.create_experiment()
     response = client.post("/v1/assign", data=data, headers=api.headers("sdk"))
+    assert response.status_code == status, response.get_data()
+    assert response.get_json()["error"]["field"] == field
+    assert redis_client.exists(keys.assignments("exp"), keys.exposures_stream("exp")) == 0
+
+
+_GOOD = {"experiment": "exp", "unit_id": "u1"}
+
+
+def _batch(*requests: object, **extra: object) -> str:
+    return json.dumps({"requests": [_GOOD, *requests], **extra})
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "field"),
+    [
+        ("{}", 400, "requests"),
+        ('{"requests": []}', 400, "requests"),
+        ('{"requests": {"experiment": "exp"}}', 400, "requests"),
+        (_batch(more=1), 400, "more"),
+        (_batch(7), 400, "requests[1]"),
+        (_batch({"experiment": "exp"}), 400, "requests[1].unit_id"),
+        (_batch({"experiment": "exp", "unit_id": "u2", "x": 1}), 400, "requests[1].x"),
+        (_batch({"experiment": "a}b", "unit_id": "u2"}), 400, "requests[1].experiment"),
+        (_batch({"experiment": "exp", "unit_id": "u2", "attributes": 3}), 400,
+         "requests[1].attributes"),
+        (_batch({"experiment": "gone", "unit_id": "u2"}), 404, "requests[1].experiment"),
+        (_batch(*[_GOOD] * 100), 413, "requests"),
+    ],
+)  # fmt: skip
+def test_bad_batch_assign_requests(api, client, redis_client, data, status, field):  # noqa: PLR0917 - table columns
+    """A bad batch is a 4xx naming the request and field, and no unit of it is stored."""
+    api.create_experiment()
+    response = client.post("/v1/assign/batch", data=data, headers=api.headers("sdk"))
     assert response.status_code == status, response.get_data()
     assert response.get_json()["error"]["field"] == field
     assert redis_client.exists(keys.assignments("exp"), keys.exposures_stream("exp")) == 0
@@ -76,6 +111,7 @@ def down_client():
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [("GET", "/healthz", None), ("POST", "/v1/assign", {"experiment": "e", "unit_id": "u"}),
+     ("POST", "/v1/assign/batch", {"requests": [{"experiment": "e", "unit_id": "u"}]}),
      ("POST", "/v1/events", {"events": [{"event_id": "e", "unit_id": "u", "metric": "m"}]}),
      ("GET", "/v1/experiments", None), ("GET", "/metrics", None)],
 )  # fmt: skip
