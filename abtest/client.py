@@ -15,8 +15,9 @@ With ``local_evaluation=True`` the client fetches every experiment config
 (``GET /v1/experiments``), refreshes them every ``refresh_interval`` seconds, and assigns in
 process with `abtest.assignment.assign` (the service's own hashing).  Exposures are still
 recorded by the service: the first time this process sees a unit ``assigned`` in an
-experiment, the background thread sends ``POST /v1/assign`` for it, which stores the sticky
-variant and logs the first exposure exactly once.  Only the standard library is used
+experiment, the background thread sends it with ``POST /v1/assign/batch`` (up to
+`abtest.store.MAX_BATCH_ASSIGNMENTS` units per request), which stores the sticky variant and
+logs the first exposure exactly once.  Only the standard library is used
 (``http.client`` with one keep-alive connection per thread).
 """
 
@@ -42,6 +43,7 @@ from abtest.assignment import assign as assign_locally
 from abtest.client_http import HttpTransport, ServiceUnavailable
 from abtest.events import MAX_BATCH_EVENTS, parse_event
 from abtest.experiment import Experiment, Status, validate_unit_id
+from abtest.store import MAX_BATCH_ASSIGNMENTS
 
 __all__ = ["Client", "ClientAssignment", "ClientStats", "ServiceUnavailable"]
 
@@ -83,7 +85,7 @@ class ClientStats:
     rejected: int  # events the service refused with a 4xx (not retried)
     pending: int  # events still in the buffer
     retries: int  # failed send attempts that were retried
-    exposures_sent: int  # local mode: first exposures reported with POST /v1/assign
+    exposures_sent: int  # local mode: first exposures reported with POST /v1/assign/batch
     exposures_dropped: int
     mismatches: int  # local mode: the service's sticky variant differed from ours
     config_refreshes: int
@@ -376,27 +378,51 @@ class Client:
     def _send_exposures(self) -> None:
         while True:
             with self._lock:
-                if not self._exposures:
-                    return
-                key, unit_id, attributes = self._exposures[0]
+                count = min(MAX_BATCH_ASSIGNMENTS, len(self._exposures))
+                batch = [self._exposures[i] for i in range(count)]
+            if not batch:
+                return
             try:
-                answer = self.assign_remote(key, unit_id, attributes)
-                entry = (self._configs or {}).get(key)
-                # A unit assigned under older weights keeps its stored variant on the server.
-                differs = entry is not None and (
-                    answer.variant != assign_locally(entry[0], unit_id, attributes).variant
-                )
-                with self._lock:
-                    self._counts["exposures_sent"] += 1
-                    self._counts["mismatches"] += differs
+                answers: list[ClientAssignment | None] = list(self._assign_remote_many(batch))
             except ServiceUnavailable:
-                raise
-            except errors.AbtestError as exc:  # e.g. the experiment was deleted meanwhile
+                raise  # kept in the buffer; sent again after a backoff (assigning is idempotent)
+            except errors.AbtestError as exc:
+                # One bad request refuses the whole batch: send them one by one, so that only
+                # that one is lost (e.g. its experiment no longer exists).
                 self._note(exc)
-                with self._lock:
-                    self._counts["exposures_dropped"] += 1
+                answers = [self._assign_remote_or_none(*item) for item in batch]
+            configs = self._configs or {}
+            # A unit assigned under older weights keeps its stored variant on the server.
+            differs = sum(
+                answer.variant != assign_locally(configs[key][0], unit_id, attributes).variant
+                for (key, unit_id, attributes), answer in zip(batch, answers, strict=True)
+                if answer is not None and key in configs
+            )
             with self._lock:
-                self._exposures.popleft()
+                self._counts["exposures_sent"] += sum(a is not None for a in answers)
+                self._counts["exposures_dropped"] += sum(a is None for a in answers)
+                self._counts["mismatches"] += differs
+                for _ in batch:  # only this thread removes, so these are the batch's exposures
+                    self._exposures.popleft()
+
+    def _assign_remote_many(
+        self, batch: list[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[ClientAssignment]:
+        requests = [{"experiment": key, "unit_id": unit_id, "attributes": dict(attributes)}
+                    for key, unit_id, attributes in batch]  # fmt: skip
+        answer = self._call("POST", "/v1/assign/batch", {"requests": requests})
+        return [ClientAssignment.from_dict(item) for item in answer["assignments"]]
+
+    def _assign_remote_or_none(
+        self, key: str, unit_id: str, attributes: Mapping[str, Any]
+    ) -> ClientAssignment | None:
+        try:
+            return self.assign_remote(key, unit_id, attributes)
+        except ServiceUnavailable:
+            raise
+        except errors.AbtestError as exc:
+            self._note(exc)
+            return None
 
     def assign_remote(
         self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None = None

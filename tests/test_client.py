@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from abtest import keys
@@ -312,6 +314,53 @@ def test_local_evaluation_agrees_with_the_service_and_reports_each_exposure_once
     assert redis_client.xlen(keys.exposures_stream("ranker-v2")) == len(exposed) > 0
     stats = local.stats()
     assert (stats.exposures_sent, stats.mismatches) == (len(exposed), 0)
+
+
+def _requests_to(client: FlaskClient, endpoint: str) -> float:
+    """POST requests to ``endpoint`` that answered 200, from the app's /metrics."""
+    families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "abtest_http_requests_total"
+        and sample.labels == {"endpoint": endpoint, "method": "POST", "status": "200"}
+    )
+
+
+def test_local_evaluation_sends_exposures_in_batches(
+    api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
+) -> None:
+    """250 first-seen units reach the service in 3 batch requests, none one by one."""
+    api.create_experiment(simple_config("checkout"))
+    local = make_client(url, local_evaluation=True, flush_interval=30)
+    for i in range(250):
+        local.assign("checkout", f"u{i}")
+    assert local.flush(timeout=20)
+    assert redis_client.xlen(keys.exposures_stream("checkout")) == 250
+    assert local.stats().exposures_sent == 250
+    assert _requests_to(api.client, "/v1/assign/batch") == 3
+    assert _requests_to(api.client, "/v1/assign") == 0
+
+
+def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
+    api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
+) -> None:
+    """An experiment removed from Redis refuses the batch; the others still arrive, once."""
+    api.create_experiment(simple_config("checkout"))
+    api.create_experiment(simple_config("gone"))
+    local = make_client(url, local_evaluation=True, flush_interval=30)
+    for i in range(5):
+        local.assign("checkout", f"u{i}")
+    local.assign("gone", "u0")
+    redis_client.delete(keys.experiment_meta("gone"))
+    assert local.flush(timeout=20)
+    assert sorted(
+        f["unit_id"] for _, f in redis_client.xrange(keys.exposures_stream("checkout"))
+    ) == [f"u{i}" for i in range(5)]
+    stats = local.stats()
+    assert (stats.exposures_sent, stats.exposures_dropped) == (5, 1)
+    assert _requests_to(api.client, "/v1/assign") == 5
 
 
 def test_local_assignments_match_remote_ones(
