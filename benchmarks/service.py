@@ -17,7 +17,10 @@ What it does (everything local, loopback only, bounded in time):
 4. latency at half the /v1/assign peak: an open-loop Python client (processes x threads,
    each request scheduled on a fixed timetable, latency counted from the scheduled time so
    queueing is not hidden) sends new-unit /v1/assign requests at that rate; the first
-   second at that rate is a warm-up and is not counted.
+   second at that rate is a warm-up and is not counted;
+5. the Python client's local mode: how fast 20,000 first-seen units reach the service as
+   exposures (``POST /v1/assign/batch``), against the same client sending one
+   ``POST /v1/assign`` per unit.
 
 Run::
 
@@ -242,6 +245,27 @@ def _paced(
     }
 
 
+def _client_exposures(base: str, key: str, units: int) -> dict[str, float]:
+    """First exposures per second from the Python client's local mode (batched) and, as the
+    baseline, from the same client sending one ``POST /v1/assign`` per unit."""
+    from abtest.client import Client
+
+    run = uuid.uuid4().hex[:8]
+    with Client(base, key, local_evaluation=True, max_buffer=2 * units) as client:
+        started = time.perf_counter()
+        for i in range(units):
+            client.assign("bench", f"{run}-local-{i}")
+        client.flush(timeout=120)
+        batched = units / (time.perf_counter() - started)
+        sent = client.stats().exposures_sent
+        singles = max(1, units // 10)
+        started = time.perf_counter()
+        for i in range(singles):
+            client.assign_remote("bench", f"{run}-single-{i}")
+        one_by_one = singles / (time.perf_counter() - started)
+    return {"batched": batched, "one_by_one": one_by_one, "sent": float(sent), "units": units}
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -343,6 +367,7 @@ def main() -> None:
             # The same client and rate on hello world: the latency this machine and this
             # client add by themselves.
             paced_hello = _paced(port, key, half, float(args.duration), "/hello")
+            local = _client_exposures(base, key, 20_000)
             exposures = client.xlen("abtest:{bench}:exposures")
             load_after = os.getloadavg()
         finally:
@@ -385,6 +410,11 @@ def main() -> None:
     print(
         f"hello at the same rate and client (reference): p50 {paced_hello['p50_ms']:.2f} ms, "
         f"p99 {paced_hello['p99_ms']:.2f} ms, failures {paced_hello['failures']:.0f}"
+    )
+    print(
+        f"client local mode: {local['batched']:.0f} first exposures/s in batches of up to 100 "
+        f"({local['sent']:.0f} of {local['units']:.0f} sent) vs {local['one_by_one']:.0f}/s "
+        f"with one POST /v1/assign per unit: {local['batched'] / local['one_by_one']:.1f}x"
     )
     print(f"exposures logged during the run: {exposures}")
     print(
