@@ -2,16 +2,24 @@
 
 Reads the ``_assigned`` view and ``_events`` table that `analysis.join.aggregate` builds.
 
-Caveat: each look holds every unit exposed so far with its outcomes so far, so early looks
-see units with less time to convert; for metrics that accumulate after exposure the
-estimand drifts upwards over the first days.  The mSPRT's running intersection can then
-end below the final estimate.  A fixed per-unit window with only matured units per look
-would remove the drift; it is not implemented yet.
+Without an attribution window, each look holds every unit exposed so far with its outcomes
+so far, so early looks see units with less time to convert; for metrics that accumulate
+after exposure the estimand drifts upwards over the first days, and the mSPRT's running
+intersection can end below the final estimate.
+
+With an attribution window ``W`` (``matured_after``), a look holds only the units whose
+window has closed by the end of that day (first exposure + W), each with its whole
+windowed value: every look estimates the same per-unit quantity, the observations the
+sequential test sees are fixed once seen, and the drift is gone.  Units whose window is
+still open at the last day of data are in the fixed-horizon analysis but in no look yet.
+(The same construction as the "metric windows" with mature units only of commercial
+experimentation platforms; Johari et al. (2017) assume such i.i.d. per-unit observations.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +27,7 @@ import pandas as pd
 
 from abtest.experiment import Metric, MetricType
 from analysis.aggregates import SampleStats
-from analysis.metric_spec import source_metrics, sql_list, value_sql
+from analysis.metric_spec import interval_sql, source_metrics, sql_list, value_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -28,23 +36,42 @@ if TYPE_CHECKING:
 
 
 def daily_aggregates(
-    con: duckdb.DuckDBPyConnection, metrics: Sequence[Metric], units: Mapping[str, int]
+    con: duckdb.DuckDBPyConnection,
+    metrics: Sequence[Metric],
+    units: Mapping[str, int],
+    *,
+    matured_after: timedelta | None = None,
 ) -> pd.DataFrame:
     """Cumulative aggregates per day: each unit adds the change of its value on that day.
 
     A unit whose cumulative value moves from a to b on day d changes Σy by b - a and Σy²
     by b² - a² (likewise x and xy); summing these changes over days gives the moments of
     the cumulative per-unit values at every day's end without a grid of units by days.
+    With ``matured_after`` a unit enters on the day its window closes, with all its
+    (windowed) events on that day, and days run to the last day of data.
     """
-    days = con.execute(
-        "SELECT min(d), max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "
+    last_day = con.execute(
+        "SELECT max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "
         "UNION ALL SELECT CAST(ts AS DATE) FROM _events WHERE post)"
-    ).fetchall()[0]
-    assert days is not None
-    grid = pd.date_range(days[0], days[1], freq="D")
+    ).fetchall()[0][0]
+    if matured_after is None:
+        unit_day, units_sql = "CAST(first_ts AS DATE)", "_assigned"
+        events = "(SELECT *, CAST(ts AS DATE) AS day FROM _events)"
+    else:
+        unit_day = f"CAST(first_ts + {interval_sql(matured_after)} AS DATE)"
+        units_sql = f"_assigned WHERE {unit_day} <= DATE '{last_day}'"
+        # Every event of a matured unit counts on the day its window closed.
+        events = (
+            f"(SELECT e.*, {unit_day} AS day FROM _events AS e JOIN _assigned "
+            f"USING (unit_id) WHERE {unit_day} <= DATE '{last_day}')"
+        )
     new_units = con.execute(
-        "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS n FROM _assigned GROUP BY ALL"
+        f"SELECT {unit_day} AS day, variant, count(*) AS n FROM {units_sql} GROUP BY ALL"
     ).df()
+    if new_units.empty:
+        return empty_daily()
+    first_day = new_units["day"].min()
+    grid = pd.date_range(first_day, last_day, freq="D")
     new_units["day"] = pd.to_datetime(new_units["day"])
     frames = []
     for metric in metrics:
@@ -63,8 +90,8 @@ def daily_aggregates(
             x_val = x_prev = "0.0"
             names = [metric.name]
         sql = (
-            f"WITH inc AS (SELECT unit_id, variant, CAST(ts AS DATE) AS day, {y_raw} AS iy, "
-            f"{x_raw} AS ix FROM _events WHERE post AND metric IN ({sql_list(names)}) "
+            f"WITH inc AS (SELECT unit_id, variant, day, {y_raw} AS iy, "
+            f"{x_raw} AS ix FROM {events} WHERE post AND metric IN ({sql_list(names)}) "
             "GROUP BY ALL), "
             "cum AS (SELECT unit_id, variant, day, sum(iy) OVER w AS cy, sum(ix) OVER w AS cx "
             "FROM inc WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "

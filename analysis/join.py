@@ -42,6 +42,7 @@ from analysis.load import (
     register_outcomes,
 )
 from analysis.metric_spec import (
+    interval_sql,
     parse_metric,
     quantile_level,
     source_metrics,
@@ -92,7 +93,8 @@ class Aggregates:
 
     ``daily`` holds cumulative aggregates at the end of each UTC day (columns ``day,
     variant, metric, n, sum_y, sum_x, sum_yy, sum_xx, sum_xy``; x is 0 except for ratio
-    metrics) for binomial, count, sum and ratio metrics; ``exposures_per_day`` the new
+    metrics) for binomial, count, sum and ratio metrics; with an attribution window, only
+    of the units whose window has closed by then (`analysis.daily`); ``exposures_per_day`` the new
     units per day and variant (``day, variant, units``).
     """
 
@@ -240,10 +242,10 @@ def aggregate(
     excluded_row = con.execute("SELECT count(*) FROM _units WHERE crossed").fetchall()[0]
     excluded = int(excluded_row[0]) if excluded_row else 0
     post = "e.ts >= a.first_ts" + (
-        f" AND e.ts < a.first_ts + {_interval(attribution_window)}" if attribution_window else ""
+        f" AND e.ts < a.first_ts + {interval_sql(attribution_window)}" if attribution_window else ""
     )
     pre = (
-        f"e.ts < a.first_ts AND e.ts >= a.first_ts - {_interval(covariate_window)}"
+        f"e.ts < a.first_ts AND e.ts >= a.first_ts - {interval_sql(covariate_window)}"
         if covariate_window
         else "FALSE"
     )
@@ -277,7 +279,12 @@ def aggregate(
         "GROUP BY ALL ORDER BY day, variant"
     ).df()
     daily_frame = (
-        daily_aggregates(con, [m for m in metrics if m.type is not MetricType.QUANTILE], units)
+        daily_aggregates(
+            con,
+            [m for m in metrics if m.type is not MetricType.QUANTILE],
+            units,
+            matured_after=attribution_window,
+        )
         if daily
         else empty_daily()
     )
@@ -382,11 +389,6 @@ def _resolve_experiment(con: duckdb.DuckDBPyConnection, experiment: str | None) 
             "experiment",
         )
     return experiment
-
-
-def _interval(window: timedelta | None) -> str:
-    assert window is not None
-    return f"INTERVAL {int(window.total_seconds() * 1_000_000)} MICROSECONDS"
 
 
 __all__ = [

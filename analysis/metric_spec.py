@@ -8,6 +8,7 @@ per unit) and ``latency_ms:p95:quantile`` (the event values themselves).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType, metric_name_problem
@@ -64,3 +65,8 @@ def value_sql(metric_type: MetricType, count: str, total: str) -> str:
 def sql_list(names: Sequence[str]) -> str:
     """A SQL list of quoted string literals."""
     return ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+
+
+def interval_sql(window: timedelta) -> str:
+    """A DuckDB interval literal of ``window`` (whole microseconds)."""
+    return f"INTERVAL {int(window.total_seconds() * 1_000_000)} MICROSECONDS"

@@ -220,8 +220,17 @@ def test_parse_metric_accepts_each_type():
     assert quantile_level(q) == pytest.approx(0.95)
 
 
-def pandas_reference(exp: pd.DataFrame, out: pd.DataFrame, window_h: float | None):
-    """Straightforward pandas implementation of the join rules (the independent check)."""
+def pandas_reference(
+    exp: pd.DataFrame,
+    out: pd.DataFrame,
+    window_h: float | None,
+    *,
+    matured_by: pd.Timestamp | None = None,
+):
+    """Straightforward pandas implementation of the join rules (the independent check).
+
+    ``matured_by``: keep only units whose window closed by the end of that day.
+    """
     first = (
         exp.sort_values("timestamp")
         .groupby("unit_id")
@@ -230,6 +239,10 @@ def pandas_reference(exp: pd.DataFrame, out: pd.DataFrame, window_h: float | Non
         )
     )
     assigned = first[first["arms"] == 1]
+    if matured_by is not None:
+        assert window_h is not None
+        closes = (assigned["start"] + pd.Timedelta(hours=window_h)).dt.normalize()
+        assigned = assigned[closes <= matured_by]
     events = out.sort_values("timestamp").drop_duplicates("event_id")
     joined = events.merge(assigned, left_on="unit_id", right_index=True)
     keep = joined["timestamp"] >= joined["start"]
@@ -258,10 +271,8 @@ def pandas_reference(exp: pd.DataFrame, out: pd.DataFrame, window_h: float | Non
     return result, int((first["arms"] > 1).sum())
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("window_h", [None, 30.0])
-def test_duckdb_agrees_with_pandas_reference(seed, window_h):
-    """On random data with every trap (dups, crossovers, early events) both agree."""
+def random_join_data(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exposures and outcomes with every trap: duplicates, crossovers, early events."""
     rng = np.random.default_rng(seed)
     n_units, n_exp, n_out = 300, 500, 1500
     unit = rng.integers(0, n_units, n_exp)
@@ -283,6 +294,14 @@ def test_duckdb_agrees_with_pandas_reference(seed, window_h):
     first = out.drop_duplicates("event_id").set_index("event_id")
     for column in ("unit_id", "metric", "value"):
         out[column] = first.loc[out["event_id"], column].to_numpy()
+    return exp, out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("window_h", [None, 30.0])
+def test_duckdb_agrees_with_pandas_reference(seed, window_h):
+    """On random data with every trap (dups, crossovers, early events) both agree."""
+    exp, out = random_join_data(seed)
     window = None if window_h is None else timedelta(hours=window_h)
     expected, crossed = pandas_reference(exp, out, window_h)
     # One name, one type per analysis: "buy" as a count needs a second run.
@@ -292,9 +311,60 @@ def test_duckdb_agrees_with_pandas_reference(seed, window_h):
         assert agg.excluded_units == crossed
         for spec in specs:
             _check_against(agg.metrics[spec.rpartition(":")[0]].stats, expected[spec])
-    # The daily series ends where the overall aggregates are.
-    last = agg_daily_last(exp, out, window)
-    _check_against({v: p.y for v, p in last.items()}, expected["rev:sum"])
+    if window is None:  # the daily series ends where the overall aggregates are
+        last = agg_daily_last(exp, out, window)
+        _check_against({v: p.y for v, p in last.items()}, expected["rev:sum"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_with_a_window_each_look_holds_the_units_whose_window_closed(seed):
+    """Each day's look equals the reference over units whose window closed by that day's end."""
+    exp, out = random_join_data(seed)
+    window_h = 48.0  # units exposed in the last ~10 hours of exposures have not matured
+    agg = join_and_aggregate(exp, out, metrics=[parse_metric("rev:sum")],
+                             attribution_window=timedelta(hours=window_h),
+                             covariate_window=None)  # fmt: skip
+    looks = agg.daily_stats("rev")
+    last_data_day = pd.Timestamp(agg.end).normalize()  # last exposure or counted outcome
+    starts = exp.groupby("unit_id")["timestamp"].min() + pd.Timedelta(hours=window_h)
+    first_look = starts.min().normalize()
+    assert sorted(pd.Timestamp(d) for d in looks) == list(
+        pd.date_range(first_look, last_data_day, freq="D")
+    )
+    grew = []
+    for day, arms in looks.items():
+        expected, _ = pandas_reference(exp, out, window_h, matured_by=pd.Timestamp(day))
+        _check_against({v: p.y for v, p in arms.items() if p.n}, expected["rev:sum"])
+        grew.append(sum(p.n for p in arms.values()))
+    assert grew == sorted(grew) and grew[0] < grew[-1] < sum(agg.units.values())
+
+
+def test_looks_with_a_window_do_not_drift_when_outcomes_arrive_late():
+    """Conversions up to 3 days after exposure: without a window early looks under-count
+    (the estimand drifts); with a 3-day window every look estimates the same 30%."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    start = T0 + pd.to_timedelta(rng.uniform(0, 14 * 86400, n), unit="s")
+    exp = pd.DataFrame({"unit_id": [f"u{i}" for i in range(n)], "experiment": "exp",
+                        "variant": rng.choice(["c", "t"], n), "timestamp": start})  # fmt: skip
+    buyers = np.flatnonzero(rng.random(n) < 0.3)
+    out = pd.DataFrame({
+        "event_id": [f"e{i}" for i in buyers], "unit_id": [f"u{i}" for i in buyers],
+        "metric": "buy", "value": 1.0,
+        "timestamp": start[buyers] + pd.to_timedelta(rng.uniform(0, 3 * 86400, buyers.size),
+                                                     unit="s"),
+    })  # fmt: skip
+    rates = {}
+    for window in (None, timedelta(days=3)):
+        agg = join_and_aggregate(exp, out, metrics=[parse_metric("buy:binomial")],
+                                 attribution_window=window, covariate_window=None)  # fmt: skip
+        looks = agg.daily_stats("buy")
+        rates[window] = [(p.y.n, p.y.sum / p.y.n) for _, arms in sorted(looks.items())
+                         for p in [arms["c"]] if p.y.n >= 500]  # fmt: skip
+    assert rates[None][0][1] < 0.2  # units of the first day had less than a day to buy
+    assert len(rates[timedelta(days=3)]) >= 12
+    for units, rate in rates[timedelta(days=3)]:
+        assert abs(rate - 0.3) < 4 * np.sqrt(0.3 * 0.7 / units)
 
 
 def agg_daily_last(exp, out, window):
