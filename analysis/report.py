@@ -96,7 +96,9 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
         ax.fill_between(x, lower, upper, alpha=0.2, color=line.get_color(), label=label)
         drawn = True
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_title(f"Cumulative effect on {metric} over time")
+    window = result.settings.attribution_window_hours
+    matured = "" if window is None else f"\n(each day: units whose {window:g} h window closed)"
+    ax.set_title(f"Cumulative effect on {metric} over time{matured}")
     ax.set_ylabel(f"{metric}: variant − {result.control}")
     if drawn:
         ax.legend(fontsize=8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from matplotlib.figure import Figure
@@ -82,3 +83,11 @@ def test_one_day_series_gets_a_day_of_margin_and_counts_start_at_zero():
         low, high = build(one_day).axes[0].get_xlim()
         assert 2 <= high - low < 4  # matplotlib dates are in days
     assert exposures_figure(one_day).axes[0].get_ylim()[0] == 0
+
+
+def test_cumulative_figure_with_a_window_says_which_units_each_day_holds(result):
+    """With an attribution window each day holds matured units only, and the title says so."""
+    data = synthetic(n=3000, lift=0.3, seed=41)
+    windowed = analyze(*data, metrics=["purchase:binomial"], attribution_window=timedelta(hours=48))
+    assert "units whose 48 h window closed" in cumulative_figure(windowed).axes[0].get_title()
+    assert "window" not in cumulative_figure(result).axes[0].get_title()
