@@ -12,8 +12,11 @@ window has closed by the end of that day (first exposure + W), each with its who
 windowed value: every look estimates the same per-unit quantity, the observations the
 sequential test sees are fixed once seen, and the drift is gone.  Units whose window is
 still open at the last day of data are in the fixed-horizon analysis but in no look yet.
-(The same construction as the "metric windows" with mature units only of commercial
-experimentation platforms; Johari et al. (2017) assume such i.i.d. per-unit observations.)
+
+References: LaunchDarkly's "metric measurement windows" (a context counts only once its
+window has fully completed) and Statsig Warehouse Native's cohort windows with "wait for"
+(units that have not been in the experiment for their window are left out) do the same;
+the mSPRT of Johari et al. (2017) assumes such i.i.d. per-unit observations.
 """
 
 from __future__ import annotations
