@@ -27,15 +27,6 @@ from abtest.errors import InvalidInput, NotFound, Unauthorized
 KEY_PREFIX: Final = "abt_"
 _MAX_KEY_LENGTH: Final = 200
 
-# Creates the first admin key only while no key exists, atomically: two servers starting
-# on one empty store cannot both print an admin key.
-_CREATE_IF_EMPTY: Final = """
-if ARGV[3] == '1' and redis.call('HLEN', KEYS[1]) > 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-return 1
-"""
-
 
 class Role(StrEnum):
     """What a key may do; ``admin`` includes everything ``sdk`` may do."""
@@ -102,7 +93,7 @@ class ApiKeys:
 
     def __init__(self, client: redis.Redis[str]) -> None:
         self._redis = client
-        self._create = client.register_script(_CREATE_IF_EMPTY)
+        self._create = client.register_script(keys.CREATE_API_KEY_SCRIPT)
 
     def create(
         self, role: Role, *, name: str = "", only_if_empty: bool = False

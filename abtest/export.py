@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from abtest import keys
 from abtest.errors import AbtestError, InvalidInput
 from abtest.experiment import SLUG
 from abtest.export_files import (
@@ -53,7 +54,7 @@ from abtest.export_files import (
 __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
-    "export_stream", "files", "lock_key", "read", "read_exposures", "read_outcomes", "schema",
+    "export_stream", "files", "read", "read_exposures", "read_outcomes", "schema",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -130,55 +131,13 @@ class ExportResult:
                 "streams": [r.to_dict() for r in self.streams]}  # fmt: skip
 
 
-# -- Lua: every read, renewal and acknowledgement is fenced by the lock token -------------
-# KEYS[1] lock, KEYS[2] stream.  The lock key shares the stream's hash tag (it is derived
-# from the stream name), so these scripts run unchanged on Redis Cluster.
-_READ = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[5] == '>' then
-  local pending = redis.call('XPENDING', KEYS[2], ARGV[3])
-  if pending[1] > 0 then return redis.error_reply('PENDING batch not acknowledged') end
-  return redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', ARGV[6],
-                    'STREAMS', KEYS[2], '>')
-end
-return redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'STREAMS', KEYS[2], '0')
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-_ACK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local chunk = tonumber(ARGV[4])
-local acked = 0
-for i = 5, #ARGV, chunk do
-  local ids = {}
-  for j = i, math.min(i + chunk - 1, #ARGV) do ids[#ids + 1] = ARGV[j] end
-  acked = acked + redis.call('XACK', KEYS[2], ARGV[3], unpack(ids))
-  redis.call('XDEL', KEYS[2], unpack(ids))
-end
-return acked
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def lock_key(stream: str) -> str:
-    """The export lock of ``stream``: the stream's name plus a suffix (same hash tag)."""
-    return f"{stream}:export-lock"
-
-
 class _Lock:
     """A fenced lock on one stream; every Redis call of the exporter goes through it."""
 
     def __init__(self, redis: Redis[Any], stream: str, ttl: float) -> None:
         self.redis = redis
         self.stream = stream
-        self.key = lock_key(stream)
+        self.key = keys.export_lock(stream)
         self.token = secrets.token_hex(16)
         self.ttl_ms = max(1, int(ttl * 1000))
 
@@ -186,14 +145,14 @@ class _Lock:
         return bool(self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
     def release(self) -> None:
-        _run(self.redis, _RELEASE, [self.key], [self.token])
+        _run(self.redis, keys.RELEASE_LOCK_SCRIPT, [self.key], [self.token])
 
     def _call(self, script: str, *args: str | int) -> Any:
         from redis.exceptions import ResponseError
 
         try:
-            keys = [self.key, self.stream]
-            return _run(self.redis, script, keys, [self.token, self.ttl_ms, *args])
+            return _run(self.redis, script, [self.key, self.stream],
+                        [self.token, self.ttl_ms, *args])  # fmt: skip
         except ResponseError as exc:
             if str(exc).startswith("LOCKLOST"):
                 raise ExportLockLost(f"lost the export lock of {self.stream}; run again") from exc
@@ -202,21 +161,21 @@ class _Lock:
             raise
 
     def renew(self) -> None:
-        self._call(_RENEW)
+        self._call(keys.EXPORT_RENEW_SCRIPT)
 
     def read(self, start: str, count: int) -> list[tuple[str, dict[str, str] | None]]:
-        reply = self._call(_READ, GROUP, CONSUMER, start, count)
+        reply = self._call(keys.EXPORT_READ_SCRIPT, GROUP, CONSUMER, start, count)
         if not reply:
             return []
         return [(_text(entry_id), _decode(fields)) for entry_id, fields in reply[0][1]]
 
     def ack(self, ids: Sequence[str]) -> None:
-        self._call(_ACK, GROUP, _ACK_CHUNK, *ids)
+        self._call(keys.EXPORT_ACK_SCRIPT, GROUP, _ACK_CHUNK, *ids)
 
 
-def _run(redis: Redis[Any], script: str, keys: list[str], args: list[str | int]) -> Any:
+def _run(redis: Redis[Any], script: str, names: list[str], args: list[str | int]) -> Any:
     # EVALSHA with a fallback to EVAL: the script text is sent once per server.
-    return redis.register_script(script)(keys, args)
+    return redis.register_script(script)(names, args)
 
 
 def _text(value: bytes | str) -> str:
@@ -342,8 +301,6 @@ def export_stream(
 
 def discover(redis: Redis[Any]) -> list[StreamSource]:
     """Every stream to drain: each indexed experiment's exposures, then the outcomes."""
-    from abtest import keys
-
     experiments = sorted(_text(k) for k in redis.smembers(keys.experiments_index()))
     found = [
         StreamSource(keys.exposures_stream(key), Kind.EXPOSURES, key)

@@ -1,9 +1,9 @@
 """The Redis store: experiments with versions and an audit trail, sticky assignment with
 exposure logging, idempotent outcome events and API keys.
 
-Key names come from `abtest.keys` only.  Lua scripts are registered once per store and get
-their keys through ``KEYS[]``; each touches keys of one hash tag, so they run on Redis
-Cluster unchanged.  ``assign`` is one round trip (EVALSHA): the script checks that the
+Key names and Lua scripts come from `abtest.keys` only.  The scripts are registered once per
+store and get their keys through ``KEYS[]``; each touches keys of one hash tag, so they run
+on Redis Cluster unchanged.  ``assign`` is one round trip (EVALSHA): the script checks that the
 worker's cached config is current, returns a stored (sticky) variant if the unit has one,
 and otherwise stores the computed variant, appends the first exposure to the experiment's
 stream and bumps the counters.  Concurrent requests for one unit therefore cannot disagree.
@@ -31,65 +31,6 @@ from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Sto
 from abtest.events import DEDUPE_WINDOW_DAYS, Event, encode_events
 from abtest.experiment import Experiment, Status, layer_conflicts
 from abtest.thread_connections import ThreadConnections
-
-_ASSIGN: Final = """
-local version = redis.call('HGET', KEYS[1], 'version')
-if version ~= ARGV[1] then return {0, version or ''} end
-if ARGV[2] == 'check' then return {1, ''} end
-local stored = redis.call('HGET', KEYS[2], ARGV[3])
-if stored then return {2, stored} end
-if ARGV[4] == '' then return {1, ''} end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'unit_id', ARGV[3], 'experiment', ARGV[7],
-           'variant', ARGV[4], 'timestamp', ARGV[5], 'config_version', ARGV[1])
-redis.call('HINCRBY', KEYS[4], 'v:' .. ARGV[4], 1)
-redis.call('HINCRBY', KEYS[4], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 1)
-return {3, ARGV[4]}
-"""
-
-# Compare-and-set of a new version plus its audit entry; ARGV[1] == '' means "create".
-_WRITE_VERSION: Final = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if ARGV[1] == '' then
-  if current then return 0 end
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[4])
-elseif current ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
-redis.call('RPUSH', KEYS[2], ARGV[5])
-return 1
-"""
-
-# KEYS[1] outcome stream, KEYS[2] today's seen-id set, KEYS[3..] earlier days' sets.
-_RECORD_EVENTS: Final = """
-local accepted, duplicates, batch = 0, 0, {}
-for i = 2, #ARGV, 5 do
-  local id = ARGV[i]
-  local seen = batch[id]
-  if not seen then
-    for k = 2, #KEYS do
-      if redis.call('SISMEMBER', KEYS[k], id) == 1 then seen = true break end
-    end
-  end
-  if seen then
-    duplicates = duplicates + 1
-  else
-    batch[id] = true
-    redis.call('SADD', KEYS[2], id)
-    redis.call('XADD', KEYS[1], '*', 'event_id', id, 'unit_id', ARGV[i + 1],
-               'metric', ARGV[i + 2], 'value', ARGV[i + 3], 'timestamp', ARGV[i + 4])
-    accepted = accepted + 1
-  end
-end
-if accepted > 0 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-return {accepted, duplicates}
-"""
-
-_RELEASE_LOCK: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 _DAY_SECONDS: Final = 86_400
 _LOCK_MS: Final = 10_000
@@ -162,7 +103,7 @@ class AssignRequest(NamedTuple):
 def _script_call(
     cached: _Cached, unit_id: str, attributes: Mapping[str, Any] | None
 ) -> tuple[Assignment, tuple[Any, ...]]:
-    """The pure assignment and the ``_ASSIGN`` script arguments that record it."""
+    """The pure assignment and the `keys.ASSIGN_SCRIPT` arguments that record it."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
     sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
@@ -175,7 +116,7 @@ def _script_call(
 
 
 def _answer(cached: _Cached, result: Assignment, reply: Any) -> tuple[Assignment, int] | None:
-    """The ``_ASSIGN`` script's reply as an answer; None when the cached config was stale."""
+    """The `keys.ASSIGN_SCRIPT`'s reply as an answer; None when the cached config was stale."""
     if isinstance(reply, Exception):
         raise reply
     code, value = reply
@@ -205,10 +146,10 @@ class Store:
     def __init__(self, client: redis.Redis[str]) -> None:
         self.redis = client
         self.api_keys = ApiKeys(client)
-        self._assign = client.register_script(_ASSIGN)
-        self._write_version = client.register_script(_WRITE_VERSION)
-        self._record_events = client.register_script(_RECORD_EVENTS)
-        self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._assign = client.register_script(keys.ASSIGN_SCRIPT)
+        self._write_version = client.register_script(keys.WRITE_VERSION_SCRIPT)
+        self._record_events = client.register_script(keys.RECORD_EVENTS_SCRIPT)
+        self._release_lock = client.register_script(keys.RELEASE_LOCK_SCRIPT)
         self._cache: dict[str, _Cached] = {}
         self._scripts = ThreadConnections(client)  # the per-request scripts' connections
 

@@ -31,7 +31,6 @@ from abtest.export import (
     StreamSource,
     export,
     export_stream,
-    lock_key,
     read_exposures,
     read_outcomes,
     schema,
@@ -310,12 +309,12 @@ def test_killed_process_keeps_the_lock_until_it_expires_then_rerun_recovers(
     assert done.returncode == 9
     stream = keys.exposures_stream("checkout")
     assert r.xpending(stream, GROUP)["pending"] == 20  # read, written, never acknowledged
-    assert r.pttl(lock_key(stream)) > 0  # nobody released it
+    assert r.pttl(keys.export_lock(stream)) > 0  # nobody released it
     blocked = export(r, out_dir=tmp_path)
     assert blocked.skipped == (stream,)
     assert list(tmp_path.glob("exposures/**/.*.tmp")) == []  # the kill came after the rename
     deadline = time.monotonic() + 10
-    while r.exists(lock_key(stream)) and time.monotonic() < deadline:
+    while r.exists(keys.export_lock(stream)) and time.monotonic() < deadline:
         time.sleep(0.05)
     export(r, out_dir=tmp_path)
     assert exported(tmp_path)[0] == Counter(expected)
@@ -333,7 +332,7 @@ def test_a_stalled_exporter_that_lost_its_lock_cannot_acknowledge(
 
     def stall(step: Step) -> None:
         if step is Step.WRITTEN and not taken_over:
-            while r.exists(lock_key(stream)):  # the pause outlives the 0.2 s lock
+            while r.exists(keys.export_lock(stream)):  # the pause outlives the 0.2 s lock
                 time.sleep(0.02)
             taken_over.append(export_stream(r, source=source, out_dir=tmp_path))
 

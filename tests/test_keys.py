@@ -1,5 +1,7 @@
 """The Redis key layout, pinned: these strings are the storage format's documentation."""
 
+from pathlib import Path
+
 import pytest
 from redis.crc import key_slot
 
@@ -20,6 +22,8 @@ from abtest import keys
         (keys.api_keys_by_hash(), "abtest:{apikeys}:by-hash"),
         (keys.api_keys_by_id(), "abtest:{apikeys}:by-id"),
         (keys.lifecycle_lock(), "abtest:lock:lifecycle"),
+        (keys.export_lock(keys.outcomes_stream()), "abtest:{events}:outcomes:export-lock"),
+        (keys.export_lock(keys.exposures_stream("r")), "abtest:{r}:exposures:export-lock"),
         (keys.console_secret(), "abtest:console:secret"),
     ],
 )
@@ -64,3 +68,15 @@ def test_keys_of_one_script_map_to_one_cluster_slot():
     for group in groups:
         assert len({key_slot(k.encode()) for k in group}) == 1, group
     assert key_slot(keys.assignments("a").encode()) != key_slot(keys.assignments("b").encode())
+
+
+def test_every_lua_script_lives_in_the_keys_module():
+    """No other module of the packages holds a script that calls Redis."""
+    root = Path(keys.__file__).resolve().parents[1]
+    holders = [
+        path.relative_to(root).as_posix()
+        for package in ("abtest", "service", "analysis")
+        for path in sorted((root / package).rglob("*.py"))
+        if "redis.call(" in path.read_text(encoding="utf-8")
+    ]
+    assert holders == ["abtest/keys.py"]
