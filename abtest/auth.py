@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -65,11 +66,15 @@ class ApiKey:
         }
 
     @classmethod
-    def from_json(cls, text: str) -> ApiKey:
-        """Inverse of ``json.dumps(key.to_dict())``."""
-        data = json.loads(text)
+    def from_dict(cls, data: Mapping[str, Any]) -> ApiKey:
+        """Inverse of `to_dict`."""
         return cls(data["id"], Role(data["role"]), data["created_at"], data.get("name", ""),
                    data.get("revoked_at"))  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> ApiKey:
+        """Inverse of ``json.dumps(key.to_dict())``."""
+        return cls.from_dict(json.loads(text))
 
 
 def parse_role(value: object, field: str = "role") -> Role:

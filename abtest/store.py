@@ -45,6 +45,12 @@ class StoredExperiment:
     created_at: str
     updated_at: str
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredExperiment:
+        """Inverse of `to_dict` (what the HTTP API returns for an experiment)."""
+        return cls(Experiment.from_dict(data["config"]), int(data["version"]),
+                   str(data["created_at"]), str(data["updated_at"]))  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form: ``config`` is exactly ``Experiment.to_dict()``."""
         return {

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from abtest.auth import Role
 from abtest.embedded import EmbeddedRedis
@@ -134,3 +136,20 @@ class Api:
 def api(client: Any, app: Any) -> Api:
     """`Api` helper with fresh admin and sdk keys."""
     return Api(client, app.extensions["abtest"].store)
+
+
+def serve(app: Any, port: int = 0) -> tuple[BaseWSGIServer, threading.Thread]:
+    """Serve ``app`` on 127.0.0.1 with werkzeug's threaded server in a daemon thread."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def url(app: Any) -> Iterator[str]:
+    """Base URL of the app served over real HTTP for this test."""
+    server, thread = serve(app)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()

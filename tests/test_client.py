@@ -17,7 +17,6 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from abtest import keys
 from abtest.assignment import Reason, assign
@@ -25,30 +24,13 @@ from abtest.client import Client, ServiceUnavailable
 from abtest.embedded import free_port
 from abtest.errors import InvalidInput, NotFound, Unauthorized
 from abtest.experiment import Experiment
-from tests.conftest import Api, example_config, simple_config
+from tests.conftest import Api, example_config, serve, simple_config
 
 RANKER_UNITS = [
     ("qa-alice", {"country": "US", "app_version": 1}),  # forced
     *[(f"user-{i}", {"country": ["DE", "FR", "US"][i % 3], "app_version": 400 + i})
       for i in range(60)],
 ]  # fmt: skip
-
-
-def serve(app: Flask, port: int = 0) -> tuple[BaseWSGIServer, threading.Thread]:
-    """Serve ``app`` on 127.0.0.1 with werkzeug's threaded server in a daemon thread."""
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    return server, thread
-
-
-@pytest.fixture
-def url(app: Flask) -> Iterator[str]:
-    """Base URL of the app served over HTTP for this test."""
-    server, thread = serve(app)
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
 
 
 @pytest.fixture

@@ -1,0 +1,129 @@
+"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys.
+
+    with AdminClient("http://localhost:8000", admin_key) as admin:
+        admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
+        admin.start_experiment("ranker-v2")
+        admin.exposures("ranker-v2")["srm"]["p_value"]
+        admin.ship_experiment("ranker-v2", "v2")
+
+The release manager's side of the HTTP API (apps use `abtest.client.Client`).  Each method
+is one request to the same endpoints curl uses, is named after the `abtest.store.Store`
+method it reaches, and returns `StoredExperiment` and `ApiKey` records (the audit trail and
+exposures as their JSON).  Errors are the typed `abtest` errors (a 409 is `Conflict`); an
+unreachable service raises `ServiceUnavailable`.  Failed calls are not retried, since
+creating, starting or shipping twice is not the same as once; the one resend is that of
+`abtest.client_http`, when a kept-alive connection turns out closed before the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from abtest.auth import ApiKey, Role
+from abtest.client_http import HttpTransport
+from abtest.errors import InvalidInput
+from abtest.experiment import Experiment, Status
+from abtest.store import StoredExperiment
+
+__all__ = ["AdminClient"]
+
+
+class AdminClient:
+    """Manage experiments and keys over HTTP with an ``admin`` key."""
+
+    def __init__(self, url: str, api_key: str, *, timeout: float = 10.0) -> None:
+        self._http = HttpTransport(url, api_key, timeout)
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(self, config: Experiment | Mapping[str, Any]) -> StoredExperiment:
+        """Store a new experiment as a draft (version 1)."""
+        body = config.to_dict() if isinstance(config, Experiment) else dict(config)
+        return self._experiment("POST", "/v1/experiments", body)
+
+    def get_experiment(self, key: str) -> StoredExperiment:
+        """The current version of one experiment."""
+        return self._experiment("GET", _path(key))
+
+    def list_experiments(self, *, status: Status | str | None = None) -> list[StoredExperiment]:
+        """Every experiment, or those with one status, sorted by key."""
+        query = "" if status is None else "?" + urlencode({"status": _value(Status, status)})
+        answer = self._http.call("GET", "/v1/experiments" + query)
+        return [StoredExperiment.from_dict(item) for item in answer["experiments"]]
+
+    def update_experiment(
+        self, key: str, config: Experiment | Mapping[str, Any], *, force: bool = False
+    ) -> StoredExperiment:
+        """Store the next version; `Conflict` if it would move assigned units, unless ``force``."""
+        body = config.to_dict() if isinstance(config, Experiment) else dict(config)
+        return self._experiment("PUT", _path(key) + ("?force=true" if force else ""), body)
+
+    def start_experiment(self, key: str) -> StoredExperiment:
+        """draft or stopped -> running."""
+        return self._experiment("POST", _path(key, "start"))
+
+    def stop_experiment(self, key: str) -> StoredExperiment:
+        """running -> stopped (sticky assignments are kept)."""
+        return self._experiment("POST", _path(key, "stop"))
+
+    def ship_experiment(self, key: str, variant: str) -> StoredExperiment:
+        """running or stopped -> shipped: every unit gets ``variant``."""
+        return self._experiment("POST", _path(key, "ship"), {"variant": variant})
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        """Audit entries, oldest first: version, time, key_id, action, diff, config."""
+        history: list[dict[str, Any]] = self._http.call("GET", _path(key, "history"))["history"]
+        return history
+
+    def exposures(self, key: str) -> dict[str, Any]:
+        """First exposures per variant and day, with the live sample-ratio-mismatch test."""
+        answer: dict[str, Any] = self._http.call("GET", _path(key, "exposures"))
+        return answer
+
+    # -- API keys ----------------------------------------------------------------------------
+    def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:
+        """A new key (returned once, never stored in clear) and its public record."""
+        answer = self._http.call("POST", "/v1/keys", {"role": _value(Role, role), "name": name})
+        return answer["key"], ApiKey.from_dict(answer)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key's public record."""
+        return [ApiKey.from_dict(item) for item in self._http.call("GET", "/v1/keys")["keys"]]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key by id; its record with ``revoked_at`` set."""
+        return ApiKey.from_dict(self._http.call("DELETE", "/v1/keys/" + quote(key_id, safe="")))
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close_all()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _experiment(self, method: str, path: str, body: Any = None) -> StoredExperiment:
+        return StoredExperiment.from_dict(self._http.call(method, path, body))
+
+
+def _value(kind: type[StrEnum], value: StrEnum | str) -> str:
+    try:
+        return kind(value).value
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise InvalidInput(f"must be one of {allowed}", kind.__name__.lower()) from None
+
+
+def _path(key: str, action: str = "") -> str:
+    return "/v1/experiments/" + quote(key, safe="") + ("/" + action if action else "")
