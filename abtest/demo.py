@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from abtest.admin_client import AdminClient
 from abtest.errors import InvalidInput, StoreUnavailable
 
 EXPERIMENT_KEY: Final = "ranker-v2-demo"
@@ -119,11 +120,11 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> DemoOutcome:
         server = stack.enter_context(_service(data_dir, settings.port))
         say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {data_dir})")
         admin, sdk = _keys(server, data_dir)
-        api = _Api(server.url, admin)
-        api.call("POST", "/v1/experiments", demo_experiment(planned))
-        started = api.call("POST", f"/v1/experiments/{EXPERIMENT_KEY}/start")
+        api = stack.enter_context(AdminClient(server.url, admin, timeout=60.0))
+        api.create_experiment(demo_experiment(planned))
+        started = api.start_experiment(EXPERIMENT_KEY)
         say(f"3. start     created and started '{EXPERIMENT_KEY}' "
-            f"(config version {started.get('version', '?')})")  # fmt: skip
+            f"(config version {started.version})")  # fmt: skip
         units = _simulate(server.url, sdk, settings)
         say(f"4. traffic   {settings.users:,} users through the HTTP API with the Python client: "
             + ", ".join(f"{v} {n:,}" for v, n in sorted(units.items())))  # fmt: skip
@@ -147,7 +148,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> DemoOutcome:
 class _Run:
     """What the later steps need from the earlier ones."""
 
-    api: _Api
+    api: AdminClient
     url: str
     sdk_key: str
     data_dir: Path
@@ -157,15 +158,13 @@ class _Run:
 
 
 def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
-    from abtest.experiment import Experiment
     from analysis import analyze_experiment, write_report
     from analysis.decision import write_decision_record
     from analysis.load import fingerprint
 
     api, data_dir, settings = run.api, run.data_dir, run.settings
     export_dir = data_dir / "export"
-    stored = api.call("GET", f"/v1/experiments/{EXPERIMENT_KEY}")
-    experiment = Experiment.from_dict(stored["config"])
+    experiment = api.get_experiment(EXPERIMENT_KEY).experiment
     sources = {"exposures": export_dir / "exposures", "outcomes": export_dir / "outcomes"}
     result = analyze_experiment(
         experiment, sources["exposures"], sources["outcomes"], seed=settings.seed
@@ -193,7 +192,7 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     shipped: str | None = None
     served: dict[str, int] = {}
     if decision.verdict == "ship" and decision.variant:
-        api.call("POST", f"/v1/experiments/{EXPERIMENT_KEY}/ship", {"variant": decision.variant})
+        api.ship_experiment(EXPERIMENT_KEY, decision.variant)
         shipped = decision.variant
         served = _served(run.url, run.sdk_key, settings.users)
         everyone = served == {f"{shipped} (shipped)": settings.users}
@@ -306,18 +305,6 @@ def _keys(server: _Server, data_dir: Path) -> tuple[str, str]:
         finally:
             client.close()
     return admin, sdk
-
-
-class _Api:
-    """Admin calls over HTTP (the release manager's side of the demo)."""
-
-    def __init__(self, url: str, key: str) -> None:
-        from abtest.client_http import HttpTransport
-
-        self.transport = HttpTransport(url, key, timeout=60.0)
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.transport.call(method, path, body)
 
 
 # -- simulated app traffic ------------------------------------------------------------------
