@@ -14,7 +14,7 @@ from abtest.experiment import validate_unit_id
 from abtest.store import AssignRequest
 from service.extension import abtest
 from service.security import requires
-from service.validation import experiment_key, json_object
+from service.validation import experiment_key, json_object, only_fields
 
 bp = Blueprint("assignments", __name__, url_prefix="/v1")
 
@@ -74,9 +74,7 @@ def assign_batch() -> Response:
         where = f"requests[{index}]"
         if not isinstance(item, dict):
             raise InvalidInput("must be an object with experiment and unit_id", where)
-        unknown = next((name for name in item if name not in _FIELDS), None)
-        if unknown is not None:
-            raise InvalidInput("unknown field", f"{where}.{unknown}")
+        only_fields(item, _FIELDS, where + ".")
         wanted.append(_assign_request(item, where + "."))
     ext = abtest()
     answers = []

@@ -34,11 +34,16 @@ def json_object(*, allowed: Iterable[str] | None = None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", "$")
     if allowed is not None:
-        known = set(allowed)
-        for name in body:
-            if name not in known:
-                raise InvalidInput("unknown field", str(name))
+        only_fields(body, allowed)
     return body
+
+
+def only_fields(body: dict[str, Any], allowed: Iterable[str], where: str = "") -> None:
+    """400 naming the first field of ``body`` not in ``allowed`` (``where`` prefixes it)."""
+    known = set(allowed)
+    for name in body:
+        if name not in known:
+            raise InvalidInput("unknown field", where + str(name))
 
 
 def experiment_key(value: object, field: str = "experiment") -> str:

@@ -38,9 +38,7 @@ def test_bad_assign_requests(api, client, redis_client, data, status, field):  #
     """Each malformed assign request is a 4xx naming the field, and nothing is stored."""
     api.create_experiment()
     response = client.post("/v1/assign", data=data, headers=api.headers("sdk"))
-    assert response.status_code == status, response.get_data()
-    assert response.get_json()["error"]["field"] == field
-    assert redis_client.exists(keys.assignments("exp"), keys.exposures_stream("exp")) == 0
+    _assert_refused_and_nothing_stored(response, redis_client, status, field)
 
 
 _GOOD = {"experiment": "exp", "unit_id": "u1"}
@@ -71,6 +69,10 @@ def test_bad_batch_assign_requests(api, client, redis_client, data, status, fiel
     """A bad batch is a 4xx naming the request and field, and no unit of it is stored."""
     api.create_experiment()
     response = client.post("/v1/assign/batch", data=data, headers=api.headers("sdk"))
+    _assert_refused_and_nothing_stored(response, redis_client, status, field)
+
+
+def _assert_refused_and_nothing_stored(response, redis_client, status, field):
     assert response.status_code == status, response.get_data()
     assert response.get_json()["error"]["field"] == field
     assert redis_client.exists(keys.assignments("exp"), keys.exposures_stream("exp")) == 0
