@@ -136,10 +136,61 @@ class ApiKeys:
         """The record of a valid, unrevoked key; `Unauthorized` otherwise."""
         if not token.startswith(KEY_PREFIX) or len(token) > _MAX_KEY_LENGTH:
             raise Unauthorized("unknown API key")
-        raw = self._redis.hget(keys.api_keys_by_hash(), _digest(token))
+        return self.verify_digest(_digest(token))
+
+    def verify_digest(self, digest: str) -> ApiKey:
+        """`verify` for a key known only by its SHA-256 (hex), as a console session holds it."""
+        raw = self._redis.hget(keys.api_keys_by_hash(), digest)
         if raw is None:
             raise Unauthorized("unknown API key")
         record = ApiKey.from_json(raw)
         if record.revoked:
             raise Unauthorized("this API key was revoked")
         return record
+
+
+class ConsoleSessions:
+    """Console sign-ins kept in Redis: the browser's cookie carries only a random token.
+
+    Redis maps sha256(session token) to sha256(admin key), so neither the key nor a live
+    token can be read from the cookie or from Redis, signing out ends the session even for
+    a copied cookie, and a session idle for ``idle_seconds`` ends by itself (OWASP Session
+    Management Cheat Sheet: server-side state, idle timeout, invalidation on logout).  The
+    key is checked on every use, so revoking it ends its sessions too.
+    """
+
+    def __init__(self, client: redis.Redis[str], api_keys: ApiKeys, idle_seconds: float) -> None:
+        if idle_seconds <= 0:
+            raise InvalidInput("must be a positive number of seconds", "idle_seconds")
+        self._redis = client
+        self._api_keys = api_keys
+        self._idle_ms = max(1, int(idle_seconds * 1000))
+
+    def start(self, api_key: str) -> str:
+        """A new session token for ``api_key``, which the caller has verified."""
+        token = secrets.token_urlsafe(32)
+        self._redis.set(keys.console_session(_digest(token)), _digest(api_key), px=self._idle_ms)
+        return token
+
+    def key(self, token: str) -> ApiKey | None:
+        """The session's key record, its idle time restarted; None if ended or revoked."""
+        if len(token) > _MAX_KEY_LENGTH:
+            return None
+        name = keys.console_session(_digest(token))
+        # GET then PEXPIRE in one MULTI, not GETEX: that would need Redis 6.2.
+        pipe = self._redis.pipeline()
+        pipe.get(name)
+        pipe.pexpire(name, self._idle_ms)
+        digest = pipe.execute()[0]
+        if digest is None:
+            return None
+        try:
+            return self._api_keys.verify_digest(digest)
+        except Unauthorized:
+            self._redis.delete(name)
+            return None
+
+    def end(self, token: str) -> None:
+        """Sign out: the token is worthless from now on, wherever the cookie was copied."""
+        if len(token) <= _MAX_KEY_LENGTH:
+            self._redis.delete(keys.console_session(_digest(token)))

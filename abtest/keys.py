@@ -109,6 +109,11 @@ def console_secret() -> str:
     return f"{PREFIX}:console:secret"
 
 
+def console_session(digest: str) -> str:
+    """STRING sha256(console session token) -> sha256(admin API key); expires when idle."""
+    return f"{PREFIX}:console:session:{digest}"
+
+
 # -- Lua scripts ---------------------------------------------------------------------------
 # Every script gets its key names through KEYS[] (from the functions above) and touches the
 # keys of one hash tag only.  Registered by the modules that run them (`abtest.store`,

@@ -1,10 +1,12 @@
 """The web console for release managers: server-rendered pages at ``/``.
 
-Sign-in takes an *admin* API key and keeps it in Flask's signed session cookie (HttpOnly,
-SameSite=Strict, ``Secure`` when ``SESSION_COOKIE_SECURE`` is set), never in a URL.  The
-key is verified again on every request, so revoking it ends its console sessions too.
-Cookies are signed with ``SECRET_KEY`` (env ``ABTEST_SECRET_KEY``) or, when it is unset,
-with a random secret shared through Redis (`SharedSecretSessionInterface`).
+Sign-in takes an *admin* API key and starts a session kept in Redis
+(`abtest.auth.ConsoleSessions`); Flask's signed session cookie (HttpOnly, SameSite=Strict,
+``Secure`` when ``SESSION_COOKIE_SECURE`` is set) carries only the session's random token
+and the CSRF token, never the key.  The key is checked again on every request, so revoking
+it ends its sessions; signing out, or ``CONSOLE_SESSION_SECONDS`` without a request, ends
+one.  Cookies are signed with ``SECRET_KEY`` (env ``ABTEST_SECRET_KEY``) or, when it is
+unset, with a random secret shared through Redis (`SharedSecretSessionInterface`).
 
 Every POST carries the session's CSRF token (``csrf_token``, compared in constant time):
 missing is 400, wrong is 403.  Start, stop and ship first show a confirmation page; its
@@ -52,7 +54,7 @@ from service.security import public
 
 bp = Blueprint("console", __name__, template_folder="templates")
 
-SESSION_API_KEY: Final = "console_api_key"
+SESSION_TOKEN: Final = "console_session"
 SESSION_CSRF: Final = "console_csrf"
 CSRF_FIELD: Final = "csrf_token"
 ACTIONS: Final = ("start", "stop", "ship")
@@ -147,15 +149,12 @@ def csrf_token() -> str:
 
 
 def _signed_in_key() -> ApiKey | None:
-    token = session.get(SESSION_API_KEY)
+    token = session.get(SESSION_TOKEN)
     if not isinstance(token, str):
         return None
-    try:
-        record = _store().verify_api_key(token)
-    except Unauthorized:
-        record = None
+    record = abtest().console_sessions.key(token)
     if record is None or record.role is not Role.ADMIN:
-        session.pop(SESSION_API_KEY, None)
+        session.pop(SESSION_TOKEN, None)
         return None
     return record
 
@@ -226,7 +225,7 @@ def login() -> ResponseReturnValue:
         return render_template("login.html", next=target, error=error), status
     # A new session (new CSRF token) on every sign-in: no token planted before it survives.
     session.clear()
-    session[SESSION_API_KEY] = token
+    session[SESSION_TOKEN] = abtest().console_sessions.start(token)
     csrf_token()
     return redirect(target)
 
@@ -234,7 +233,10 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @public
 def logout() -> ResponseReturnValue:
-    """Forget the key and the CSRF token."""
+    """End the session in Redis and forget its cookie (a copy of the cookie is worthless)."""
+    token = session.get(SESSION_TOKEN)
+    if isinstance(token, str):
+        abtest().console_sessions.end(token)
     session.clear()
     return redirect(url_for("console.login"))
 

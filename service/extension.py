@@ -1,4 +1,5 @@
-"""The per-app resources (Redis client, store, metrics, key cache), kept in ``app.extensions``."""
+"""The per-app resources (Redis client, store, metrics, key cache, console sessions), kept in
+``app.extensions``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from abtest.auth import ApiKey
+from abtest.auth import ApiKey, ConsoleSessions
 from abtest.store import Store
 from service.errors import register_error_handlers
 from service.metrics import Metrics
@@ -34,6 +35,9 @@ class Abtest:
         self.store = Store(self.redis)
         self.metrics = Metrics()
         self.key_cache = KeyCache(float(app.config["KEY_CACHE_SECONDS"]))
+        self.console_sessions = ConsoleSessions(
+            self.redis, self.store.api_keys, float(app.config["CONSOLE_SESSION_SECONDS"])
+        )
         app.extensions["abtest"] = self
         register_error_handlers(app)
         register_auth(app)

@@ -18,4 +18,6 @@ def defaults() -> dict[str, Any]:
         # A verified API key is trusted this long per worker: a revocation takes effect in
         # other workers after at most this delay (at once in the worker that revoked it).
         "KEY_CACHE_SECONDS": 5.0,
+        # A console sign-in ends after this long without a request (and on sign-out).
+        "CONSOLE_SESSION_SECONDS": 8 * 3600,
     }

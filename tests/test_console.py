@@ -4,6 +4,7 @@ and actions that land in the same audit trail as the API."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,34 @@ def test_revoking_the_key_ends_the_session(console: Console, api: Api) -> None:
     assert console.client.get("/").status_code == 302
 
 
-def test_sign_out_forgets_the_key(console: Console) -> None:
-    """Signing out ends the session."""
+def test_the_cookie_holds_a_session_token_not_the_key(console: Console, api: Api) -> None:
+    """After sign-in the session has a random token and the CSRF token; the key is nowhere."""
+    with console.client.session_transaction() as session:
+        values = dict(session)
+    assert set(values) == {"console_session", "console_csrf"}
+    assert api.admin_key not in str(values)
+
+
+def test_sign_out_ends_the_session_even_for_a_copied_cookie(console: Console, app: Any) -> None:
+    """Signing out ends the session in Redis: a cookie copied before it no longer works."""
+    copied = console.client.get_cookie("session").value
     response = console.client.post("/logout", data={"csrf_token": console.token()})
     assert response.status_code == 302
+    assert console.client.get("/").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", copied)
+    assert replay.get("/").status_code == 302
+
+
+def test_an_idle_session_ends(redis_url: str, redis_client: redis.Redis, api: Api) -> None:
+    """``CONSOLE_SESSION_SECONDS`` without a request and the next page asks for the key again."""
+    from service import create_app
+
+    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "CONSOLE_SESSION_SECONDS": 0.2})
+    console = Console(app.test_client())
+    assert console.login(api.admin_key).status_code == 302
+    assert console.client.get("/").status_code == 200
+    time.sleep(0.5)
     assert console.client.get("/").status_code == 302
 
 

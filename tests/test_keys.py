@@ -25,6 +25,7 @@ from abtest import keys
         (keys.export_lock(keys.outcomes_stream()), "abtest:{events}:outcomes:export-lock"),
         (keys.export_lock(keys.exposures_stream("r")), "abtest:{r}:exposures:export-lock"),
         (keys.console_secret(), "abtest:console:secret"),
+        (keys.console_session("ab12"), "abtest:console:session:ab12"),
     ],
 )
 def test_rendered_key_names(rendered, expected):
