@@ -7,13 +7,19 @@ import time
 import pytest
 import redis
 
-from abtest.auth import ApiKeys, ConsoleSessions, Role
+from abtest.auth import ApiKey, ApiKeys, ConsoleSessions, Role
 from abtest.errors import InvalidInput
 
 
 @pytest.fixture
 def api_keys(redis_client: redis.Redis) -> ApiKeys:
     return ApiKeys(redis_client)
+
+
+def _admin_key(api_keys: ApiKeys) -> tuple[str, ApiKey]:
+    created = api_keys.create(Role.ADMIN)
+    assert created is not None
+    return created
 
 
 def _session_names(client: redis.Redis) -> list[str]:
@@ -24,7 +30,7 @@ def test_a_session_names_its_key_and_redis_holds_neither_secret(
     redis_client: redis.Redis, api_keys: ApiKeys
 ) -> None:
     """The token finds the key's record; Redis has only hashes of the token and of the key."""
-    key, record = api_keys.create(Role.ADMIN) or ("", None)
+    key, record = _admin_key(api_keys)
     sessions = ConsoleSessions(redis_client, api_keys, idle_seconds=60)
     token = sessions.start(key)
     assert sessions.key(token) == record
@@ -40,7 +46,7 @@ def test_each_use_restarts_the_idle_time_and_an_idle_session_ends(
     redis_client: redis.Redis, api_keys: ApiKeys
 ) -> None:
     """The expiry is the idle time, restarted on every use; once it passes, the token fails."""
-    key, _ = api_keys.create(Role.ADMIN) or ("", None)
+    key, _ = _admin_key(api_keys)
     sessions = ConsoleSessions(redis_client, api_keys, idle_seconds=60)
     token = sessions.start(key)
     (name,) = _session_names(redis_client)
@@ -58,8 +64,7 @@ def test_sign_out_and_revocation_end_the_session(
     redis_client: redis.Redis, api_keys: ApiKeys
 ) -> None:
     """An ended session stays ended; a revoked key's session is refused and removed."""
-    key, record = api_keys.create(Role.ADMIN) or ("", None)
-    assert record is not None
+    key, record = _admin_key(api_keys)
     sessions = ConsoleSessions(redis_client, api_keys, idle_seconds=60)
     first, second = sessions.start(key), sessions.start(key)
     sessions.end(first)
