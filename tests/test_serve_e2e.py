@@ -27,7 +27,7 @@ CLI = [sys.executable, "-c", "from abtest.cli import run; run()"]
 class Server:
     """A running `abtest serve` child process."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *options: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -40,6 +40,7 @@ class Server:
                 "2",
                 "--data-dir",
                 str(data_dir),
+                *options,
             ],
             cwd=data_dir.parent,
             stdout=subprocess.PIPE,
@@ -176,7 +177,8 @@ def test_serve_end_to_end_and_restart(tmp_path):
         assert server.stop() == 0
     assert not (data_dir / "redis.url").exists()
 
-    again = Server(data_dir)
+    access_log = tmp_path / "access.log"
+    again = Server(data_dir, "--access-log", str(access_log))
     try:
         assert again.admin_key is None  # printed on the first start only
         status, stored = again.request("GET", "/v1/experiments/ranker-v2", None, admin)
@@ -190,6 +192,12 @@ def test_serve_end_to_end_and_restart(tmp_path):
         }
     finally:
         assert again.stop() == 0
+    # One line per request with status and time in µs; the keys are in no line.
+    lines = access_log.read_text().splitlines()
+    assigns = [line for line in lines if '"POST /v1/assign HTTP/1.1" 200 ' in line]
+    assert len(assigns) == 3
+    assert all(line.rsplit(" ", 1)[1].isdigit() for line in assigns)
+    assert not any(admin in line or sdk in line for line in lines)
 
 
 def test_keys_commands(tmp_path, capsys):
@@ -215,6 +223,7 @@ def test_keys_commands(tmp_path, capsys):
         ["keys", "revoke", "k-missing"],
         ["serve", "--port", "0"],
         ["serve", "--workers", "0"],
+        ["serve", "--access-log", "no/such/dir/access.log"],
         ["keys", "list", "--redis-url", "redis://127.0.0.1:1/0"],
     ],
 )
