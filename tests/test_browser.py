@@ -95,6 +95,9 @@ def test_release_manager_ships_a_variant(page: Any, live_app: tuple[str, Any]) -
     base, store = live_app
     _running_experiment(store)
     admin_key, record = store.create_api_key(Role.ADMIN, name="release manager")
+    # Chromium reports each thing the Content-Security-Policy blocks on the console.
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Security Policy" in m.text else None)
 
     page.goto(base + "/")
     assert page.url.startswith(base + "/login")
@@ -118,6 +121,9 @@ def test_release_manager_ships_a_variant(page: Any, live_app: tuple[str, Any]) -
     newest = page.locator("#history tbody tr").first
     assert newest.get_attribute("data-action") == "ship"
     assert record.id in newest.inner_text()
+    # The console's own stylesheet applies under the policy (its page background).
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 247, 249)"
+    assert blocked == []
     assert store.get_experiment("checkout-button").experiment.winner == "treatment"
     assert store.history("checkout-button")[-1]["key_id"] == record.id
 

@@ -74,6 +74,28 @@ def test_pages_redirect_to_sign_in(client: Any, api: Api, path: str) -> None:
     assert response.headers["Location"].startswith("/login")
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/", 200), ("/experiments/exp", 200), ("/experiments/exp/ship?variant=treatment", 200),
+     ("/experiments/missing", 404), ("/experiments/exp/delete", 404), ("/login", 200)],
+)  # fmt: skip
+def test_every_console_response_carries_the_security_headers(
+    console: Console, api: Api, path: str, status: int
+) -> None:
+    """Pages, error pages and the sign-in form: no scripts, no framing, no caching."""
+    from service.console import SECURITY_HEADERS
+
+    api.create_experiment()
+    response = console.client.get(path)
+    assert response.status_code == status
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    signed_out = console.client.application.test_client().get(path)
+    assert signed_out.status_code in (200, 302, 404)
+    assert signed_out.headers["X-Frame-Options"] == "DENY"
+
+
 def test_sign_in_sets_a_strict_http_only_cookie(client: Any, api: Api) -> None:
     """An admin key signs in; the cookie is HttpOnly and SameSite=Strict and no URL has the key."""
     response = Console(client).login(api.admin_key)
