@@ -10,10 +10,12 @@ What it does (everything local, loopback only, bounded in time):
 3. peak: interleaved rounds of ``wrk`` (Debian package; installed with apt-get when
    missing) on each endpoint with a fixed number of connections, medians reported; every
    /v1/assign request carries a new unit id, so every request is a first exposure (sticky
-   write + stream XADD + counters).  Two more rows split the gap: ``/hello-redis`` (hello
-   world plus one Redis PING) is what one round trip alone costs on this machine, and
-   ``/hello-assign`` (a bare Flask view: JSON in, ``Store.assign``, JSON out; no key check,
-   metrics or field validation) is the store's whole cost without the service around it;
+   write + stream XADD + counters).  Three more rows split the gap: ``/hello-redis`` (hello
+   world plus one Redis PING) is what one round trip alone costs on this machine,
+   ``/hello-get-xadd`` (hello world plus a plain Redis GET and XADD: two round trips) is the
+   issue's reference point, and ``/hello-assign`` (a bare Flask view: JSON in,
+   ``Store.assign``, JSON out; no key check, metrics or field validation) is the store's
+   whole cost without the service around it;
 4. latency at half the /v1/assign peak: an open-loop Python client (processes x threads,
    each request scheduled on a fixed timetable, latency counted from the scheduled time so
    queueing is not hidden) sends new-unit /v1/assign requests at that rate; the first
@@ -24,7 +26,7 @@ What it does (everything local, loopback only, bounded in time):
 
 Run::
 
-    python benchmarks/service.py                 # about 1.5 minutes
+    python benchmarks/service.py                 # about 2 minutes
     python benchmarks/service.py --rounds 5 --duration 10 --workers 3
 
 It prints requests/s, p50 and p99 for each endpoint and the ratio assign / hello.  The
@@ -70,6 +72,13 @@ def hello_wrapper(app: Any) -> Any:
     def one_round_trip() -> str:
         # The floor of any Redis-backed endpoint here: hello world plus one PING.
         return "Hello, World!" if redis_client.ping() else "no"
+
+    @hello.get("/hello-get-xadd")
+    def two_round_trips() -> str:
+        # The reference point: hello world plus a plain Redis GET and XADD.
+        redis_client.get("bench:reference")
+        redis_client.xadd("bench:reference-stream", {"unit_id": "u", "variant": "v"})
+        return "Hello, World!"
 
     @hello.post("/hello-assign")
     def bare_assign() -> Any:
@@ -338,6 +347,7 @@ def main() -> None:
             targets = (
                 ("hello", base + "/hello", None),
                 ("hello_redis", base + "/hello-redis", None),
+                ("get_xadd", base + "/hello-get-xadd", None),
                 ("hello_assign", base + "/hello-assign", "/hello-assign"),
                 ("assign", base + "/v1/assign", "/v1/assign"),
             )
@@ -386,6 +396,7 @@ def main() -> None:
     for label, r in (
         ("GET /hello (bare Flask, ceiling)", hello),
         ("GET /hello-redis (+1 Redis PING)", results["hello_redis"]),
+        ("GET /hello-get-xadd (+GET, +XADD)", results["get_xadd"]),
         ("POST /hello-assign (bare view)", results["hello_assign"]),
         ("POST /v1/assign (new unit each)", assign),
     ):
@@ -399,6 +410,7 @@ def main() -> None:
     print(
         f"ratio assign / hello: {assign['rps'] / hello['rps']:.0%}  (goal >= 60%); "
         f"hello-redis / hello: {results['hello_redis']['rps'] / hello['rps']:.0%}; "
+        f"hello-get-xadd / hello: {results['get_xadd']['rps'] / hello['rps']:.0%}; "
         f"hello-assign / hello: {results['hello_assign']['rps'] / hello['rps']:.0%}"
     )
     print(
