@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from flask import Flask
 
+from service import settings
 from service.extension import Abtest
-from service.settings import defaults
 
 __all__ = ["BLUEPRINTS", "create_app"]
 
@@ -32,10 +32,7 @@ BLUEPRINTS: Final = (
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from defaults, then ``ABTEST_*`` env vars, then ``config``."""
     app = Flask(__name__, static_folder=None)
-    app.config.from_mapping(defaults())
-    app.config.from_prefixed_env("ABTEST")
-    if config is not None:
-        app.config.from_mapping(config)
+    app.config.from_mapping(settings.load(config))  # InvalidInput names a bad setting
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documented field order
     Abtest(app)
     for spec in BLUEPRINTS:

@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from flask import Config
+
+from abtest.errors import InvalidInput
 
 
 def defaults() -> dict[str, Any]:
@@ -21,3 +28,49 @@ def defaults() -> dict[str, Any]:
         # A console sign-in ends after this long without a request (and on sign-out).
         "CONSOLE_SESSION_SECONDS": 8 * 3600,
     }
+
+
+# The numeric settings and whether 0 is allowed (a key cache of 0 s means "no cache").
+_NUMBERS: Final = {
+    "REDIS_SOCKET_TIMEOUT": False,
+    "MAX_CONTENT_LENGTH": False,
+    "KEY_CACHE_SECONDS": True,
+    "CONSOLE_SESSION_SECONDS": False,
+}
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> Config:
+    """The defaults, then ``ABTEST_*`` environment variables, then ``overrides``, checked."""
+    config = Config(root_path=os.curdir)
+    config.from_mapping(defaults())
+    config.from_prefixed_env("ABTEST")  # values are read as JSON where they parse
+    if overrides is not None:
+        config.from_mapping(overrides)
+    check(config)
+    return config
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """`InvalidInput` naming the first setting the service could not run with.
+
+    Checked when the app is built, so `abtest serve` reports a bad value in one line
+    before any worker starts, instead of each worker failing to boot.
+    """
+    for name, zero_allowed in _NUMBERS.items():
+        value = config.get(name)
+        usable = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value >= 0 if zero_allowed else value > 0)
+        )
+        if not usable:
+            wanted = "a number >= 0" if zero_allowed else "a number > 0"
+            raise InvalidInput(f"must be {wanted} (env ABTEST_{name}), got {value!r}", name)
+    url = config.get("REDIS_URL")
+    if not isinstance(url, str) or urlsplit(url).scheme not in _REDIS_SCHEMES:
+        raise InvalidInput(
+            f"must be a redis://, rediss:// or unix:// URL (env ABTEST_REDIS_URL), got {url!r}",
+            "REDIS_URL",
+        )

@@ -235,6 +235,18 @@ def test_bad_cli_input_exits_2(tmp_path, capsys, argv):
     assert "\n" not in err
 
 
+def test_serve_refuses_a_bad_setting_before_any_worker_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad ``ABTEST_*`` value: one line naming it, exit code 2, the embedded Redis stopped."""
+    monkeypatch.setenv("ABTEST_KEY_CACHE_SECONDS", "soon")
+    data_dir = tmp_path / "data"
+    assert main(["serve", "--port", str(free_port()), "--data-dir", str(data_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "KEY_CACHE_SECONDS" in error and "soon" in error
+    assert not (data_dir / "redis.url").exists()
+
+
 def _wrapped(app: Any) -> tuple[str, Any]:
     return ("wrapped", app)
 

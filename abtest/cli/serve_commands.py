@@ -169,6 +169,9 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
         def load(self) -> Any:
             return load_worker_app(app_config, wrap)
 
+    from service import settings
+
+    settings.load(app_config)  # a bad setting stops here, in one line, before any worker
     master = os.getpid()
     try:
         Application().run()
