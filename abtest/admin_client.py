@@ -10,9 +10,10 @@ The release manager's side of the HTTP API (apps use `abtest.client.Client`).  E
 is one request to the same endpoints curl uses, is named after the `abtest.store.Store`
 method it reaches, and returns `StoredExperiment` and `ApiKey` records (the audit trail and
 exposures as their JSON).  Errors are the typed `abtest` errors (a 409 is `Conflict`); an
-unreachable service raises `ServiceUnavailable`.  Failed calls are not retried, since
-creating, starting or shipping twice is not the same as once; the one resend is that of
-`abtest.client_http`, when a kept-alive connection turns out closed before the request.
+unreachable service raises `ServiceUnavailable`.  Writes are never sent twice, since
+creating, starting or shipping twice is not the same as once: when the connection breaks
+after one went out, `ServiceUnavailable` says its outcome is unknown.  Reads, and revoking
+a key, are sent again once in that case.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from abtest.auth import ApiKey, Role
@@ -30,6 +31,9 @@ from abtest.experiment import Experiment, Status
 from abtest.store import StoredExperiment
 
 __all__ = ["AdminClient"]
+
+# Sending these twice leaves the same state as once (a second revocation changes nothing).
+_IDEMPOTENT: Final = frozenset({"GET", "DELETE"})
 
 
 class AdminClient:
@@ -51,7 +55,7 @@ class AdminClient:
     def list_experiments(self, *, status: Status | str | None = None) -> list[StoredExperiment]:
         """Every experiment, or those with one status, sorted by key."""
         query = "" if status is None else "?" + urlencode({"status": _value(Status, status)})
-        answer = self._http.call("GET", "/v1/experiments" + query)
+        answer = self._call("GET", "/v1/experiments" + query)
         return [StoredExperiment.from_dict(item) for item in answer["experiments"]]
 
     def update_experiment(
@@ -75,27 +79,27 @@ class AdminClient:
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
-        history: list[dict[str, Any]] = self._http.call("GET", _path(key, "history"))["history"]
+        history: list[dict[str, Any]] = self._call("GET", _path(key, "history"))["history"]
         return history
 
     def exposures(self, key: str) -> dict[str, Any]:
         """First exposures per variant and day, with the live sample-ratio-mismatch test."""
-        answer: dict[str, Any] = self._http.call("GET", _path(key, "exposures"))
+        answer: dict[str, Any] = self._call("GET", _path(key, "exposures"))
         return answer
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:
         """A new key (returned once, never stored in clear) and its public record."""
-        answer = self._http.call("POST", "/v1/keys", {"role": _value(Role, role), "name": name})
+        answer = self._call("POST", "/v1/keys", {"role": _value(Role, role), "name": name})
         return answer["key"], ApiKey.from_dict(answer)
 
     def list_api_keys(self) -> list[ApiKey]:
         """Every key's public record."""
-        return [ApiKey.from_dict(item) for item in self._http.call("GET", "/v1/keys")["keys"]]
+        return [ApiKey.from_dict(item) for item in self._call("GET", "/v1/keys")["keys"]]
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         """Revoke a key by id; its record with ``revoked_at`` set."""
-        return ApiKey.from_dict(self._http.call("DELETE", "/v1/keys/" + quote(key_id, safe="")))
+        return ApiKey.from_dict(self._call("DELETE", "/v1/keys/" + quote(key_id, safe="")))
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -113,8 +117,11 @@ class AdminClient:
     ) -> None:
         self.close()
 
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._http.call(method, path, body, idempotent=method in _IDEMPOTENT)
+
     def _experiment(self, method: str, path: str, body: Any = None) -> StoredExperiment:
-        return StoredExperiment.from_dict(self._http.call(method, path, body))
+        return StoredExperiment.from_dict(self._call(method, path, body))
 
 
 def _value(kind: type[StrEnum], value: StrEnum | str) -> str:

@@ -1,14 +1,21 @@
 """HTTP transport of `abtest.client`: JSON over keep-alive ``http.client`` connections.
 
 Standard library only.  Error bodies ``{"error": {"code", "message", "field"}}`` become the
-matching `abtest.errors` class; no answer, a 5xx, 408 or 429 becomes `ServiceUnavailable`
-(the caller may retry: every call the client makes is idempotent on the server).
+matching `abtest.errors` class; no answer, a 5xx, 408 or 429 becomes `ServiceUnavailable`.
+
+A kept-alive connection that the server has closed meanwhile (an idle timeout) is noticed
+before a request goes out and replaced, as urllib3 does (``is_connection_dropped``).  A
+connection that breaks after the request went out leaves its outcome unknown: the request
+is sent again only when the caller says it is idempotent (every call of `abtest.client`
+is: sticky assignment, event ids); otherwise `ServiceUnavailable` says so.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import select
+import socket
 import threading
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -54,7 +61,9 @@ class HttpTransport:
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is not None:
-            return conn, True
+            if conn.sock is None or not _peer_closed(conn.sock):
+                return conn, True
+            self.close()
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         conn = cls(self.host, self.port, timeout=self.timeout)
         self._local.conn = conn
@@ -78,17 +87,20 @@ class HttpTransport:
         for conn in conns:
             conn.close()
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
         """`request`, then the service's JSON error as the typed `abtest` error."""
-        status, answer = self.request(method, path, body)
+        status, answer = self.request(method, path, body, idempotent=idempotent)
         raise_for(status, answer)
         return answer
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, *, idempotent: bool = True
+    ) -> tuple[int, Any]:
         """``(status, parsed JSON body)``; `ServiceUnavailable` when the service is unreachable.
 
-        Every call this client makes is idempotent on the server (sticky assignment, event
-        ids), so a request on a keep-alive connection the server had closed is sent again.
+        When a reused keep-alive connection breaks after sending, an ``idempotent`` request
+        is sent once more on a new connection; any other raises `ServiceUnavailable`, since
+        the server may have applied it.
         """
         payload = None if body is None else json.dumps(body).encode()
         for _ in range(2):
@@ -99,8 +111,13 @@ class HttpTransport:
                 raw = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                if reused:
+                if reused and idempotent:
                     continue
+                if reused:
+                    raise ServiceUnavailable(
+                        f"the connection broke after {method} {path} was sent ({exc!r}): it "
+                        "may have been applied; check before sending it again"
+                    ) from None
                 raise ServiceUnavailable(f"cannot reach the service: {exc!r}") from None
             if response.will_close:
                 self.close()
@@ -109,6 +126,19 @@ class HttpTransport:
             except ValueError:
                 return response.status, None
         raise ServiceUnavailable("the service closed the connection twice")  # pragma: no cover
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True when an idle kept-alive socket is readable: the peer closed it (or sent bytes no
+    request asked for), so it must not carry the next request (urllib3's check)."""
+    try:
+        if hasattr(select, "poll"):  # no descriptor limit, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def raise_for(status: int, body: Any) -> None:
