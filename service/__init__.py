@@ -13,7 +13,6 @@ from typing import Any, Final
 from flask import Flask
 
 from service import settings
-from service.extension import Abtest
 
 __all__ = ["BLUEPRINTS", "create_app"]
 
@@ -31,6 +30,11 @@ BLUEPRINTS: Final = (
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from defaults, then ``ABTEST_*`` env vars, then ``config``."""
+    # Imported here, not at the top: it loads prometheus_client, which picks its storage
+    # (per-process files or memory) from PROMETHEUS_MULTIPROC_DIR once, at import, and
+    # `abtest serve` sets that variable after importing `service.settings`.
+    from service.extension import Abtest
+
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(settings.load(config))  # InvalidInput names a bad setting
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documented field order

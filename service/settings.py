@@ -69,8 +69,11 @@ def check(config: Mapping[str, Any]) -> None:
             wanted = "a number >= 0" if zero_allowed else "a number > 0"
             raise InvalidInput(f"must be {wanted} (env ABTEST_{name}), got {value!r}", name)
     url = config.get("REDIS_URL")
-    if not isinstance(url, str) or urlsplit(url).scheme not in _REDIS_SCHEMES:
+    scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
+    if scheme not in _REDIS_SCHEMES:
+        # Only the scheme is echoed: the URL may carry the Redis password.
         raise InvalidInput(
-            f"must be a redis://, rediss:// or unix:// URL (env ABTEST_REDIS_URL), got {url!r}",
+            "must be a redis://, rediss:// or unix:// URL (env ABTEST_REDIS_URL), "
+            f"got {scheme or 'no'} scheme",
             "REDIS_URL",
         )

@@ -45,6 +45,13 @@ def test_a_bad_setting_is_refused_by_name(name: str, value: object) -> None:
     assert f"ABTEST_{name}" in raised.value.message
 
 
+def test_a_bad_redis_url_is_refused_without_echoing_its_password() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        create_app({"REDIS_URL": "redis//:s3cret@host:6379/0"})
+    assert raised.value.field == "REDIS_URL"
+    assert "s3cret" not in raised.value.message
+
+
 def test_a_bad_environment_value_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABTEST_CONSOLE_SESSION_SECONDS", "0")
     with pytest.raises(InvalidInput) as raised:

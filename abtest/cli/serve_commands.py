@@ -95,6 +95,7 @@ def serve(
 
     from abtest.embedded import EmbeddedRedis
     from abtest.store import Store
+    from service import settings
 
     out = out or sys.stdout
     master = os.getpid()
@@ -108,6 +109,12 @@ def serve(
             embedded = EmbeddedRedis(data_dir).start()
             redis_url = embedded.url
             print(f"redis: embedded redis-server, data in {Path(data_dir).resolve()}", file=out)
+        app_config = {**(config or {}), "REDIS_URL": redis_url}
+        if "ABTEST_EXPORT_DIR" not in os.environ:
+            # Events drained for the results page land beside the data they came from.
+            app_config.setdefault("EXPORT_DIR", str(Path(data_dir).resolve() / "export"))
+        # A bad setting stops here, in one line, before a key is made or a worker boots.
+        settings.load(app_config)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
             admin_key = Store(client).create_first_admin_key()
@@ -122,10 +129,6 @@ def serve(
         out.flush()
         if on_ready is not None:
             on_ready(redis_url, admin_key)
-        app_config = {**(config or {}), "REDIS_URL": redis_url}
-        if "ABTEST_EXPORT_DIR" not in os.environ:
-            # Events drained for the results page land beside the data they came from.
-            app_config.setdefault("EXPORT_DIR", str(Path(data_dir).resolve() / "export"))
         options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads}
         if access_log is not None:
             options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
@@ -169,9 +172,6 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
         def load(self) -> Any:
             return load_worker_app(app_config, wrap)
 
-    from service import settings
-
-    settings.load(app_config)  # a bad setting stops here, in one line, before any worker
     master = os.getpid()
     try:
         Application().run()
