@@ -242,8 +242,10 @@ def test_serve_refuses_a_bad_setting_before_any_worker_starts(
     monkeypatch.setenv("ABTEST_KEY_CACHE_SECONDS", "soon")
     data_dir = tmp_path / "data"
     assert main(["serve", "--port", str(free_port()), "--data-dir", str(data_dir)]) == 2
-    error = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    error = captured.err.strip()
     assert "\n" not in error and "KEY_CACHE_SECONDS" in error and "soon" in error
+    assert "admin key" not in captured.out  # refused before a first key was made
     assert not (data_dir / "redis.url").exists()
 
 
