@@ -159,8 +159,8 @@ class _Run:
 
 def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     from analysis import analyze_experiment, write_report
-    from analysis.decision import write_decision_record
-    from analysis.load import fingerprint
+    from analysis.data.load import fingerprint
+    from analysis.decision.record import write_decision_record
 
     api, data_dir, settings = run.api, run.data_dir, run.settings
     export_dir = data_dir / "export"

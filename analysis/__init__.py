@@ -1,12 +1,20 @@
-"""Statistics for planning and reading experiments.
+"""Statistics for planning and reading experiments, in five rooms.
 
-Pure: functions take numpy arrays or per-variant aggregates (`SampleStats`,
-`PairedStats`) and return immutable result objects.  Reading files and frames happens in
-one loading module at the edge.
+- `analysis.planning`: before the test: sample size, power, detectable effect, duration
+  and sensitivity from history.  Pure numpy.
+- `analysis.data`: the edge that touches files and frames: loading exposures and outcomes,
+  the per-unit join and the per-variant aggregation (DuckDB), the daily series.
+- `analysis.statistics`: pure functions from per-variant aggregates to result objects:
+  effects and CIs, CUPED, SRM, multiple comparisons, sequential, Bayesian, quantiles.
+- `analysis.decision`: the per-metric rows, the verdict and its rules, the whole result
+  and the decision record.
+- `analysis.report`: figures and the self-contained HTML report.
 
-Names load on first use (PEP 562): ``import analysis.power`` or ``from analysis import
-sample_size_mean`` does not pay for pandas, DuckDB and matplotlib, which the CLI's planning
-commands and the service's hot path never need.
+`analysis.analyzer` ties them together: one call from data to verdict.
+
+Names load on first use (PEP 562): ``import analysis.planning.power`` or ``from analysis
+import sample_size_mean`` does not pay for pandas, DuckDB and matplotlib, which the CLI's
+planning commands and the service's hot path never need.
 """
 
 from __future__ import annotations
@@ -15,42 +23,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from analysis.aggregates import PairedStats, SampleStats
-    from analysis.analyzer import (
-        AnalysisResult,
-        AnalysisSettings,
-        MetricRow,
-        analyze,
-        analyze_experiment,
-    )
-    from analysis.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
-    from analysis.cuped import CupedResult, cuped
-    from analysis.decision import (
-        Decision,
-        DecisionRules,
-        Verdict,
-        decide,
-        decision_record,
-        write_decision_record,
-    )
-    from analysis.duration import (
+    from analysis.analyzer import analyze, analyze_experiment
+    from analysis.data.join import join_and_aggregate, parse_metric
+    from analysis.data.load import read_exposures, read_outcomes
+    from analysis.data.tables import Aggregates
+    from analysis.decision.record import decision_record, write_decision_record
+    from analysis.decision.result import AnalysisResult, AnalysisSettings
+    from analysis.decision.rows import MetricRow
+    from analysis.decision.rules import Decision, DecisionRules, Verdict, decide
+    from analysis.planning.duration import (
         duration_days,
         mde_by_duration,
         n_per_variant_after_days,
         remaining_days,
     )
-    from analysis.inference import (
-        NonInferiority,
-        effect_from_means,
-        mean_difference,
-        non_inferiority,
-        proportion_difference,
-        ratio_difference,
-    )
-    from analysis.join import Aggregates, join_and_aggregate, parse_metric
-    from analysis.load import read_exposures, read_outcomes
-    from analysis.multiple import adjust_p_values
-    from analysis.power import (
+    from analysis.planning.power import (
         guardrail_adjusted_power,
         minimum_detectable_effect_mean,
         minimum_detectable_effect_proportion,
@@ -59,70 +46,80 @@ if TYPE_CHECKING:
         sample_size_mean,
         sample_size_proportion,
     )
-    from analysis.power_ratio_metric import (
+    from analysis.planning.ratio_metric import (
         minimum_detectable_effect_ratio,
         power_ratio,
         ratio_metric_variance,
         sample_size_ratio,
     )
-    from analysis.power_results import MinimumDetectableEffect, SampleSize
-    from analysis.quantile import QuantileResult, quantile_difference
-    from analysis.report import (
-        cumulative_figure,
-        effect_figure,
-        exposures_figure,
-        figure_png,
-        render_html,
-        write_report,
-    )
-    from analysis.results import Effect
-    from analysis.sensitivity import (
+    from analysis.planning.results import MinimumDetectableEffect, SampleSize
+    from analysis.planning.sensitivity import (
         capping_sensitivity,
         metric_summary,
         per_unit_frame,
         sensitivity_by_duration,
         winsorize,
     )
-    from analysis.sequential import SequentialResult, default_tau2, sequential_test
-    from analysis.srm import SrmResult, srm_test
+    from analysis.report.figures import (
+        cumulative_figure,
+        effect_figure,
+        exposures_figure,
+        figure_png,
+    )
+    from analysis.report.html import render_html, write_report
+    from analysis.statistics.aggregates import PairedStats, SampleStats
+    from analysis.statistics.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
+    from analysis.statistics.cuped import CupedResult, cuped
+    from analysis.statistics.inference import (
+        NonInferiority,
+        effect_from_means,
+        mean_difference,
+        non_inferiority,
+        proportion_difference,
+        ratio_difference,
+    )
+    from analysis.statistics.multiple import adjust_p_values
+    from analysis.statistics.quantile import QuantileResult, quantile_difference
+    from analysis.statistics.results import Effect
+    from analysis.statistics.sequential import SequentialResult, default_tau2, sequential_test
+    from analysis.statistics.srm import SrmResult, srm_test
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "analysis.aggregates": ("PairedStats", "SampleStats"),
     "analysis.analyzer": (
-        "AnalysisResult",
-        "AnalysisSettings",
-        "MetricRow",
         "analyze",
         "analyze_experiment",
     ),
-    "analysis.bayesian": ("BayesianResult", "bayesian_binomial", "bayesian_mean"),
-    "analysis.cuped": ("CupedResult", "cuped"),
-    "analysis.decision": (
+    "analysis.data.join": (
+        "join_and_aggregate",
+        "parse_metric",
+    ),
+    "analysis.data.load": (
+        "read_exposures",
+        "read_outcomes",
+    ),
+    "analysis.data.tables": ("Aggregates",),
+    "analysis.decision.record": (
+        "decision_record",
+        "write_decision_record",
+    ),
+    "analysis.decision.result": (
+        "AnalysisResult",
+        "AnalysisSettings",
+    ),
+    "analysis.decision.rows": ("MetricRow",),
+    "analysis.decision.rules": (
         "Decision",
         "DecisionRules",
         "Verdict",
         "decide",
-        "decision_record",
-        "write_decision_record",
     ),
-    "analysis.duration": (
+    "analysis.planning.duration": (
         "duration_days",
         "mde_by_duration",
         "n_per_variant_after_days",
         "remaining_days",
     ),
-    "analysis.inference": (
-        "NonInferiority",
-        "effect_from_means",
-        "mean_difference",
-        "non_inferiority",
-        "proportion_difference",
-        "ratio_difference",
-    ),
-    "analysis.join": ("Aggregates", "join_and_aggregate", "parse_metric"),
-    "analysis.load": ("read_exposures", "read_outcomes"),
-    "analysis.multiple": ("adjust_p_values",),
-    "analysis.power": (
+    "analysis.planning.power": (
         "guardrail_adjusted_power",
         "minimum_detectable_effect_mean",
         "minimum_detectable_effect_proportion",
@@ -131,32 +128,69 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "sample_size_mean",
         "sample_size_proportion",
     ),
-    "analysis.power_ratio_metric": (
+    "analysis.planning.ratio_metric": (
         "minimum_detectable_effect_ratio",
         "power_ratio",
         "ratio_metric_variance",
         "sample_size_ratio",
     ),
-    "analysis.power_results": ("MinimumDetectableEffect", "SampleSize"),
-    "analysis.quantile": ("QuantileResult", "quantile_difference"),
-    "analysis.report": (
-        "cumulative_figure",
-        "effect_figure",
-        "exposures_figure",
-        "figure_png",
-        "render_html",
-        "write_report",
+    "analysis.planning.results": (
+        "MinimumDetectableEffect",
+        "SampleSize",
     ),
-    "analysis.results": ("Effect",),
-    "analysis.sensitivity": (
+    "analysis.planning.sensitivity": (
         "capping_sensitivity",
         "metric_summary",
         "per_unit_frame",
         "sensitivity_by_duration",
         "winsorize",
     ),
-    "analysis.sequential": ("SequentialResult", "default_tau2", "sequential_test"),
-    "analysis.srm": ("SrmResult", "srm_test"),
+    "analysis.report.figures": (
+        "cumulative_figure",
+        "effect_figure",
+        "exposures_figure",
+        "figure_png",
+    ),
+    "analysis.report.html": (
+        "render_html",
+        "write_report",
+    ),
+    "analysis.statistics.aggregates": (
+        "PairedStats",
+        "SampleStats",
+    ),
+    "analysis.statistics.bayesian": (
+        "BayesianResult",
+        "bayesian_binomial",
+        "bayesian_mean",
+    ),
+    "analysis.statistics.cuped": (
+        "CupedResult",
+        "cuped",
+    ),
+    "analysis.statistics.inference": (
+        "NonInferiority",
+        "effect_from_means",
+        "mean_difference",
+        "non_inferiority",
+        "proportion_difference",
+        "ratio_difference",
+    ),
+    "analysis.statistics.multiple": ("adjust_p_values",),
+    "analysis.statistics.quantile": (
+        "QuantileResult",
+        "quantile_difference",
+    ),
+    "analysis.statistics.results": ("Effect",),
+    "analysis.statistics.sequential": (
+        "SequentialResult",
+        "default_tau2",
+        "sequential_test",
+    ),
+    "analysis.statistics.srm": (
+        "SrmResult",
+        "srm_test",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -228,13 +262,6 @@ __all__ = [
     "write_decision_record",
     "write_report",
 ]
-
-
-# `cuped` shares its name with its module: importing the submodule (as its siblings do)
-# binds the *module* to the package attribute, and __getattr__ would never run. The
-# module is light (numpy and scipy), so the function is bound now. No other public name
-# may equal a module name (tests/test_smoke.py checks).
-from analysis.cuped import cuped  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """One call from exposure and outcome data to effects, tests and a verdict.
 
-`analyze` joins and aggregates (`analysis.join`, in DuckDB), then runs the statistics of
+`analyze` joins and aggregates (`analysis.data.join`, in DuckDB), then runs the statistics of
 the sibling modules on the aggregates only: Welch / z effects with absolute and relative
 CIs, CUPED when a pre-exposure covariate exists, SRM, Holm (or BH) across metrics and
 variants, mSPRT always-valid p-values, Bayesian chance to beat control, non-inferiority of
@@ -21,31 +21,26 @@ import numpy as np
 
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType
-from analysis.aggregates import PairedStats, SampleStats
-from analysis.analysis_result import AnalysisResult, AnalysisSettings, MetricRow
-from analysis.bayesian import bayesian_binomial, bayesian_mean
-from analysis.cuped import cuped
-from analysis.daily import daily_looks
-from analysis.decision import DecisionRules, decide
-from analysis.inference import (
+from analysis.data.daily import daily_looks
+from analysis.data.join import join_and_aggregate, parse_metric, quantile_level
+from analysis.data.load import Source
+from analysis.data.tables import DEFAULT_COVARIATE_WINDOW, Aggregates, MetricAggregates
+from analysis.decision.result import AnalysisResult, AnalysisSettings
+from analysis.decision.rows import MetricRow
+from analysis.decision.rules import DecisionRules, decide
+from analysis.statistics.aggregates import PairedStats, SampleStats
+from analysis.statistics.bayesian import bayesian_binomial, bayesian_mean
+from analysis.statistics.cuped import cuped
+from analysis.statistics.inference import (
     mean_difference,
     non_inferiority,
     proportion_difference,
     ratio_difference,
 )
-from analysis.join import (
-    DEFAULT_COVARIATE_WINDOW,
-    Aggregates,
-    MetricAggregates,
-    join_and_aggregate,
-    parse_metric,
-    quantile_level,
-)
-from analysis.load import Source
-from analysis.multiple import adjust_p_values
-from analysis.quantile import quantile_difference
-from analysis.sequential import SequentialResult, sequential_test
-from analysis.srm import srm_test
+from analysis.statistics.multiple import adjust_p_values
+from analysis.statistics.quantile import quantile_difference
+from analysis.statistics.sequential import SequentialResult, sequential_test
+from analysis.statistics.srm import srm_test
 
 if TYPE_CHECKING:
     from abtest.experiment import Experiment
@@ -97,7 +92,7 @@ def analyze(
     Parameters
     ----------
     exposures, outcomes : DataFrame or path
-        See `analysis.load` for the schemas and accepted sources.
+        See `analysis.data.load` for the schemas and accepted sources.
     metrics : sequence of "name:type" or Metric
         ``purchase:binomial``, ``revenue:sum``, ``clicks/searches:ratio``,
         ``latency_ms:p95:quantile``…
@@ -118,7 +113,7 @@ def analyze(
         Decision thresholds (its ``alpha`` is replaced by ``alpha``).
     quantile_method, n_boot, seed
         Quantile metrics: "bootstrap" (unit-clustered, ``n_boot`` replicates from
-        ``seed``) or "asymptotic" (O(events)); see `analysis.quantile`.
+        ``seed``) or "asymptotic" (O(events)); see `analysis.statistics.quantile`.
 
     Raises
     ------

@@ -84,8 +84,8 @@ def generate(directory: Path, n_exposures: int, n_outcomes: int, seed: int = 7) 
 
 
 def run_abtest(directory: Path) -> dict[str, dict[str, float]]:
-    """The production path: DuckDB SQL inside `analysis.join`."""
-    from analysis.join import join_and_aggregate, parse_metric
+    """The production path: DuckDB SQL inside `analysis.data.join`."""
+    from analysis.data.join import join_and_aggregate, parse_metric
 
     agg = join_and_aggregate(
         directory / "exposures",
@@ -134,7 +134,7 @@ def _child(path: str, directory: Path) -> None:
     # Imports are not data processing: load them before the clock starts, for both paths.
     import pandas  # noqa: F401
 
-    import analysis.join  # noqa: F401
+    import analysis.data.join  # noqa: F401
 
     start = time.perf_counter()
     result = run_abtest(directory) if path == "abtest" else run_pandas(directory)

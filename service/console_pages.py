@@ -21,7 +21,7 @@ from flask import Flask
 from abtest.errors import AbtestError
 from abtest.experiment import Experiment, MetricType, Status
 from abtest.store import StoredExperiment
-from analysis.srm import srm_test
+from analysis.statistics.srm import srm_test
 from service.results import ExperimentResults, experiment_results
 
 _FIGURES: Final = "abtest.console_figures"

@@ -9,7 +9,7 @@ import pytest
 
 from abtest.experiment import Experiment, Metric, MetricType
 from analysis import DecisionRules, Verdict, analyze, write_decision_record
-from analysis.load import fingerprint
+from analysis.data.load import fingerprint
 from tests.test_analyze import synthetic
 
 LATENCY = Metric("latency_ms:p95", MetricType.QUANTILE, higher_is_better=False, margin=0.05)

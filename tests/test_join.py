@@ -10,8 +10,8 @@ import pytest
 
 from abtest.errors import InvalidInput
 from abtest.experiment import MetricType
-from analysis.aggregates import PairedStats, SampleStats
-from analysis.join import join_and_aggregate, parse_metric, quantile_level, source_metrics
+from analysis.data.join import join_and_aggregate, parse_metric, quantile_level, source_metrics
+from analysis.statistics.aggregates import PairedStats, SampleStats
 
 T0 = pd.Timestamp("2024-05-01 10:00")
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from abtest.errors import InvalidInput
-from analysis.load import fingerprint, read_exposures, read_outcomes
+from analysis.data.load import fingerprint, read_exposures, read_outcomes
 
 
 def exposures_frame() -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Planning (analysis.power, power_ratio_metric, duration): references, simulation, properties."""
+"""Planning (power, ratio metrics, duration): references, simulation, properties."""
 
 from __future__ import annotations
 
@@ -624,11 +624,15 @@ def test_power_is_monotone_in_n_and_effect(n, alpha, alternative):
 
 def test_docstring_examples():
     """The Examples sections of the planning modules are correct doctests."""
-    import analysis.duration
-    import analysis.power
-    import analysis.power_ratio_metric
+    import analysis.planning.duration
+    import analysis.planning.power
+    import analysis.planning.ratio_metric
 
-    for module in (analysis.power, analysis.power_ratio_metric, analysis.duration):
+    for module in (
+        analysis.planning.power,
+        analysis.planning.ratio_metric,
+        analysis.planning.duration,
+    ):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0
         assert result.failed == 0

@@ -10,7 +10,7 @@ from scipy import stats
 
 from abtest.errors import InvalidInput
 from analysis import quantile_difference
-from analysis.quantile import weighted_quantile
+from analysis.statistics.quantile import weighted_quantile
 
 
 def _clustered(seed: int, units: int, events_per_unit: int, shift: float = 0.0):

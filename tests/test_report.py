@@ -11,14 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import analyze
-from analysis.report import (
-    cumulative_figure,
-    effect_figure,
-    exposures_figure,
-    figure_png,
-    render_html,
-    write_report,
-)
+from analysis.report.figures import cumulative_figure, effect_figure, exposures_figure, figure_png
+from analysis.report.html import render_html, write_report
 from tests.test_analyze import synthetic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

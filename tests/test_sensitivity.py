@@ -1,4 +1,4 @@
-"""analysis.sensitivity: baselines and variances from a pre-period, MDE by duration, capping."""
+"""analysis.planning.sensitivity: pre-period baselines and variances, MDE by duration, capping."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from scipy import integrate, stats
 
 from abtest.errors import InvalidInput
 from analysis import SampleStats, default_tau2, sequential_test
-from analysis.sequential import (
+from analysis.statistics.sequential import (
     always_valid_p_values,
     confidence_sequence,
     log_likelihood_ratio,

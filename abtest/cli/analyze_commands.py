@@ -101,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from abtest.cli import UsageError
     from abtest.experiment import Experiment
     from analysis.analyzer import analyze, analyze_experiment
-    from analysis.join import parse_metric
+    from analysis.data.join import parse_metric
 
     settings = _settings(args)
     experiment = None
@@ -128,12 +128,12 @@ def _analyze(args: argparse.Namespace) -> int:
             control=args.control or "control", experiment=args.experiment, **settings,
         )  # fmt: skip
     if args.html:
-        from analysis.report import write_report
+        from analysis.report.html import write_report
 
         write_report(result, args.html)
     if args.record:
-        from analysis.decision import write_decision_record
-        from analysis.load import fingerprint
+        from analysis.data.load import fingerprint
+        from analysis.decision.record import write_decision_record
 
         write_decision_record(
             result, args.record, experiment=experiment,

@@ -15,8 +15,8 @@ import numpy as np
 from scipy import special, stats
 
 from abtest.errors import InvalidInput
-from analysis.aggregates import SampleStats
-from analysis.results import Interval, json_float
+from analysis.statistics.aggregates import SampleStats
+from analysis.statistics.results import Interval, json_float
 
 # The integrals below are expectations over one Beta posterior B, written as
 # E_Z[h(Q_B(Φ(Z)))] with Z standard normal and evaluated by Gauss-Hermite quadrature:

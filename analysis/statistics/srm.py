@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 
 from abtest.errors import InvalidInput
-from analysis.results import json_float
+from analysis.statistics.results import json_float
 
 SRM_THRESHOLD = 0.001
 

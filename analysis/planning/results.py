@@ -1,4 +1,4 @@
-"""Result objects of `analysis.power` and the solvers shared by its metric functions.
+"""Result objects of `analysis.planning.power` and the solvers shared by its metric functions.
 
 `SampleSize` and `MinimumDetectableEffect` are public (re-exported by `analysis`); the
 ``solve_*`` helpers turn a validated `Design` into them and are internal to the power
@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from abtest.errors import InvalidInput
-from analysis import _power_math as pm
-from analysis._power_designs import Design, Setup
-from analysis._power_math import FloatArray
+from analysis.planning import curves as pm
+from analysis.planning.curves import FloatArray
+from analysis.planning.designs import Design, Setup
 
 
 def _plain(value: Any) -> Any:

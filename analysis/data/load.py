@@ -3,7 +3,7 @@
 Sources are pandas DataFrames, single Parquet or CSV files, or directories of Parquet files
 as ``abtest export`` writes them (searched recursively).  Nothing is read into Python
 memory: each source becomes a typed, validated DuckDB view over the original data, so the
-join in `analysis.join` runs inside the engine however large the files are.
+join in `analysis.data.join` runs inside the engine however large the files are.
 
 Schemas (extra columns are ignored):
 

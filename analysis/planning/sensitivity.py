@@ -21,9 +21,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from abtest.errors import InvalidInput
-from analysis.duration import DEFAULT_DAYS, n_per_variant_after_days
-from analysis.power import minimum_detectable_effect_mean, minimum_detectable_effect_proportion
-from analysis.power_ratio_metric import ratio_metric_variance
+from analysis.planning.duration import DEFAULT_DAYS, n_per_variant_after_days
+from analysis.planning.power import (
+    minimum_detectable_effect_mean,
+    minimum_detectable_effect_proportion,
+)
+from analysis.planning.ratio_metric import ratio_metric_variance
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from abtest.errors import InvalidInput
-from analysis.results import (
+from analysis.statistics.results import (
     Effect,
     Interval,
     json_float,
     p_value,
     z_statistic,
 )
-from analysis.results import (
+from analysis.statistics.results import (
     critical_value as _critical_value,
 )
 

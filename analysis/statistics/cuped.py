@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from abtest.errors import InvalidInput
-from analysis.aggregates import PairedStats
-from analysis.inference import effect_from_means, mean_difference
-from analysis.results import Effect, Interval, json_float
+from analysis.statistics.aggregates import PairedStats
+from analysis.statistics.inference import effect_from_means, mean_difference
+from analysis.statistics.results import Effect, Interval, json_float
 
 
 @dataclass(frozen=True)

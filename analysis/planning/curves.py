@@ -1,6 +1,6 @@
-"""Numerical core of `analysis.power`: normal and t power curves and their inverses.
+"""Numerical core of `analysis.planning.power`: normal and t power curves and their inverses.
 
-Private: the public, validated and documented API is `analysis.power`.  Everything here is
+Private: the public, validated and documented API is `analysis.planning.power`.  Everything here is
 vectorised over numpy arrays (broadcasting) and free of Python loops over scenarios; the
 only loops are a fixed number of whole-array iterations.
 

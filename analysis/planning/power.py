@@ -29,9 +29,9 @@ over numpy arrays so a grid of scenarios is one call):
 - Integer sample sizes are rounded up.  Bad inputs raise `abtest.errors.InvalidInput`.
 
 Which formula each function uses is stated in its docstring.  Ratio metrics live in
-`analysis.power_ratio_metric`, durations and the "MDE after 7/14/21/28 days" table in
-`analysis.duration`, the numerics in ``analysis._power_math`` and the input checks in
-``analysis._power_designs``; `analysis` re-exports every public name.
+`analysis.planning.ratio_metric`, durations and the "MDE after 7/14/21/28 days" table in
+`analysis.planning.duration`, the numerics in ``analysis.planning.curves`` and the input checks in
+``analysis.planning.designs``; `analysis` re-exports every public name.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from analysis import _power_designs as designs
-from analysis import _power_math as pm
-from analysis._power_designs import Design, Setup
-from analysis._power_math import Alternative, Correction, FloatArray, Test
-from analysis.power_results import (
+from analysis.planning import curves as pm
+from analysis.planning import designs
+from analysis.planning.curves import Alternative, Correction, FloatArray, Test
+from analysis.planning.designs import Design, Setup
+from analysis.planning.results import (
     MinimumDetectableEffect,
     SampleSize,
     mde_result,

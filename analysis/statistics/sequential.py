@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from abtest.errors import InvalidInput
-from analysis.aggregates import SampleStats
-from analysis.results import Interval, json_float, json_interval
+from analysis.statistics.aggregates import SampleStats
+from analysis.statistics.results import Interval, json_float, json_interval
 
 FloatArray = NDArray[np.float64]
 

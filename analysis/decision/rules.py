@@ -1,4 +1,4 @@
-"""The verdict on an experiment, with every reason, and the decision record that pins it.
+"""The verdict on an experiment, with every reason.
 
 Rules, in order (the first that applies decides; every check adds its reason):
 
@@ -12,7 +12,7 @@ Rules, in order (the first that applies decides; every check adds its reason):
 3. ``roll_back`` (with the variant): a guardrail is harmed (its non-inferiority test
    fails with the estimate on the harmful side, once the test has its units or when the
    harm is significant by itself), or the primary metric is significantly worse.
-4. ``keep_running`` (with the extra days needed, from `analysis.power`): a candidate
+4. ``keep_running`` (with the extra days needed, from `analysis.planning.power`): a candidate
    waits for its guardrails or its sample, or nothing is significant yet and the test
    has fewer units than it needs to detect ``minimum_effect`` (relative, 5% by default)
    with the configured power, or than its plan.
@@ -25,22 +25,16 @@ crossovers above ``crossover_warn_share`` point at a logging or assignment probl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.srm import SrmResult
+from analysis.statistics.srm import SrmResult
 
 if TYPE_CHECKING:
-    from abtest.experiment import Experiment
-    from analysis.analysis_result import AnalysisResult, MetricRow
-
-RECORD_FORMAT = 1
+    from analysis.decision.rows import MetricRow
 
 
 class Verdict(StrEnum):
@@ -264,8 +258,8 @@ def _extra_days(
     notes: list[str],
 ) -> int | None:
     """Days until the test has the units it needs (power for ``minimum_effect``, plan)."""
-    from analysis.duration import remaining_days
-    from analysis.power import sample_size_mean
+    from analysis.planning.duration import remaining_days
+    from analysis.planning.power import sample_size_mean
 
     current = sum(units.values())
     daily = current / max(days_elapsed, 1.0)
@@ -301,70 +295,3 @@ def _extra_days(
     days = int(remaining_days(required_total_n=needed_total, current_total_n=current,
                               daily_units=daily))  # fmt: skip
     return max(days, 1)
-
-
-# -- the decision record ------------------------------------------------------------------
-def decision_record(
-    result: AnalysisResult,
-    *,
-    data_sha256: Mapping[str, str],
-    experiment: Experiment | None = None,
-) -> dict[str, Any]:
-    """One JSON object tying the verdict to its inputs, settings and software.
-
-    Anyone with the same input files (checked by ``data_sha256``), the same experiment
-    config (``config_sha256``: SHA-256 of `Experiment.to_json`, the canonical form) and
-    the same package version re-derives the same verdict by running ``analyze`` with
-    ``settings``.
-    """
-    from abtest import __version__
-
-    config = experiment.to_json() if experiment is not None else None
-    body = result.to_dict()
-    return {
-        "record_format": RECORD_FORMAT,
-        "experiment": result.experiment,
-        "config_version": ",".join(result.config_versions) or None,
-        "config_sha256": hashlib.sha256(config.encode()).hexdigest() if config else None,
-        "data_sha256": dict(data_sha256),
-        "package": "abtest",
-        "package_version": __version__,
-        "settings": result.settings.to_dict(),
-        "rules": result.settings.rules.to_dict(),
-        "control": result.control,
-        "variants": body["variants"],
-        "excluded_units": result.excluded_units,
-        "srm": body["srm"],
-        "metrics": [
-            {
-                k: row[k]
-                for k in (
-                    "metric",
-                    "variant",
-                    "absolute_effect",
-                    "absolute_ci",
-                    "p_value",
-                    "adjusted_p_value",
-                    "significant",
-                )
-            }
-            for row in body["metrics"]
-        ],
-        "verdict": result.decision.verdict.value,
-        "variant": result.decision.variant,
-        "reasons": list(result.decision.reasons),
-        "warnings": list(result.decision.warnings),
-    }
-
-
-def write_decision_record(
-    result: AnalysisResult,
-    path: str | Path,
-    *,
-    data_sha256: Mapping[str, str],
-    experiment: Experiment | None = None,
-) -> dict[str, Any]:
-    """Write `decision_record` as indented, key-sorted JSON; return the record."""
-    record = decision_record(result, data_sha256=data_sha256, experiment=experiment)
-    Path(path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return record

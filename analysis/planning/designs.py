@@ -1,6 +1,6 @@
-"""Validated inputs of `analysis.power`, reduced to the arrays the numerical core needs.
+"""Validated inputs of `analysis.planning.power`, reduced to the arrays the numerical core needs.
 
-Private.  Each public function of `analysis.power` calls `setup` (the options every metric
+Private.  Each public function of `analysis.planning.power` calls `setup` (the options every metric
 shares) and one of the metric helpers here; all checks raise `abtest.errors.InvalidInput`
 naming the argument, so the CLI and the service report them as exit 2 / HTTP 400.
 """
@@ -13,8 +13,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from abtest.errors import InvalidInput
-from analysis import _power_math as pm
-from analysis._power_math import FloatArray
+from analysis.planning import curves as pm
+from analysis.planning.curves import FloatArray
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import Literal
 
 from abtest.errors import InvalidInput
-from analysis.aggregates import PairedStats, SampleStats
-from analysis.noninferiority import NonInferiority, non_inferiority
-from analysis.results import ALTERNATIVES, Effect, p_value, z_statistic
+from analysis.statistics.aggregates import PairedStats, SampleStats
+from analysis.statistics.noninferiority import NonInferiority, non_inferiority
+from analysis.statistics.results import ALTERNATIVES, Effect, p_value, z_statistic
 
 ZERO_CONTROL_REASON = "control mean is 0: a relative effect is undefined"
 TINY_CONTROL_REASON = "control mean is too close to 0 for a finite relative effect"

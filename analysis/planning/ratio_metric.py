@@ -2,7 +2,7 @@
 
 A ratio metric ``R = sum(Y) / sum(X)`` over units is, for planning, a mean metric with
 baseline ``mu_Y / mu_X`` and the per-unit delta-method standard deviation of
-`ratio_metric_variance`; every option and convention is that of `analysis.power`
+`ratio_metric_variance`; every option and convention is that of `analysis.planning.power`
 (``n_per_variant`` counts units, the randomisation unit, not denominator events).
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from numpy.typing import ArrayLike
 
-from analysis import _power_designs as designs
-from analysis._power_designs import Design, Setup
-from analysis._power_math import Alternative, Correction, FloatArray, Test
-from analysis.power_results import (
+from analysis.planning import designs
+from analysis.planning.curves import Alternative, Correction, FloatArray, Test
+from analysis.planning.designs import Design, Setup
+from analysis.planning.results import (
     MinimumDetectableEffect,
     SampleSize,
     mde_value,

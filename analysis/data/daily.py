@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
-from analysis.aggregates import SampleStats
-from analysis.metric_spec import interval_sql, source_metrics, sql_list, value_sql
+from analysis.data.metric_spec import interval_sql, source_metrics, sql_list, value_sql
+from analysis.statistics.aggregates import SampleStats
 
 if TYPE_CHECKING:
     import duckdb
 
-    from analysis.join import Aggregates
+    from analysis.data.tables import Aggregates
 
 
 def daily_aggregates(

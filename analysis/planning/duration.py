@@ -3,7 +3,7 @@
 Traffic model: ``daily_units`` new eligible units arrive per day (for user-randomised tests
 count *new* users a day; returning users add no units), a fraction ``traffic`` of them
 enters the experiment and is split control : treatment = 1 : ``ratio`` over
-``1 + variants * ratio`` shares.  Pure arithmetic on top of `analysis.power`.
+``1 + variants * ratio`` shares.  Pure arithmetic on top of `analysis.planning.power`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from abtest.errors import InvalidInput
-from analysis import _power_math as pm
-from analysis.power import minimum_detectable_effect_mean, minimum_detectable_effect_proportion
-from analysis.power_ratio_metric import minimum_detectable_effect_ratio
-from analysis.power_results import MinimumDetectableEffect
+from analysis.planning import curves as pm
+from analysis.planning.power import (
+    minimum_detectable_effect_mean,
+    minimum_detectable_effect_proportion,
+)
+from analysis.planning.ratio_metric import minimum_detectable_effect_ratio
+from analysis.planning.results import MinimumDetectableEffect
 
 if TYPE_CHECKING:
     import pandas as pd

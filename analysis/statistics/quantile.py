@@ -18,9 +18,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from abtest.errors import InvalidInput
-from analysis.aggregates import PairedStats
-from analysis.inference import check_common, effect_from_means, ratio_mean_and_var
-from analysis.results import Effect, Interval, critical_value, json_interval
+from analysis.statistics.aggregates import PairedStats
+from analysis.statistics.inference import check_common, effect_from_means, ratio_mean_and_var
+from analysis.statistics.results import Effect, Interval, critical_value, json_interval
 
 # Replicates are computed in blocks of about this many (replicate, event) cells, so
 # memory stays ~20 MB whatever the number of events.

@@ -1,0 +1,1 @@
+"""The release manager's report: figures and one self-contained HTML file."""
