@@ -73,9 +73,13 @@ class AdminClient:
         """running -> stopped (sticky assignments are kept)."""
         return self._experiment("POST", _path(key, "stop"))
 
-    def ship_experiment(self, key: str, variant: str) -> StoredExperiment:
-        """running or stopped -> shipped: every unit gets ``variant``."""
-        return self._experiment("POST", _path(key, "ship"), {"variant": variant})
+    def ship_experiment(
+        self, key: str, variant: str, *, reason: str | None = None
+    ) -> StoredExperiment:
+        """running or stopped -> shipped: every unit gets ``variant``; ``reason`` goes into
+        the audit entry (say why when shipping against the verdict)."""
+        body = {"variant": variant} if reason is None else {"variant": variant, "reason": reason}
+        return self._experiment("POST", _path(key, "ship"), body)
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""

@@ -114,6 +114,9 @@ class Experiment:
     guardrail_metrics: tuple[Metric, ...] = ()
     secondary_metrics: tuple[Metric, ...] = ()
     planned_units_per_variant: int | None = None
+    # Relative change of the primary metric the plan is powered for (0.03: 3%); the
+    # console's power line and the verdict's sample-size check use it.
+    minimum_detectable_effect: float | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -168,6 +171,11 @@ class Experiment:
             problems.append(Problem("planned_units_per_variant", "must be a positive integer"))
         else:
             kwargs["planned_units_per_variant"] = planned
+        mde = data.get("minimum_detectable_effect")
+        if mde is not None and not _is_number(mde):
+            problems.append(Problem("minimum_detectable_effect", _MDE_RULE))
+        else:
+            kwargs["minimum_detectable_effect"] = None if mde is None else float(mde)
         try:
             experiment = cls(**kwargs)
         except InvalidConfig as exc:
@@ -220,6 +228,7 @@ class Experiment:
             "guardrail_metrics": [m.to_dict() for m in self.guardrail_metrics],
             "secondary_metrics": [m.to_dict() for m in self.secondary_metrics],
             "planned_units_per_variant": self.planned_units_per_variant,
+            "minimum_detectable_effect": self.minimum_detectable_effect,
         }
 
     def to_json(self) -> str:
@@ -260,7 +269,10 @@ _FIELDS: Final = (
     "key", "seed", "description", "owner", "hypothesis", "status", "winner", "control",
     "variants", "traffic", "targeting", "overrides", "layer", "primary_metric",
     "guardrail_metrics", "secondary_metrics", "planned_units_per_variant",
+    "minimum_detectable_effect",
 )  # fmt: skip
+# A relative effect above 100% is far more often "3" meant as 3% than a planned doubling.
+_MDE_RULE: Final = "must be a relative effect in (0, 1], e.g. 0.03 for 3%"
 
 
 def layer_conflicts(experiments: Iterable[Experiment]) -> list[Problem]:
@@ -347,6 +359,9 @@ def _check(exp: Experiment) -> list[Problem]:
             problems.append(
                 Problem("layer.range", "must be [start, end] with 0 <= start < end <= 1")
             )
+    mde = exp.minimum_detectable_effect
+    if mde is not None and not (_is_number(mde) and 0.0 < mde <= 1.0):
+        problems.append(Problem("minimum_detectable_effect", _MDE_RULE))
     names: set[str] = set()
     for path, metric in _metric_paths(exp):
         if metric.name in names:

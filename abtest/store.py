@@ -34,6 +34,7 @@ from abtest.thread_connections import ThreadConnections
 
 _DAY_SECONDS: Final = 86_400
 _LOCK_MS: Final = 10_000
+MAX_REASON_LENGTH: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,18 @@ def _answer(cached: _Cached, result: Assignment, reply: Any) -> tuple[Assignment
         # to the recomputed result, without a second exposure.
         return cached.sticky.get(value, result), cached.version
     return result, cached.version
+
+
+def _ship_reason(reason: object) -> str | None:
+    """A ship reason, stripped; None when absent or blank."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput("must be a string", "reason")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
+    return reason or None
 
 
 def _now_iso() -> str:
@@ -246,14 +259,22 @@ class Store:
         new = current.experiment.with_changes(status=Status.STOPPED)
         return self._write_or_conflict(current, new, key_id=key_id, action="stop")
 
-    def ship_experiment(self, key: str, variant: str, *, key_id: str) -> StoredExperiment:
-        """running or stopped -> shipped: everyone gets ``variant``."""
+    def ship_experiment(
+        self, key: str, variant: str, *, key_id: str, reason: str | None = None
+    ) -> StoredExperiment:
+        """running or stopped -> shipped: everyone gets ``variant``.
+
+        ``reason`` (why ship, e.g. against the verdict) is kept in the audit entry; blank
+        is the same as none.
+        """
+        reason = _ship_reason(reason)
         current = self.get_experiment(key)
         if variant not in current.experiment.variant_keys:
             raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")
         self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
-        return self._write_or_conflict(current, new, key_id=key_id, action="ship")
+        note = None if reason is None else {"reason": reason}
+        return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
@@ -404,7 +425,13 @@ class Store:
             self._cache = {k: v for k, v in self._cache.items() if k != key}
 
     def _write(
-        self, current: StoredExperiment | None, new: Experiment, *, key_id: str, action: str
+        self,
+        current: StoredExperiment | None,
+        new: Experiment,
+        *,
+        key_id: str,
+        action: str,
+        note: Mapping[str, Any] | None = None,
     ) -> StoredExperiment | None:
         now = _now_iso()
         version = 1 if current is None else current.version + 1
@@ -416,6 +443,7 @@ class Store:
             "action": action,
             "diff": diff({} if current is None else current.experiment.to_dict(), config),
             "config": config,
+            **(note or {}),
         }
         written = self._write_version(
             keys=[keys.experiment_meta(new.key), keys.experiment_history(new.key)],
@@ -428,9 +456,15 @@ class Store:
         return StoredExperiment(new, version, created, now)
 
     def _write_or_conflict(
-        self, current: StoredExperiment, new: Experiment, *, key_id: str, action: str
+        self,
+        current: StoredExperiment,
+        new: Experiment,
+        *,
+        key_id: str,
+        action: str,
+        note: Mapping[str, Any] | None = None,
     ) -> StoredExperiment:
-        stored = self._write(current, new, key_id=key_id, action=action)
+        stored = self._write(current, new, key_id=key_id, action=action, note=note)
         if stored is None:
             raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
         return stored

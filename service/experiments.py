@@ -76,12 +76,15 @@ def stop(key: str) -> Response:
 
 @bp.post("/<key>/ship")
 def ship(key: str) -> Response:
-    """running or stopped -> shipped with ``{"variant": ...}``: everyone gets it."""
-    body = json_object(allowed=("variant",))
+    """running or stopped -> shipped with ``{"variant": ..., "reason": ...}``: everyone gets
+    the variant; the optional reason is kept in the audit entry."""
+    body = json_object(allowed=("variant", "reason"))
     variant = body.get("variant")
     if not isinstance(variant, str) or not variant:
         raise InvalidInput("required: the winning variant's key", "variant")
-    stored = abtest().store.ship_experiment(experiment_key(key, "key"), variant, key_id=_key_id())
+    stored = abtest().store.ship_experiment(
+        experiment_key(key, "key"), variant, key_id=_key_id(), reason=body.get("reason")
+    )
     return jsonify(stored.to_dict())
 
 

@@ -36,12 +36,14 @@ def test_an_experiment_from_draft_to_shipped(api: Api, url: str) -> None:
         exposures = admin.exposures("checkout")
         assert exposures["total"] == 40 and 0 <= exposures["srm"]["p_value"] <= 1
         assert admin.stop_experiment("checkout").experiment.status is Status.STOPPED
-        shipped = admin.ship_experiment("checkout", "treatment")
+        shipped = admin.ship_experiment("checkout", "treatment", reason="signed off by PM")
         assert (shipped.experiment.status, shipped.experiment.winner) == (
             Status.SHIPPED, "treatment")  # fmt: skip
         assert admin.get_experiment("checkout") == shipped
-        actions = [entry["action"] for entry in admin.history("checkout")]
-        assert actions == ["create", "start", "update", "stop", "ship"]
+        history = admin.history("checkout")
+        assert [entry["action"] for entry in history] == ["create", "start", "update", "stop",
+                                                          "ship"]  # fmt: skip
+        assert history[-1]["reason"] == "signed off by PM"
 
 
 def test_keys_are_created_listed_and_revoked(api: Api, url: str) -> None:

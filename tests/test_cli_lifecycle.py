@@ -44,12 +44,13 @@ def test_start_stop_ship_land_in_the_audit_trail(service, tmp_path, capsys):
     assert main(["push", config_file(tmp_path)]) == 0
     assert main(["start", "exp"]) == 0
     assert main(["stop", "exp"]) == 0
-    assert main(["ship", "exp", "treatment", "--yes", "--json"]) == 0
+    assert main(["ship", "exp", "treatment", "--yes", "--json", "--reason", "PM sign-off"]) == 0
     shipped = json.loads(capsys.readouterr().out.split("\n", 3)[-1])
     assert (shipped["status"], shipped["config"]["winner"]) == ("shipped", "treatment")
     history = service.call("GET", "/v1/experiments/exp/history").get_json()
     entries = history["history"] if isinstance(history, dict) else history
     assert len(entries) == 4
+    assert entries[-1]["reason"] == "PM sign-off"
     assert service.assign("exp", "anyone")["variant"] == "treatment"
 
 

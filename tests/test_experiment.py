@@ -41,6 +41,17 @@ def test_example_has_payloads_guardrail_and_layer():
     assert experiment.guardrail_metrics and experiment.layer is not None
 
 
+def test_minimum_detectable_effect_is_optional_and_round_trips():
+    """The planned relative effect is absent by default and survives the JSON round trip."""
+    assert Experiment.from_dict(VALID).minimum_detectable_effect is None
+    planned = Experiment.from_dict(with_({"minimum_detectable_effect": 0.03}))
+    assert planned.minimum_detectable_effect == 0.03
+    assert planned.to_dict()["minimum_detectable_effect"] == 0.03
+    assert Experiment.from_json(planned.to_json()) == planned
+    with pytest.raises(InvalidConfig, match="minimum_detectable_effect"):
+        planned.with_changes(minimum_detectable_effect=1.5)
+
+
 def test_defaults_are_explicit_after_construction():
     """The seed defaults to the key and the control to the first variant, stored explicitly."""
     experiment = Experiment.from_dict(VALID)
@@ -110,6 +121,10 @@ def test_defaults_are_explicit_after_construction():
                 "secondary_metrics": [{"name": "a", "type": "sum"}]}),
          "secondary_metrics[0].name", "twice"),
         (with_({"planned_units_per_variant": 0}), "planned_units_per_variant", "positive"),
+        (with_({"minimum_detectable_effect": 3}), "minimum_detectable_effect", "0.03 for 3%"),
+        (with_({"minimum_detectable_effect": 0}), "minimum_detectable_effect", "(0, 1]"),
+        (with_({"minimum_detectable_effect": "5%"}), "minimum_detectable_effect", "(0, 1]"),
+        (with_({"minimum_detectable_effect": True}), "minimum_detectable_effect", "(0, 1]"),
         (with_({"colour": "red"}), "colour", "unknown field"),
     ],
 )  # fmt: skip

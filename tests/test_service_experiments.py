@@ -34,7 +34,8 @@ def test_lifecycle_and_history(api):
         api.call("PUT", "/v1/experiments/exp", simple_config(description="new")).status_code == 200
     )
     assert api.call("POST", "/v1/experiments/exp/stop").get_json()["status"] == "stopped"
-    shipped = api.call("POST", "/v1/experiments/exp/ship", {"variant": "treatment"}).get_json()
+    body = {"variant": "treatment", "reason": "ops review: latency budget met"}
+    shipped = api.call("POST", "/v1/experiments/exp/ship", body).get_json()
     assert (shipped["status"], shipped["config"]["winner"], shipped["version"]) == (
         "shipped",
         "treatment",
@@ -46,6 +47,8 @@ def test_lifecycle_and_history(api):
     assert {h["key_id"] for h in history} == {admin_id}
     assert history[1]["diff"] == [{"field": "status", "old": "draft", "new": "running"}]
     assert history[2]["diff"] == [{"field": "description", "old": "", "new": "new"}]
+    assert history[4]["reason"] == "ops review: latency budget met"
+    assert all("reason" not in h for h in history[:4])
 
 
 def test_put_that_moves_units_is_409_unless_forced(api):
@@ -89,6 +92,7 @@ def test_layer_overlap_is_409(api):
         ("POST", "/v1/experiments/exp/ship", {}, 400, "variant"),
         ("POST", "/v1/experiments/exp/ship", {"variant": "nope"}, 400, "variant"),
         ("POST", "/v1/experiments/exp/ship", {"variant": "control", "x": 1}, 400, "x"),
+        ("POST", "/v1/experiments/exp/ship", {"variant": "control", "reason": 1}, 400, "reason"),
         ("GET", "/v1/experiments/missing/history", None, 404, "experiment"),
         ("GET", "/v1/experiments/missing/exposures", None, 404, "experiment"),
     ],

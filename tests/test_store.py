@@ -248,6 +248,30 @@ def test_lifecycle_transitions_and_history(store):
     assert all(h["time"].endswith("Z") for h in history)
 
 
+def test_ship_reason_is_kept_in_the_audit_entry(store):
+    """A ship reason is stored (stripped) in the ship entry; none leaves the entry without one."""
+    store.create_experiment(simple_config(), key_id="t")
+    store.start_experiment("exp", key_id="t")
+    store.ship_experiment("exp", "treatment", key_id="k", reason="  legal asked for v2 \n")
+    assert store.history("exp")[-1]["reason"] == "legal asked for v2"
+    store.create_experiment(simple_config("other"), key_id="t")
+    store.start_experiment("other", key_id="t")
+    store.ship_experiment("other", "control", key_id="k", reason="   ")
+    assert "reason" not in store.history("other")[-1]
+
+
+@pytest.mark.parametrize("reason", [7, "x" * 2001])
+def test_bad_ship_reason_is_refused_and_changes_nothing(store, reason):
+    """A reason that is not a string, or too long, is InvalidInput naming 'reason'."""
+    store.create_experiment(simple_config(), key_id="t")
+    store.start_experiment("exp", key_id="t")
+    with pytest.raises(InvalidInput) as info:
+        store.ship_experiment("exp", "treatment", key_id="k", reason=reason)
+    assert info.value.field == "reason"
+    assert store.get_experiment("exp").experiment.status is Status.RUNNING
+    assert len(store.history("exp")) == 2
+
+
 @pytest.mark.parametrize(
     ("action", "status"),
     [("stop", "draft"), ("ship", "draft"), ("start", "running"), ("start", "shipped")],

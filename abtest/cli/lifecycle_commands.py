@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ship.add_argument("experiment", help="experiment key")
     ship.add_argument("variant", help="the winning variant's key")
     ship.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    ship.add_argument("--reason", help="why ship (kept in the audit trail); say it when "
+                      "shipping against the verdict")  # fmt: skip
     _service_arguments(ship)
     ship.set_defaults(handler=_ship)
 
@@ -101,4 +103,7 @@ def _ship(args: argparse.Namespace) -> int:
             print("not shipped")
             return 1
     path = f"/v1/experiments/{quote(args.experiment)}/ship"
-    return _show(args, _call(args, "POST", path, {"variant": args.variant}))
+    body = {"variant": args.variant}
+    if args.reason is not None:
+        body["reason"] = args.reason
+    return _show(args, _call(args, "POST", path, body))
