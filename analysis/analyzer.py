@@ -194,6 +194,9 @@ def analyze_experiment(
 ) -> AnalysisResult:
     """`analyze` with metrics, guardrails, control, weights and plan from the definition.
 
+    The plan is ``planned_units_per_variant`` and, unless ``rules`` are given, the
+    ``minimum_detectable_effect`` the verdict's sample-size check powers for.
+
     Raises
     ------
     InvalidInput
@@ -202,6 +205,8 @@ def analyze_experiment(
     if experiment.primary_metric is None:
         raise InvalidInput(f"experiment '{experiment.key}' has no primary metric", "primary_metric")
     settings.setdefault("planned_units_per_variant", experiment.planned_units_per_variant)
+    if experiment.minimum_detectable_effect is not None and "rules" not in settings:
+        settings["rules"] = DecisionRules(minimum_effect=experiment.minimum_detectable_effect)
     return analyze(
         exposures, outcomes,
         metrics=[experiment.primary_metric, *experiment.secondary_metrics],

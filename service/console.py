@@ -11,8 +11,11 @@ unset, with a random secret shared through Redis (`SharedSecretSessionInterface`
 Every POST carries the session's CSRF token (``csrf_token``, compared in constant time):
 missing is 400, wrong is 403.  Start, stop and ship first show a confirmation page; its
 form adds ``confirm`` (the experiment key) and ``version`` (the config version the page
-showed), so a stray or stale POST changes nothing.  The actions call the same `Store`
-methods as the JSON API, with the console key's id, so they land in the same audit trail.
+showed), so a stray or stale POST changes nothing.  The ship page restates the current
+verdict and its reasons; shipping anything but the verdict's variant (or with no ship
+verdict) needs a written ``reason``, checked again against the verdict at the time of the
+POST and kept in the audit entry.  The actions call the same `Store` methods as the JSON
+API, with the console key's id, so they land in the same audit trail.
 
 The views are marked `public` for the API's bearer-key check because they sign in their own
 way (the session); `_guard` turns every unsigned request away to the sign-in page.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -48,7 +51,9 @@ from werkzeug.exceptions import HTTPException
 from abtest import keys
 from abtest.auth import ApiKey, Role
 from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
+from abtest.experiment import Status
 from abtest.store import Store, StoredExperiment
+from analysis.report import formatting
 from service import console_pages
 from service.extension import abtest
 from service.security import public
@@ -163,6 +168,11 @@ def _signed_in_key() -> ApiKey | None:
 @bp.context_processor
 def _template_globals() -> dict[str, Callable[[], str]]:
     return {"csrf_token": csrf_token}
+
+
+# The report's formatting, so the console and the report print a number the same way.
+for _name in ("count", "number", "percent", "p_value"):
+    bp.add_app_template_filter(getattr(formatting, _name), _name)
 
 
 @bp.before_request
@@ -299,9 +309,14 @@ def act(key: str, action: str) -> ResponseReturnValue:
     variant = request.values.get("variant") if action == "ship" else None
     if action == "ship" and variant not in stored.experiment.variant_keys:
         raise InvalidInput(f"choose a variant of '{key}' to ship", "variant")
+    verdict, note, against = None, "", False
+    if variant is not None and stored.experiment.status in (Status.RUNNING, Status.STOPPED):
+        verdict, note = console_pages.current_verdict(current_app, stored)
+        against = console_pages.ships_against(verdict, variant)
     if request.method == "GET":
         return render_template("confirm.html", stored=stored, action=action, variant=variant,
-                               description=_describe(stored, action, variant))  # fmt: skip
+                               description=_describe(stored, action, variant),
+                               verdict=verdict, note=note, against=against)  # fmt: skip
     if request.form.get("confirm") != key:
         raise InvalidInput("not confirmed: use the confirmation page", "confirm")
     if request.form.get("version") != str(stored.version):
@@ -316,8 +331,22 @@ def act(key: str, action: str) -> ResponseReturnValue:
         store.stop_experiment(key, key_id=key_id)
     else:
         assert variant is not None  # checked above
-        store.ship_experiment(key, variant, key_id=key_id)
+        reason = request.form.get("reason", "").strip()
+        if against and not reason:
+            raise InvalidInput(_reason_needed(verdict, note, variant), "reason")
+        store.ship_experiment(key, variant, key_id=key_id, reason=reason or None)
     return redirect(url_for("console.experiment", key=key, done=action), code=303)
+
+
+def _reason_needed(verdict: Mapping[str, Any] | None, note: str, variant: str) -> str:
+    if verdict is None:
+        now = f"there is no verdict yet ({note})"
+    else:
+        shown = str(verdict["verdict"]).replace("_", " ")
+        now = f"the verdict is '{shown}" + (f" {verdict['variant']}'" if verdict["variant"]
+                                            else "'")  # fmt: skip
+    return (f"not shipped: {now}, so shipping '{variant}' needs a reason; write it in the "
+            "reason field (it is kept in the audit trail)")  # fmt: skip
 
 
 def _describe(stored: StoredExperiment, action: str, variant: str | None) -> str:

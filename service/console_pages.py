@@ -21,6 +21,8 @@ from flask import Flask
 from abtest.errors import AbtestError
 from abtest.experiment import Experiment, MetricType, Status
 from abtest.store import StoredExperiment
+from analysis.decision.rules import DecisionRules
+from analysis.report.formatting import MetricCells, metric_cells, metric_headers, metric_unit
 from analysis.statistics.srm import srm_test
 from service.results import ExperimentResults, experiment_results
 
@@ -41,6 +43,8 @@ class Summary:
     srm: Mapping[str, Any] | None  # {"p_value", "ok"}; None before any unit
     verdict: Mapping[str, Any] | None  # the analysis's "decision"; None when not analysed
     note: str  # why there is no verdict
+    winner: str | None = None  # the shipped variant; a shipped experiment has no verdict
+    updated_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class Detail:
     power: Mapping[str, Any] | None
     results: Mapping[str, Any] | None
     figures: Sequence[Figure] = field(default_factory=tuple)
+    metric_headers: Sequence[str] = ()
+    metric_rows: Sequence[MetricCells] = ()
+    shipped: Mapping[str, Any] | None = None  # the ship entry: time, key, reason
 
 
 def _analysed(app: Flask, stored: StoredExperiment) -> tuple[ExperimentResults | None, str]:
@@ -106,6 +113,7 @@ def _summary(app: Flask, stored: StoredExperiment) -> tuple[Summary, ExperimentR
     analysed, note = _analysed(app, stored)
     data = analysed.to_dict() if analysed is not None else None
     srm = data.get("srm") if data is not None else _srm_from_counts(stored, units)
+    shipped = stored.experiment.status is Status.SHIPPED
     summary = Summary(
         key=stored.experiment.key,
         status=stored.experiment.status.value,
@@ -113,8 +121,11 @@ def _summary(app: Flask, stored: StoredExperiment) -> tuple[Summary, ExperimentR
         description=stored.experiment.description,
         units=units,
         srm=srm,
-        verdict=data.get("decision") if data is not None else None,
+        # Once shipped there is nothing left to decide: "keep running" would be misread.
+        verdict=data.get("decision") if data is not None and not shipped else None,
         note=note,
+        winner=stored.experiment.winner,
+        updated_at=stored.updated_at,
     )
     return summary, analysed
 
@@ -122,6 +133,36 @@ def _summary(app: Flask, stored: StoredExperiment) -> tuple[Summary, ExperimentR
 def summary(app: Flask, stored: StoredExperiment) -> Summary:
     """The list row of ``stored``."""
     return _summary(app, stored)[0]
+
+
+def current_verdict(app: Flask, stored: StoredExperiment) -> tuple[Mapping[str, Any] | None, str]:
+    """The analysis's decision now (``verdict``, ``variant``, ``reasons``...), or None and why."""
+    analysed, note = _analysed(app, stored)
+    if analysed is None:
+        return None, note
+    decision: Mapping[str, Any] = analysed.to_dict()["decision"]
+    return decision, ""
+
+
+def ships_against(decision: Mapping[str, Any] | None, variant: str) -> bool:
+    """Whether shipping ``variant`` goes against ``decision`` (or there is none to follow)."""
+    return decision is None or decision["verdict"] != "ship" or decision["variant"] != variant
+
+
+def _ship_entry(
+    app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """Who shipped which variant when, and why: the newest ship entry of the audit trail."""
+    if stored.experiment.status is not Status.SHIPPED:
+        return None
+    entry = next((h for h in reversed(history) if h.get("action") == "ship"), None)
+    if entry is None:
+        return None
+    names = {k.id: k.name for k in app.extensions["abtest"].store.list_api_keys()}
+    time = str(entry.get("time", ""))  # ISO 8601 in UTC: 2024-06-01T12:34:56.789Z
+    return {"winner": stored.experiment.winner, "time": f"{time[:10]} {time[11:16]} UTC",
+            "key_id": entry.get("key_id", ""), "key_name": names.get(entry.get("key_id"), ""),
+            "reason": entry.get("reason")}  # fmt: skip
 
 
 def _history(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -140,13 +181,18 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _power(experiment: Experiment, analysed: ExperimentResults | None) -> dict[str, Any] | None:
-    """Power for the decision's minimum effect, and the detectable effect, now and at the plan.
+def _power(
+    experiment: Experiment, analysed: ExperimentResults | None, *, shipped: bool = False
+) -> dict[str, Any] | None:
+    """Power for the planned effect, and the detectable effect, now and (unless shipped, when
+    no unit will be added) at the plan.
 
-    For a binomial, count or sum primary metric, from the observed control mean (and
-    standard deviation), with the decision rules' alpha, power and minimum relative effect
-    (`analysis.power_proportion`, `analysis.power_mean` and their MDE counterparts; the
-    variants are Bonferroni-split as in planning, so this approximates the Holm analysis).
+    The effect is the experiment's ``minimum_detectable_effect`` (relative), or the
+    decision rules' default (5%) when the config has none.  For a binomial, count or sum
+    primary metric, from the observed control mean (and standard deviation), with the
+    decision rules' alpha and power (`analysis.power_proportion`, `analysis.power_mean`
+    and their MDE counterparts; the variants are Bonferroni-split as in planning, so this
+    approximates the Holm analysis).
     """
     from analysis import (
         SampleStats,
@@ -164,7 +210,10 @@ def _power(experiment: Experiment, analysed: ExperimentResults | None) -> dict[s
     if not isinstance(stats, SampleStats) or stats.n < 2:
         return None
     rules = result.settings.rules
-    planned = experiment.planned_units_per_variant
+    effect = experiment.minimum_detectable_effect
+    planned_effect = effect is not None
+    effect = effect if effect is not None else DecisionRules().minimum_effect
+    planned = None if shipped else experiment.planned_units_per_variant
     now = min(result.units.values())
     sizes = [n for n in (now, planned) if n]
     common = {"n_per_variant": sizes, "alpha": rules.alpha, "variants": len(result.units) - 1}
@@ -173,14 +222,14 @@ def _power(experiment: Experiment, analysed: ExperimentResults | None) -> dict[s
         if metric.type is MetricType.BINOMIAL and 0 < baseline < 1:
             mde = minimum_detectable_effect_proportion(baseline=baseline, power=rules.power,
                                                        **common)  # fmt: skip
-            power = power_proportion(baseline=baseline, effect=rules.minimum_effect,
-                                     relative=True, **common)  # fmt: skip
+            power = power_proportion(baseline=baseline, effect=effect, relative=True,
+                                     **common)  # fmt: skip
         elif metric.type in (MetricType.COUNT, MetricType.SUM) and baseline and stats.variance:
             std = math.sqrt(stats.variance)
             mde = minimum_detectable_effect_mean(std=std, baseline=baseline, power=rules.power,
                                                  **common)  # fmt: skip
-            power = power_mean(std=std, baseline=baseline, effect=rules.minimum_effect,
-                               relative=True, **common)  # fmt: skip
+            power = power_mean(std=std, baseline=baseline, effect=effect, relative=True,
+                               **common)  # fmt: skip
         else:
             return None
     except AbtestError:
@@ -189,8 +238,9 @@ def _power(experiment: Experiment, analysed: ExperimentResults | None) -> dict[s
               for n, r, p in zip(sizes, mde.relative, power, strict=True)]  # fmt: skip
     return {
         "metric": metric.name,
-        "baseline": baseline,
-        "minimum_effect": rules.minimum_effect,
+        "baseline": metric_unit(metric.name, metric.type.value).value(baseline),
+        "effect": effect,
+        "planned_effect": planned_effect,
         "target_power": rules.power,
         "alpha": rules.alpha,
         "now": points[0] if now else None,
@@ -209,9 +259,12 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         config_json=stored.experiment.to_json(),
         history=_history(history),
         progress=[Progress(v, n, planned) for v, n in row.units.items()],
-        power=_power(stored.experiment, analysed),
+        power=_power(stored.experiment, analysed, shipped=stored.experiment.winner is not None),
         results=data,
         figures=_figures(app, analysed),
+        metric_headers=() if data is None else metric_headers(data["settings"]["alpha"]),
+        metric_rows=[] if data is None else [metric_cells(m) for m in data["metrics"]],
+        shipped=_ship_entry(app, stored, history),
     )
 
 

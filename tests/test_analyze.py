@@ -251,6 +251,19 @@ def test_analyze_experiment_uses_the_definition():
     assert res.settings.planned_units_per_variant == 5000
 
 
+def test_analyze_experiment_powers_for_the_planned_effect():
+    """The verdict's sample-size check uses the experiment's minimum_detectable_effect."""
+    exposures, outcomes = synthetic(n=600, seed=5, variants=("v1", "v2"), experiment="rk")
+    config = {"key": "rk", "variants": [{"key": "v1", "weight": 1}, {"key": "v2", "weight": 1}],
+              "primary_metric": {"name": "purchase", "type": "binomial"}}  # fmt: skip
+    planned = Experiment.from_dict({**config, "minimum_detectable_effect": 0.02})
+    res = analyze_experiment(planned, exposures, outcomes)
+    assert res.settings.rules.minimum_effect == 0.02
+    assert any("to detect a 2% change" in r for r in res.decision.reasons), res.decision.reasons
+    default = analyze_experiment(Experiment.from_dict(config), exposures, outcomes)
+    assert default.settings.rules.minimum_effect == 0.05
+
+
 def _drop(column):
     return lambda e, o: (e.drop(columns=column), o)
 

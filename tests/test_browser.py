@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from abtest.auth import Role
+from abtest.events import parse_events
 from tests.conftest import simple_config
 
 pytestmark = pytest.mark.browser
@@ -88,6 +89,11 @@ def _running_experiment(store: Any) -> None:
     store.start_experiment("checkout-button", key_id="setup")
     for i in range(60):
         store.assign("checkout-button", f"user-{i}")
+    buyers = range(0, 60, 4)
+    store.record_events(
+        parse_events([{"event_id": f"e{i}", "unit_id": f"user-{i}", "metric": "purchase"}
+                      for i in buyers])
+    )  # fmt: skip
 
 
 def test_release_manager_ships_a_variant(page: Any, live_app: tuple[str, Any]) -> None:
@@ -113,9 +119,18 @@ def test_release_manager_ships_a_variant(page: Any, live_app: tuple[str, Any]) -
     assert page.inner_text("#status") == "running"
     page.click("#action-ship-treatment")
     assert "every unit gets 'treatment'" in page.inner_text("#confirm-description")
+    # 60 units are too few for a verdict to ship: the page says so and wants a reason.
+    assert "Current verdict: invalid" in page.inner_text("#confirm-verdict")
+    assert "too few units" in page.inner_text("#confirm-reasons")
+    confirm_url = page.url
+    page.click("#confirm-button")  # the empty required reason keeps the form from submitting
+    assert page.url == confirm_url
+    assert store.get_experiment("checkout-button").experiment.status.value == "running"
+    page.fill("#reason", "launch date agreed with legal")
     page.click("#confirm-button")
 
     page.wait_for_selector("#flash")
+    assert "Reason given: launch date agreed with legal" in page.inner_text("#ship-reason")
     assert page.inner_text("#status") == "shipped"
     assert page.inner_text("#winner") == "treatment"
     newest = page.locator("#history tbody tr").first
@@ -126,6 +141,7 @@ def test_release_manager_ships_a_variant(page: Any, live_app: tuple[str, Any]) -
     assert blocked == []
     assert store.get_experiment("checkout-button").experiment.winner == "treatment"
     assert store.history("checkout-button")[-1]["key_id"] == record.id
+    assert store.history("checkout-button")[-1]["reason"] == "launch date agreed with legal"
 
 
 def test_cross_site_form_cannot_ship(page: Any, live_app: tuple[str, Any]) -> None:

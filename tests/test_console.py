@@ -235,7 +235,7 @@ def test_actions_land_in_the_audit_trail(console: Console, api: Api) -> None:
     api.create_experiment(start=False)
     admin_id = _key_id(api, Role.ADMIN)
     steps = [("start", {}, "running"), ("stop", {}, "stopped"), ("start", {}, "running"),
-             ("ship", {"variant": "treatment"}, "shipped")]  # fmt: skip
+             ("ship", {"variant": "treatment", "reason": "owner's call"}, "shipped")]  # fmt: skip
     for action, fields, status in steps:
         response = console.act("exp", action, **fields)
         assert response.status_code == 303, response.get_data(as_text=True)
@@ -255,7 +255,7 @@ def test_actions_land_in_the_audit_trail(console: Console, api: Api) -> None:
 def test_api_sees_the_console_ship(console: Console, api: Api) -> None:
     """A variant shipped in the console is what the API serves to every unit."""
     api.create_experiment()
-    assert console.act("exp", "ship", variant="control").status_code == 303
+    assert console.act("exp", "ship", variant="control", reason="rollback").status_code == 303
     assert {api.assign("exp", f"u{i}")["variant"] for i in range(20)} == {"control"}
 
 
@@ -311,9 +311,9 @@ def test_bad_console_requests_are_html_4xx(
 def test_refused_action_is_explained(console: Console, api: Api) -> None:
     """Shipping an experiment that is already shipped is a 409 page with the reason."""
     api.create_experiment()
-    assert console.act("exp", "ship", variant="treatment").status_code == 303
+    assert console.act("exp", "ship", variant="treatment", reason="go").status_code == 303
     data = {"csrf_token": console.token(), "confirm": "exp", "version": "3",
-            "variant": "control"}  # fmt: skip
+            "variant": "control", "reason": "again"}  # fmt: skip
     response = console.client.post("/experiments/exp/ship", data=data)
     assert response.status_code == 409
     assert "cannot ship a shipped experiment" in response.get_data(as_text=True)
@@ -373,7 +373,8 @@ def test_pages_show_the_analysis(console: Console, api: Api) -> None:
     assert f'class="verdict-{verdict}"' in listing
     page = console.client.get("/experiments/exp").get_data(as_text=True)
     units = api.store.exposure_counts("exp").variants["control"]
-    assert f"{buyers['control'] / units:.4g}" in page[page.index('id="metrics"') :]
+    share = 100 * buyers["control"] / units
+    assert f'<td class="num">{share:.4g}%</td>' in page[page.index('id="metrics"') :]
     assert 'id="power"' in page and "at the plan of 500" in page
     assert 'id="reasons"' in page
     assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 3  # effect, cumulative, daily

@@ -12,6 +12,13 @@ from matplotlib.figure import Figure
 
 from analysis import analyze
 from analysis.report.figures import cumulative_figure, effect_figure, exposures_figure, figure_png
+from analysis.report.formatting import (
+    count,
+    effect_with_ci,
+    metric_headers,
+    metric_unit,
+    number,
+)
 from analysis.report.html import render_html, write_report
 from tests.test_analyze import synthetic
 
@@ -85,3 +92,62 @@ def test_cumulative_figure_with_a_window_says_which_units_each_day_holds(result)
     windowed = analyze(*data, metrics=["purchase:binomial"], attribution_window=timedelta(hours=48))
     assert "units whose 48 h window closed" in cumulative_figure(windowed).axes[0].get_title()
     assert "window" not in cumulative_figure(result).axes[0].get_title()
+
+
+@pytest.mark.parametrize(
+    ("value", "digits", "text"),
+    [(130_016, 4, "130,016"), (130_016.4, 4, "130,016"), (1_234.5, 4, "1,234"),
+     (0.042134, 4, "0.04213"), (12.3456, 4, "12.35"), (0.5, 3, "0.5"), (1.0, 3, "1"),
+     (7.56e-05, 3, "7.56e-05"), (9_999.6, 4, "10,000"), (-0.0123, 3, "-0.0123"), (0, 4, "0"),
+     (None, 4, "–"), (float("nan"), 4, "–"), (float("inf"), 4, "–")],
+)  # fmt: skip
+def test_numbers_have_separators_and_significant_digits(value, digits, text):
+    """One formatter for the report and the console: separators, no needless exponent."""
+    assert number(value, digits) == text
+
+
+def test_counts_have_separators():
+    """Counts read 130,016, never 130016."""
+    assert (count(130_016), count(7), count(None)) == ("130,016", "7", "–")
+
+
+@pytest.mark.parametrize(
+    ("estimate", "ci", "scale", "unit", "text"),
+    [(0.0035, [0.001, 0.006], 100, " pp", "+0.35 pp [+0.10 pp, +0.60 pp]"),
+     (0.0831, [0.024, 0.1422], 100, "%", "+8.3% [+2.4%, +14.2%]"),
+     (3.21, [1.04, 5.38], 1, " ms", "+3.2 ms [+1.0 ms, +5.4 ms]"),
+     (-1_234.5, [-2_500.0, 31.0], 1, "", "-1,234 [-2,500, +31]"),
+     (1.5, [None, 2.0], 1, "", "+1.500 [–, +2.000]"),
+     (None, [0.1, 0.2], 1, "", "–")],
+)  # fmt: skip
+def test_an_effect_and_its_ci_share_one_unit_and_precision(estimate, ci, scale, unit, text):
+    """The CI's half-width sets the decimals (two significant digits); each number has the unit."""
+    assert effect_with_ci(estimate, ci, scale=scale, unit=unit) == text
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind", "value", "effect_unit"),
+    [("purchase", "binomial", "4.213%", " pp"), ("latency_ms:p95", "quantile", "0.04213 ms", " ms"),
+     ("load_s", "sum", "0.04213 s", " s"), ("revenue", "sum", "0.04213", ""),
+     ("clicks/searches", "ratio", "0.04213", "")],
+)  # fmt: skip
+def test_metric_units_come_from_the_type_or_the_name(metric, kind, value, effect_unit):
+    """Binomial values are shares (%) with effects in pp; *_ms and *_s names carry ms and s."""
+    unit = metric_unit(metric, kind)
+    assert (unit.value(0.042134), unit.effect_unit) == (value, effect_unit)
+
+
+def test_metrics_table_labels_units_and_keeps_each_ci_with_its_effect(result):
+    """Headers say abs./rel. and the CI level; absolute cells are in pp, relative ones in %."""
+    text = render_html(result)
+    table = text[text.index('<table id="metrics">') : text.index("</table>", text.index("Metrics"))]
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    assert headers == [html.escape(h) for h in metric_headers(0.05)]
+    assert "Abs. effect, variant − control [95% CI]" in headers
+    assert "Rel. effect, % of control [95% CI]" in headers
+    purchase = re.findall(r"<td>(.*?)</td>", table[table.index("purchase") :])
+    absolute, relative = purchase[4], purchase[5]
+    assert re.fullmatch(r"[+-][\d.]+ pp \[[+-][\d.]+ pp, [+-][\d.]+ pp\]", absolute), absolute
+    assert re.fullmatch(r"[+-][\d.]+% \[[+-][\d.]+%, [+-][\d.]+%\]", relative), relative
+    srm_units = re.findall(r"<tr><td>[^<]*</td><td>([\d,]+)</td>", text)
+    assert srm_units and all("," in n for n in srm_units)  # about 1,500 per variant

@@ -114,8 +114,8 @@ def decide(
     for variant in [control, *treatments]:
         if units.get(variant, 0) < rules.min_units_per_variant:
             invalid.append(
-                f"too few units: '{variant}' has {units.get(variant, 0)} "
-                f"(< {rules.min_units_per_variant})"
+                f"too few units: '{variant}' has {units.get(variant, 0):,} "
+                f"(< {rules.min_units_per_variant:,})"
             )
     primary_rows = [r for r in rows if r.metric == primary]
     invalid += [f"{r.metric} ({r.variant}): {r.error}" for r in primary_rows if r.error]
@@ -159,7 +159,7 @@ def decide(
         elif not plan_reached and not sequential_ok:
             assert row.sequential is not None
             waiting.append(
-                f"planned sample of {planned_units_per_variant} per variant not reached and "
+                f"planned sample of {planned_units_per_variant:,} per variant not reached and "
                 f"the always-valid p-value ({row.sequential.p_value:.3g}) is above alpha"
             )
         else:
@@ -282,13 +282,13 @@ def _extra_days(
         needed_total = max(needed_total, float(size.total_n))
     if needed_total > current:
         notes.append(
-            f"underpowered: {current} units, about {int(needed_total)} needed to detect a "
+            f"underpowered: {current:,} units, about {int(needed_total):,} needed to detect a "
             f"{rules.minimum_effect:.0%} change with power {rules.power:.0%}"
         )
     if planned is not None:
         planned_total = planned * len(units)
         if planned_total > current:
-            notes.append(f"planned {planned} units per variant, have {min(units.values())}")
+            notes.append(f"planned {planned:,} units per variant, have {min(units.values()):,}")
         needed_total = max(needed_total, planned_total)
     if needed_total <= current or daily <= 0:
         return None

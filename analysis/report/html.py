@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
 from analysis.decision.result import AnalysisResult
 from analysis.decision.rules import Verdict
 from analysis.report.figures import cumulative_figure, effect_figure, exposures_figure, figure_png
-
-if TYPE_CHECKING:
-    pass
+from analysis.report.formatting import count, metric_cells, metric_headers, number, p_value
 
 _VERDICT_COLOURS = {
     Verdict.SHIP: "#1a7f37",
@@ -29,17 +25,6 @@ _VERDICT_COLOURS = {
     Verdict.ROLL_BACK: "#cf222e",
     Verdict.INVALID: "#8250df",
 }
-
-
-def _fmt(value: float | None, spec: str = ".4g") -> str:
-    return "–" if value is None or not math.isfinite(value) else format(value, spec)
-
-
-def _ci(ci: list[float | None] | None, scale: float = 1.0, spec: str = ".4g") -> str:
-    if not ci:
-        return "–"
-    lo, hi = ((None if v is None else v * scale) for v in ci)
-    return f"[{_fmt(lo, spec)}, {_fmt(hi, spec)}]"
 
 
 def _img(figure: Figure, alt: str) -> str:
@@ -58,25 +43,17 @@ def render_html(result: AnalysisResult) -> str:
     warnings = "".join(f'<li class="warn">{e(w)}</li>' for w in d.warnings)
     srm = result.srm
     srm_rows = "".join(
-        f"<tr><td>{e(v)}</td><td>{result.units.get(v, 0)}</td>"
-        f"<td>{_fmt(srm.expected.get(v), '.1f')}</td></tr>"
+        f"<tr><td>{e(v)}</td><td>{count(result.units.get(v, 0))}</td>"
+        f"<td>{number(srm.expected.get(v), 6)}</td></tr>"
         for v in srm.expected
     )
+    headers = "".join(f"<th>{e(h)}</th>" for h in metric_headers(result.settings.alpha))
     metric_rows = []
     for row in result.rows:
-        data = row.to_dict()
-        metric_rows.append(
-            "<tr>" + "".join(f"<td>{cell}</td>" for cell in (
-                e(row.metric), e(row.type.value), e(row.role), e(row.variant),
-                f"{row.n_control} / {row.n_variant}", _fmt(row.control_mean),
-                _fmt(row.variant_mean), _fmt(row.absolute_effect),
-                _ci(data["absolute_ci"]),
-                _fmt(None if row.relative_effect is None else 100 * row.relative_effect, ".2f"),
-                _ci(data["relative_ci"], 100, ".2f"), _fmt(row.p_value, ".3g"),
-                _fmt(row.adjusted_p_value, ".3g"), "yes" if row.significant else "no",
-                e(row.error or ""),
-            )) + "</tr>"
-        )  # fmt: skip
+        cells = metric_cells(row.to_dict())
+        first = f"{e(cells.metric)}<br><small>{e(cells.detail)}</small>"
+        rest = "".join(f"<td>{e(cell)}</td>" for cell in cells.cells()[1:])
+        metric_rows.append(f"<tr><td>{first}</td>{rest}</tr>")
     figures = [_img(effect_figure(result), "effects with confidence intervals"),
                _img(cumulative_figure(result), "cumulative effect over time"),
                _img(exposures_figure(result), "units exposed per day")]  # fmt: skip
@@ -98,14 +75,12 @@ img {{ max-width: 100%; display: block; margin: 1rem 0; }}
 <div>experiment <b>{e(result.experiment)}</b> · control <b>{e(result.control)}</b></div></div>
 <h2>Why</h2><ul>{reasons}{warnings}</ul>
 <h2>Sample ratio</h2>
-<p>SRM {"ok" if srm.ok else "<b>MISMATCH</b>"}: p = {_fmt(srm.p_value, ".3g")}
-(threshold {srm.threshold}); {result.excluded_units} crossover unit(s) excluded
+<p id="srm">SRM {"ok" if srm.ok else "<b>MISMATCH</b>"}: p = {p_value(srm.p_value)}
+(threshold {srm.threshold}); {count(result.excluded_units)} crossover unit(s) excluded
 ({result.crossover_share:.2%}).</p>
-<table><tr><th>variant</th><th>units</th><th>expected</th></tr>{srm_rows}</table>
+<table><tr><th>variant</th><th>units</th><th>expected units</th></tr>{srm_rows}</table>
 <h2>Metrics</h2>
-<table><tr><th>metric</th><th>type</th><th>role</th><th>variant</th><th>n (c / v)</th>
-<th>control</th><th>variant</th><th>abs. effect</th><th>abs. CI</th><th>rel. effect %</th>
-<th>rel. CI %</th><th>p</th><th>adj. p</th><th>significant</th><th>note</th></tr>
+<table id="metrics"><tr>{headers}</tr>
 {"".join(metric_rows)}</table>
 {"".join(figures)}
 <p><small>alpha {result.settings.alpha}, correction {e(result.settings.correction)};
