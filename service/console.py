@@ -52,7 +52,7 @@ from abtest import keys
 from abtest.auth import ApiKey, Role
 from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
 from abtest.experiment import Status
-from abtest.store import Store, StoredExperiment
+from abtest.store import MAX_REASON_LENGTH, Store, StoredExperiment
 from analysis.report import formatting
 from service import console_pages
 from service.extension import abtest
@@ -316,7 +316,8 @@ def act(key: str, action: str) -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("confirm.html", stored=stored, action=action, variant=variant,
                                description=_describe(stored, action, variant),
-                               verdict=verdict, note=note, against=against)  # fmt: skip
+                               verdict=verdict, note=note, against=against,
+                               max_reason_length=MAX_REASON_LENGTH)  # fmt: skip
     if request.form.get("confirm") != key:
         raise InvalidInput("not confirmed: use the confirmation page", "confirm")
     if request.form.get("version") != str(stored.version):

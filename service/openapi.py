@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from abtest import __version__
 from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
-from abtest.store import MAX_BATCH_ASSIGNMENTS
+from abtest.store import MAX_BATCH_ASSIGNMENTS, MAX_REASON_LENGTH
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _ANY: Final[dict[str, Any]] = {"type": "object"}
@@ -158,7 +158,9 @@ def spec() -> dict[str, Any]:
             "/v1/experiments/{key}/ship": {
                 "post": _op("Ship a variant to everyone", "admin", parameters=by_key,
                             body={"type": "object", "required": ["variant"],
-                                  "properties": {"variant": {"type": "string"}}})
+                                  "properties": {"variant": {"type": "string"},
+                                                 "reason": {"type": "string",
+                                                            "maxLength": MAX_REASON_LENGTH}}})
             },
             "/v1/experiments/{key}/history": {
                 "get": _op("Every version with time, key id and diff", "admin", parameters=by_key)

@@ -127,6 +127,8 @@ def test_power_line_uses_the_planned_effect_and_formats_numbers(console: Console
     assert f"at the plan of 130,016 units per variant {percent(float(expected[1]), 2)}" in power
     text = _visible(page)
     assert "130,016" in text and "130016" not in text
+    # No count of five digits or more without separators anywhere (reasons included).
+    assert re.findall(r"(?<![\w.,:-])\d{5,}(?![\w])", text) == []
     assert any("planned 130,016 units per variant" in r for r in results["decision"]["reasons"])
 
 

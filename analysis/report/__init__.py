@@ -1,1 +1,2 @@
-"""The release manager's report: figures and one self-contained HTML file."""
+"""The release manager's report: figures, one self-contained HTML file, and the number
+formatting it shares with the web console."""
