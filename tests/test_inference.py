@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
@@ -22,6 +23,7 @@ from abtest.errors import InvalidInput
 from analysis import (
     PairedStats,
     SampleStats,
+    effect_from_means,
     mean_difference,
     non_inferiority,
     proportion_difference,
@@ -125,7 +127,7 @@ def test_pooled_z_matches_statsmodels_proportions_ztest(x_c, n_c, x_v, n_v, alte
     assert ours.p_value == pytest.approx(p, rel=1e-9)
 
 
-def test_relative_effect_uses_delta_method():
+def test_relative_se_is_the_delta_method_se():
     """The relative SE is the first-order delta-method SE of the ratio of means."""
     c, v = _arms(8)
     eff = mean_difference(control=SampleStats.from_values(c), variant=SampleStats.from_values(v))
@@ -134,8 +136,132 @@ def test_relative_effect_uses_delta_method():
     expected_se = math.sqrt(var_v / m_c**2 + m_v**2 * var_c / m_c**4)
     assert eff.relative_effect == pytest.approx(m_v / m_c - 1, rel=1e-12)
     assert eff.relative_se == pytest.approx(expected_se, rel=1e-12)
+
+
+def _scaled_ztest(v: np.ndarray, c: np.ndarray, ratio: float, alternative: str) -> float:
+    """statsmodels' Welch z-test p-value of mean(v) = ratio * mean(c)."""
+    cm = CompareMeans(DescrStatsW(v), DescrStatsW(ratio * c))
+    return float(cm.ztest_ind(alternative=SM_ALT[alternative], usevar="unequal")[1])
+
+
+@pytest.mark.parametrize("level", [0.8, 0.95, 0.99])
+@pytest.mark.parametrize("seed", [8, 14])
+def test_relative_ci_is_fieller_inverting_statsmodels_ztest(seed, level):
+    """At each end of the relative CI, statsmodels' z-test of variant = (1 + end) * control
+    has p = 1 - level: the interval is the test inverted (Fieller), not estimate ± z·SE."""
+    c, v = _arms(seed, n_c=300, n_v=280)
+    eff = mean_difference(
+        control=SampleStats.from_values(c), variant=SampleStats.from_values(v), level=level
+    )
     lo, hi = eff.relative_ci
-    assert (lo + hi) / 2 == pytest.approx(eff.relative_effect, rel=1e-12)
+    for end in (lo, hi):
+        assert _scaled_ztest(v, c, 1 + end, "two-sided") == pytest.approx(1 - level, rel=1e-7)
+    wald = (
+        eff.relative_effect - 1.96 * eff.relative_se,
+        eff.relative_effect + 1.96 * eff.relative_se,
+    )
+    assert (lo, hi) != pytest.approx(wald, rel=1e-3)  # really a different interval
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_one_sided_relative_ci_inverts_the_one_sided_ztest(alternative):
+    """A one-sided relative CI's finite end is where the one-sided z-test has p = 0.05."""
+    c, v = _arms(15, n_c=300, n_v=280)
+    eff = mean_difference(
+        control=SampleStats.from_values(c), variant=SampleStats.from_values(v),
+        alternative=alternative,
+    )  # fmt: skip
+    lo, hi = eff.relative_ci
+    end = lo if alternative == "greater" else hi
+    assert (hi if alternative == "greater" else lo) == pytest.approx(
+        math.inf if alternative == "greater" else -math.inf
+    )
+    assert _scaled_ztest(v, c, 1 + end, alternative) == pytest.approx(0.05, rel=1e-7)
+
+
+def test_relative_ci_matches_fiellers_textbook_formula():
+    """The stable-quadratic bounds equal Fieller's g-form (independent arms, 1954)."""
+    m_c, se_c, m_v, se_v, z = 4.0, 0.9, 5.0, 1.3, 1.959963984540054
+    eff = effect_from_means(
+        kind="mean", n_control=100, n_variant=100, control_mean=m_c, control_var=se_c**2,
+        variant_mean=m_v, variant_var=se_v**2,
+    )  # fmt: skip
+    g = z**2 * se_c**2 / m_c**2
+    r = m_v / m_c
+    half = z / m_c * math.sqrt(se_v**2 * (1 - g) + r**2 * se_c**2)
+    assert eff.relative_ci == pytest.approx(((r - half) / (1 - g) - 1, (r + half) / (1 - g) - 1))
+
+
+def test_relative_ci_with_a_negative_control_mean_is_one_minus_the_ratio_interval():
+    """For a negative control mean the relative effect is 1 - ratio, and so is its CI."""
+    rng = np.random.default_rng(16)
+    c, v = rng.normal(-10, 4, 400), rng.normal(-8, 4, 400)
+    eff = mean_difference(control=SampleStats.from_values(c), variant=SampleStats.from_values(v))
+    lo, hi = eff.relative_ci
+    assert lo < eff.relative_effect < hi
+    assert eff.relative_effect == pytest.approx(0.2, abs=0.05)
+    for end in (lo, hi):
+        assert _scaled_ztest(v, c, 1 - end, "two-sided") == pytest.approx(0.05, rel=1e-7)
+
+
+@given(c=unit_values, v=unit_values)
+def test_relative_ci_of_swapped_arms_is_the_inverted_ratio(c, v):
+    """Fieller's set is closed under inversion: swapping arms maps the ratio's CI [a, b]
+    to [1/b, 1/a] (the delta method's is not)."""
+    sc = SampleStats.from_values(np.abs(np.array(c)) + 1.0)
+    sv = SampleStats.from_values(np.abs(np.array(v)) + 1.0)
+    forward = mean_difference(control=sc, variant=sv).relative_ci
+    backward = mean_difference(control=sv, variant=sc).relative_ci
+    assert (forward is None) == (backward is None)
+    if forward is not None and backward is not None:
+        assert 1 + backward[0] == pytest.approx(1 / (1 + forward[1]), rel=1e-9)
+        assert 1 + backward[1] == pytest.approx(1 / (1 + forward[0]), rel=1e-9)
+
+
+def test_relative_ci_refused_with_too_few_non_zero_control_units():
+    """Three buyers in 2,000 control units: a relative effect, but no relative CI, and the
+    reason says why (Fieller's interval would be unbounded)."""
+    c = SampleStats.from_values(np.r_[np.zeros(1997), 40.0, 55.0, 300.0])
+    v = SampleStats.from_values(np.r_[np.zeros(1960), np.full(40, 50.0)])
+    eff = mean_difference(control=c, variant=v)
+    assert eff.relative_effect is not None
+    assert eff.relative_ci is None
+    assert "control mean is within 1.96 standard errors of 0" in eff.relative_reason
+    assert "too few non-zero units" in eff.relative_reason
+    assert eff.to_dict()["relative_reason"] == eff.relative_reason
+
+
+def test_relative_ci_refused_when_the_variant_has_no_conversions():
+    """No conversion in the variant gives a zero variance; rather than a [-100 %, -100 %]
+    interval, the relative CI is refused naming the variant."""
+    eff = proportion_difference(control=SampleStats(2000, 40, 40), variant=SampleStats(2000, 0, 0))
+    assert eff.relative_effect == pytest.approx(-1.0)
+    assert eff.relative_ci is None
+    assert "variant mean is within" in eff.relative_reason
+    assert eff.absolute_ci[0] < eff.absolute_ci[1]  # the absolute CI is still there
+
+
+@given(
+    values=st.lists(st.floats(min_value=0.01, max_value=1e6), min_size=1, max_size=3),
+    zeros=st.integers(min_value=8, max_value=5000),
+)
+def test_three_or_fewer_non_zero_units_never_get_a_95_percent_relative_ci(values, zeros):
+    """(n - 1) k / (n - k) < 1.96² for k <= 3 and n >= 11: refused, in either arm."""
+    few = SampleStats.from_values(np.r_[np.zeros(zeros), values])
+    many = SampleStats.from_values(np.r_[np.zeros(zeros), np.full(30, 10.0)])
+    assert mean_difference(control=few, variant=many).relative_ci is None
+    assert mean_difference(control=many, variant=few).relative_ci is None
+
+
+def test_bias_corrected_relative_effect_divides_by_one_plus_the_control_cv_squared():
+    """relative_effect_corrected = (m_v / m_c) / (1 + se_c² / m_c²) - 1."""
+    eff = effect_from_means(
+        kind="mean", n_control=10, n_variant=10, control_mean=4.0, control_var=0.8,
+        variant_mean=5.0, variant_var=1.0,
+    )  # fmt: skip
+    assert eff.relative_effect == pytest.approx(0.25)
+    assert eff.relative_effect_corrected == pytest.approx(1.25 / (1 + 0.8 / 16) - 1)
+    assert eff.to_dict()["relative_effect_corrected"] == eff.relative_effect_corrected
 
 
 def test_relative_effect_against_negative_control_keeps_direction():
@@ -235,6 +361,45 @@ def test_non_inferiority_flags_real_harm():
     assert not bad.non_inferior
     assert ok.non_inferior
     assert json.dumps(ok.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+@pytest.mark.parametrize(("margin", "shift"), [(0.05, 0.0), (0.05, -0.1), (0.2, 0.1)])
+def test_relative_non_inferiority_is_statsmodels_ztest_against_the_scaled_control(
+    higher_is_better, margin, shift
+):
+    """A relative margin m tests mean(v) = (1 -+ m) mean(c): statsmodels' one-sided z-test
+    on the scaled control data gives the same statistic and p, and the bound is Fieller's,
+    on the safe side of the margin exactly when p < alpha."""
+    c, v = _arms(17, n_c=500, n_v=500, shift=shift)
+    eff = mean_difference(control=SampleStats.from_values(c), variant=SampleStats.from_values(v))
+    ours = non_inferiority(eff, margin=margin, higher_is_better=higher_is_better, relative=True)
+    ratio, alt = (1 - margin, "larger") if higher_is_better else (1 + margin, "smaller")
+    z, p = CompareMeans(DescrStatsW(v), DescrStatsW(ratio * c)).ztest_ind(
+        alternative=alt, usevar="unequal"
+    )
+    assert ours.statistic == pytest.approx(z, rel=1e-9)
+    assert ours.p_value == pytest.approx(p, rel=1e-9)
+    assert ours.estimate == eff.relative_effect
+    side = "greater" if higher_is_better else "less"
+    one_sided = mean_difference(
+        control=SampleStats.from_values(c), variant=SampleStats.from_values(v), alternative=side
+    ).relative_ci
+    assert ours.bound == pytest.approx(one_sided[0] if higher_is_better else one_sided[1])
+    assert ours.confidence_interval() == pytest.approx(one_sided)
+    safe = ours.bound > -margin if higher_is_better else ours.bound < margin
+    assert safe == ours.non_inferior == (p < 0.05)
+
+
+def test_relative_non_inferiority_refused_when_the_control_mean_may_be_zero():
+    """With two buyers in control, no relative margin can be tested: InvalidInput naming
+    the reason, which the analysis shows in the guardrail's row."""
+    c = SampleStats.from_values(np.r_[np.zeros(998), 30.0, 80.0])
+    v = SampleStats.from_values(np.r_[np.zeros(990), np.full(10, 50.0)])
+    with pytest.raises(InvalidInput) as info:
+        non_inferiority(mean_difference(control=c, variant=v), margin=0.05, relative=True)
+    assert info.value.field == "relative"
+    assert "no trustworthy relative test: the control mean is within 1.64" in info.value.message
 
 
 S, P = SampleStats, PairedStats

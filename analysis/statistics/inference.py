@@ -15,10 +15,19 @@ from typing import Literal
 from abtest.errors import InvalidInput
 from analysis.statistics.aggregates import PairedStats, SampleStats
 from analysis.statistics.noninferiority import NonInferiority, non_inferiority
-from analysis.statistics.results import ALTERNATIVES, Effect, p_value, z_statistic
-
-ZERO_CONTROL_REASON = "control mean is 0: a relative effect is undefined"
-TINY_CONTROL_REASON = "control mean is too close to 0 for a finite relative effect"
+from analysis.statistics.relative import (
+    TINY_CONTROL_REASON,
+    ZERO_CONTROL_REASON,
+    relative_effect,
+    relative_refusal,
+)
+from analysis.statistics.results import (
+    ALTERNATIVES,
+    Effect,
+    critical_value,
+    p_value,
+    z_statistic,
+)
 
 
 def check_common(*, alternative: str, level: float) -> None:
@@ -35,48 +44,6 @@ def check_common(*, alternative: str, level: float) -> None:
 def _check_n(n: int, field: str, minimum: int = 2) -> None:
     if n < minimum:
         raise InvalidInput(f"needs at least {minimum} units, got {n}", field=field)
-
-
-def relative_effect(
-    *, control_mean: float, control_var: float, variant_mean: float, variant_var: float
-) -> tuple[float | None, float | None, str | None]:
-    """Relative effect ``(m_v - m_c) / |m_c|`` and its delta-method standard error.
-
-    Parameters
-    ----------
-    control_mean, variant_mean : float
-        The two arm estimates (means, proportions or ratios).
-    control_var, variant_var : float
-        Variances of those estimates (squared standard errors), arms independent.
-
-    Returns
-    -------
-    tuple
-        ``(relative_effect, relative_se, reason)``; the first two are None and ``reason``
-        says why when the control mean is 0.
-
-    Notes
-    -----
-    ``Var(m_v / m_c) ≈ var_v / m_c² + m_v² var_c / m_c⁴`` (first-order Taylor expansion of
-    the ratio of two independent means).  Dividing by ``|m_c|`` keeps the sign of the
-    effect meaningful for a negative control mean; the variance is unchanged.
-
-    References
-    ----------
-    Deng, Knoblich & Lu (2018), "Applying the Delta Method in Metric Analytics", KDD.
-    GrowthBook gbstats ``frequentist_variance(..., relative=True)``.
-    """
-    if control_mean == 0 or not math.isfinite(control_mean):
-        return None, None, ZERO_CONTROL_REASON
-    # Written as sqrt(var_v + r² var_c) / |m_c| so that tiny control means do not
-    # underflow m_c⁴ to 0.
-    scale = abs(control_mean)
-    ratio = variant_mean / control_mean
-    rel = (variant_mean - control_mean) / scale
-    se = math.sqrt(max(variant_var + ratio * ratio * control_var, 0.0)) / scale
-    if not (math.isfinite(rel) and math.isfinite(se)):
-        return None, None, TINY_CONTROL_REASON
-    return rel, se, None
 
 
 def effect_from_means(
@@ -115,12 +82,15 @@ def effect_from_means(
     -------
     Effect
         Absolute effect ``variant - control`` with SE ``sqrt(var_c + var_v)``, its z (or t)
-        statistic and p-value, and the delta-method relative effect.
+        statistic and p-value; the relative effect with its delta-method SE and Fieller's
+        interval, or the reason why that interval cannot be trusted at ``level``
+        (`analysis.statistics.relative`).
 
     References
     ----------
     Welch (1947), "The generalization of 'Student's' problem when several different
     population variances are involved", Biometrika 34.
+    Fieller (1954), "Some problems in interval estimation", JRSS B 16(2).
     """
     check_common(alternative=alternative, level=level)
     diff = variant_mean - control_mean
@@ -132,6 +102,16 @@ def effect_from_means(
         variant_mean=variant_mean,
         variant_var=variant_var,
     )
+    control_se = math.sqrt(max(control_var, 0.0))
+    variant_se = math.sqrt(max(variant_var, 0.0))
+    if reason is None:
+        reason = relative_refusal(
+            control_mean=control_mean,
+            control_se=control_se,
+            variant_mean=variant_mean,
+            variant_se=variant_se,
+            critical=critical_value(level, alternative, df),
+        )
     return Effect(
         kind=kind,
         n_control=n_control,
@@ -148,6 +128,8 @@ def effect_from_means(
         alternative=alternative,
         level=level,
         df=df,
+        control_se=control_se,
+        variant_se=variant_se,
     )
 
 
@@ -350,6 +332,8 @@ def ratio_difference(
 
 
 __all__ = [
+    "TINY_CONTROL_REASON",
+    "ZERO_CONTROL_REASON",
     "NonInferiority",
     "effect_from_means",
     "mean_difference",
