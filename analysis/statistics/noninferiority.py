@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from abtest.errors import InvalidInput
+from analysis.statistics.relative import (
+    TINY_CONTROL_REASON,
+    fieller_relative_bounds,
+    fieller_statistic,
+    relative_refusal,
+)
 from analysis.statistics.results import (
     Effect,
     Interval,
@@ -21,7 +27,12 @@ from analysis.statistics.results import (
 
 @dataclass(frozen=True)
 class NonInferiority:
-    """Guardrail test: is the variant no worse than control by more than ``margin``?"""
+    """Guardrail test: is the variant no worse than control by more than ``margin``?
+
+    For a relative margin, ``se`` is the relative effect's SE under the null (Fieller's
+    test) and ``arms`` holds ``(control_mean, control_se, variant_mean, variant_se)``, from
+    which ``confidence_interval`` recomputes Fieller's bound at any level.
+    """
 
     estimate: float
     se: float
@@ -33,6 +44,7 @@ class NonInferiority:
     p_value: float
     bound: float
     non_inferior: bool
+    arms: tuple[float, float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -52,6 +64,13 @@ class NonInferiority:
     def confidence_interval(self, level: float | None = None) -> Interval:
         """One-sided interval bounding the harm (level defaults to ``1 - alpha``)."""
         c = _critical_value(1 - self.alpha if level is None else level, "greater", None)
+        if self.arms is not None:
+            m_c, se_c, m_v, se_v = self.arms
+            bounds = fieller_relative_bounds(
+                control_mean=m_c, control_se=se_c, variant_mean=m_v, variant_se=se_v, critical=c
+            )
+            lower, upper = bounds or (-math.inf, math.inf)
+            return (lower, math.inf) if self.higher_is_better else (-math.inf, upper)
         if self.higher_is_better:
             return (self.estimate - c * self.se, math.inf)
         return (-math.inf, self.estimate + c * self.se)
@@ -93,13 +112,26 @@ def non_inferiority(
     Raises
     ------
     InvalidInput
-        A margin <= 0, alpha outside (0, 1), or a relative test without a relative effect.
+        A margin <= 0, alpha outside (0, 1), or a relative test without a relative effect
+        or whose control mean lies within the one-sided critical value's SEs of 0.
+
+    Notes
+    -----
+    A relative margin is tested as ``μ_v - λ μ_c`` against 0 with ``λ = 1 - margin``
+    (``1 + margin`` when lower is better), i.e. with the SE evaluated at the margin, and
+    ``bound`` is Fieller's one-sided bound, so the two always agree.  The delta method's
+    Wald test, used before, was anti-conservative for heavy-tailed lower-is-better metrics:
+    a revenue-like guardrail (8 % buyers, lognormal(3, 1.5) spend) harmed by exactly its
+    5 % margin passed in 11.6 % of experiments at 2,000 units per arm and 7.5 % at 10,000,
+    where Fieller's test passes 4.8 % (`tests/test_simulation_relative.py`).  An `Effect`
+    without arm SEs falls back to the Wald test.
 
     References
     ----------
     Wellek (2010), Testing Statistical Hypotheses of Equivalence and Noninferiority, §2;
     agrees with ``statsmodels CompareMeans.ztest_ind(value=-margin, alternative="larger",
     usevar="unequal")``.
+    Hauschke, Kieser & Hothorn (1999), Biometrical Journal 41(3): the ratio test.
     """
     if not margin > 0:
         raise InvalidInput(f"margin must be > 0, got {margin}", field="margin")
@@ -108,6 +140,14 @@ def non_inferiority(
     if relative:
         if effect.relative_effect is None or effect.relative_se is None:
             raise InvalidInput(effect.relative_reason or "no relative effect", field="relative")
+        if effect.control_se is not None and effect.variant_se is not None:
+            return _fieller_non_inferiority(
+                effect,
+                (effect.control_mean, effect.control_se, effect.variant_mean, effect.variant_se),
+                margin=margin,
+                higher_is_better=higher_is_better,
+                alpha=alpha,
+            )
         estimate, se = effect.relative_effect, effect.relative_se
     else:
         estimate, se = effect.absolute_effect, effect.absolute_se
@@ -130,6 +170,40 @@ def non_inferiority(
         p_value=p,
         bound=bound,
         non_inferior=bool(p < alpha),
+    )
+
+
+def _fieller_non_inferiority(
+    effect: Effect,
+    arms: tuple[float, float, float, float],
+    *,
+    margin: float,
+    higher_is_better: bool,
+    alpha: float,
+) -> NonInferiority:
+    m_c, se_c, m_v, se_v = arms
+    c = _critical_value(1 - alpha, "greater", None)
+    given = {"control_mean": m_c, "control_se": se_c, "variant_mean": m_v, "variant_se": se_v}
+    bounds = fieller_relative_bounds(**given, critical=c)
+    if bounds is None:
+        reason = relative_refusal(**given, critical=c, what="relative test")
+        raise InvalidInput(reason or TINY_CONTROL_REASON, field="relative")
+    null = -margin if higher_is_better else margin
+    stat, se = fieller_statistic(**given, null=null)
+    p = p_value(stat, "greater" if higher_is_better else "less", None)
+    assert effect.relative_effect is not None
+    return NonInferiority(
+        estimate=effect.relative_effect,
+        se=se,
+        margin=margin,
+        relative=True,
+        higher_is_better=higher_is_better,
+        alpha=alpha,
+        statistic=stat,
+        p_value=p,
+        bound=bounds[0] if higher_is_better else bounds[1],
+        non_inferior=bool(p < alpha),
+        arms=arms,
     )
 
 
