@@ -71,6 +71,7 @@ class MetricRow:
             "absolute_ci": None if e is None else json_interval(e.absolute_ci),
             "relative_effect": None if e is None else json_float(e.relative_effect),
             "relative_ci": None if e is None else json_interval(e.relative_ci),
+            "relative_reason": None if e is None else e.relative_reason,
             "p_value": json_float(self.p_value),
             "adjusted_p_value": json_float(self.adjusted_p_value),
             "significant": self.significant,

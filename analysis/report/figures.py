@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +48,8 @@ def effect_figure(result: AnalysisResult) -> Figure:
         assert row.effect is not None
         rel, ci = row.effect.relative_effect, row.effect.relative_ci
         if rel is None or ci is None:
-            ax.text(0, i, "no relative effect (control mean 0)", va="center", fontsize=8)
+            reason = textwrap.fill(row.effect.relative_reason or "no relative effect", 70)
+            ax.text(0.01, i, reason, va="center", fontsize=8, transform=ax.get_yaxis_transform())
             continue
         lo, hi = (100 * v if math.isfinite(v) else np.nan for v in ci)
         ax.errorbar(100 * rel, i, xerr=[[100 * rel - lo], [hi - 100 * rel]], fmt="o",
