@@ -18,6 +18,7 @@ from analysis.statistics.noninferiority import NonInferiority, non_inferiority
 from analysis.statistics.relative import (
     TINY_CONTROL_REASON,
     ZERO_CONTROL_REASON,
+    ArmEstimates,
     relative_effect,
     relative_refusal,
 )
@@ -106,10 +107,7 @@ def effect_from_means(
     variant_se = math.sqrt(max(variant_var, 0.0))
     if reason is None:
         reason = relative_refusal(
-            control_mean=control_mean,
-            control_se=control_se,
-            variant_mean=variant_mean,
-            variant_se=variant_se,
+            ArmEstimates(control_mean, control_se, variant_mean, variant_se),
             critical=critical_value(level, alternative, df),
         )
     return Effect(

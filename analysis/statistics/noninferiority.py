@@ -9,6 +9,7 @@ from typing import Any
 from abtest.errors import InvalidInput
 from analysis.statistics.relative import (
     TINY_CONTROL_REASON,
+    ArmEstimates,
     fieller_relative_bounds,
     fieller_statistic,
     relative_refusal,
@@ -30,8 +31,8 @@ class NonInferiority:
     """Guardrail test: is the variant no worse than control by more than ``margin``?
 
     For a relative margin, ``se`` is the relative effect's SE under the null (Fieller's
-    test) and ``arms`` holds ``(control_mean, control_se, variant_mean, variant_se)``, from
-    which ``confidence_interval`` recomputes Fieller's bound at any level.
+    test) and ``arms`` holds the arm estimates and SEs, from which ``confidence_interval``
+    recomputes Fieller's bound at any level.
     """
 
     estimate: float
@@ -44,7 +45,7 @@ class NonInferiority:
     p_value: float
     bound: float
     non_inferior: bool
-    arms: tuple[float, float, float, float] | None = None
+    arms: ArmEstimates | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -65,10 +66,7 @@ class NonInferiority:
         """One-sided interval bounding the harm (level defaults to ``1 - alpha``)."""
         c = _critical_value(1 - self.alpha if level is None else level, "greater", None)
         if self.arms is not None:
-            m_c, se_c, m_v, se_v = self.arms
-            bounds = fieller_relative_bounds(
-                control_mean=m_c, control_se=se_c, variant_mean=m_v, variant_se=se_v, critical=c
-            )
+            bounds = fieller_relative_bounds(self.arms, critical=c)
             lower, upper = bounds or (-math.inf, math.inf)
             return (lower, math.inf) if self.higher_is_better else (-math.inf, upper)
         if self.higher_is_better:
@@ -140,10 +138,10 @@ def non_inferiority(
     if relative:
         if effect.relative_effect is None or effect.relative_se is None:
             raise InvalidInput(effect.relative_reason or "no relative effect", field="relative")
-        if effect.control_se is not None and effect.variant_se is not None:
+        if effect.arms is not None:
             return _fieller_non_inferiority(
-                effect,
-                (effect.control_mean, effect.control_se, effect.variant_mean, effect.variant_se),
+                effect.relative_effect,
+                effect.arms,
                 margin=margin,
                 higher_is_better=higher_is_better,
                 alpha=alpha,
@@ -174,26 +172,23 @@ def non_inferiority(
 
 
 def _fieller_non_inferiority(
-    effect: Effect,
-    arms: tuple[float, float, float, float],
+    estimate: float,
+    arms: ArmEstimates,
     *,
     margin: float,
     higher_is_better: bool,
     alpha: float,
 ) -> NonInferiority:
-    m_c, se_c, m_v, se_v = arms
     c = _critical_value(1 - alpha, "greater", None)
-    given = {"control_mean": m_c, "control_se": se_c, "variant_mean": m_v, "variant_se": se_v}
-    bounds = fieller_relative_bounds(**given, critical=c)
+    bounds = fieller_relative_bounds(arms, critical=c)
     if bounds is None:
-        reason = relative_refusal(**given, critical=c, what="relative test")
+        reason = relative_refusal(arms, critical=c, what="relative test")
         raise InvalidInput(reason or TINY_CONTROL_REASON, field="relative")
     null = -margin if higher_is_better else margin
-    stat, se = fieller_statistic(**given, null=null)
+    stat, se = fieller_statistic(arms, null=null)
     p = p_value(stat, "greater" if higher_is_better else "less", None)
-    assert effect.relative_effect is not None
     return NonInferiority(
-        estimate=effect.relative_effect,
+        estimate=estimate,
         se=se,
         margin=margin,
         relative=True,

@@ -73,6 +73,7 @@ Cochran (1977), Sampling Techniques, 3rd ed., §6.8 (the bias of a ratio estimat
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 ZERO_CONTROL_REASON = "control mean is 0: a relative effect is undefined"
 TINY_CONTROL_REASON = "control mean is too close to 0 for a finite relative effect"
@@ -127,23 +128,25 @@ def relative_effect(
     return rel, se, None
 
 
+@dataclass(frozen=True)
+class ArmEstimates:
+    """The two arm estimates of a metric and their standard errors (arms independent)."""
+
+    control_mean: float
+    control_se: float
+    variant_mean: float
+    variant_se: float
+
+
 def relative_refusal(
-    *,
-    control_mean: float,
-    control_se: float,
-    variant_mean: float,
-    variant_se: float,
-    critical: float,
-    what: str = "relative CI",
+    arms: ArmEstimates, *, critical: float, what: str = "relative CI"
 ) -> str | None:
     """Why no relative CI can be trusted at this critical value, or None when one can.
 
     Parameters
     ----------
-    control_mean, variant_mean : float
-        Arm estimates.
-    control_se, variant_se : float
-        Their standard errors.
+    arms : ArmEstimates
+        Arm estimates and their standard errors.
     critical : float
         Critical value of the interval (1.96 for a two-sided 95 % normal interval).
     what : str
@@ -155,10 +158,10 @@ def relative_refusal(
         A reason when the control mean is 0 or either arm's mean lies within ``critical``
         standard errors of 0 (see the module docstring for why).
     """
-    if control_mean == 0 or not math.isfinite(control_mean):
+    if arms.control_mean == 0 or not math.isfinite(arms.control_mean):
         return ZERO_CONTROL_REASON
-    for arm, mean, se in (("control", control_mean, control_se),
-                          ("variant", variant_mean, variant_se)):  # fmt: skip
+    for arm, mean, se in (("control", arms.control_mean, arms.control_se),
+                          ("variant", arms.variant_mean, arms.variant_se)):  # fmt: skip
         if not abs(mean) > critical * se:
             return (
                 f"no trustworthy {what}: the {arm} mean is within {critical:.3g} "
@@ -167,14 +170,7 @@ def relative_refusal(
     return None
 
 
-def fieller_ratio_bounds(
-    *,
-    control_mean: float,
-    control_se: float,
-    variant_mean: float,
-    variant_se: float,
-    critical: float,
-) -> tuple[float, float] | None:
+def fieller_ratio_bounds(arms: ArmEstimates, *, critical: float) -> tuple[float, float] | None:
     """Fieller's interval for ``μ_v / μ_c``: the ratios R with ``|T(R)| <= critical``.
 
     ``T(R) = (m_v - R m_c) / sqrt(se_v² + R² se_c²)``.  Solving ``T(R)² = c²`` with
@@ -191,12 +187,12 @@ def fieller_ratio_bounds(
     ----------
     Fieller (1954), JRSS B 16(2), 175-185, with the covariance 0 (independent arms).
     """
-    if control_mean == 0 or not math.isfinite(control_mean):
+    if arms.control_mean == 0 or not math.isfinite(arms.control_mean):
         return None
     # Everything in units of |m_c|, so that no square of a mean over- or underflows.
-    scale = abs(control_mean)
-    r = variant_mean / control_mean
-    s_c, s_v = control_se / scale, variant_se / scale
+    scale = abs(arms.control_mean)
+    r = arms.variant_mean / arms.control_mean
+    s_c, s_v = arms.control_se / scale, arms.variant_se / scale
     a = 1.0 - (critical * s_c) ** 2
     if not a > 0:
         return None
@@ -213,67 +209,38 @@ def fieller_ratio_bounds(
     return lower, upper
 
 
-def fieller_relative_bounds(
-    *,
-    control_mean: float,
-    control_se: float,
-    variant_mean: float,
-    variant_se: float,
-    critical: float,
-) -> tuple[float, float] | None:
+def fieller_relative_bounds(arms: ArmEstimates, *, critical: float) -> tuple[float, float] | None:
     """Fieller's interval of the relative effect ``(μ_v - μ_c) / |μ_c|``.
 
     It is ``R - 1`` for a positive control mean and ``1 - R`` for a negative one
     (`fieller_ratio_bounds`); None when that is unbounded.
+
+    Examples
+    --------
+    A +20 % estimate whose arms have 10 % and 10 % relative SEs: the delta method would
+    say +20 % ± 33 pp, symmetric; Fieller's interval leans up, as the ratio does.
+
+    >>> arms = ArmEstimates(control_mean=10.0, control_se=1.0, variant_mean=12.0, variant_se=1.2)
+    >>> [round(x, 4) for x in fieller_relative_bounds(arms, critical=1.96)]
+    [-0.0946, 0.5905]
     """
-    bounds = fieller_ratio_bounds(
-        control_mean=control_mean,
-        control_se=control_se,
-        variant_mean=variant_mean,
-        variant_se=variant_se,
-        critical=critical,
-    )
+    bounds = fieller_ratio_bounds(arms, critical=critical)
     if bounds is None:
         return None
     lower, upper = bounds
-    return (lower - 1.0, upper - 1.0) if control_mean > 0 else (1.0 - upper, 1.0 - lower)
+    if arms.control_mean > 0:
+        return lower - 1.0, upper - 1.0
+    return 1.0 - upper, 1.0 - lower
 
 
-def trusted_relative_bounds(
-    *,
-    control_mean: float,
-    control_se: float,
-    variant_mean: float,
-    variant_se: float,
-    critical: float,
-) -> tuple[float, float] | None:
+def trusted_relative_bounds(arms: ArmEstimates, *, critical: float) -> tuple[float, float] | None:
     """`fieller_relative_bounds`, or None when `relative_refusal` gives a reason."""
-    refusal = relative_refusal(
-        control_mean=control_mean,
-        control_se=control_se,
-        variant_mean=variant_mean,
-        variant_se=variant_se,
-        critical=critical,
-    )
-    if refusal is not None:
+    if relative_refusal(arms, critical=critical) is not None:
         return None
-    return fieller_relative_bounds(
-        control_mean=control_mean,
-        control_se=control_se,
-        variant_mean=variant_mean,
-        variant_se=variant_se,
-        critical=critical,
-    )
+    return fieller_relative_bounds(arms, critical=critical)
 
 
-def fieller_statistic(
-    *,
-    control_mean: float,
-    control_se: float,
-    variant_mean: float,
-    variant_se: float,
-    null: float,
-) -> tuple[float, float]:
+def fieller_statistic(arms: ArmEstimates, *, null: float) -> tuple[float, float]:
     """Test of a relative effect equal to ``null``, with the SE taken under that null.
 
     Returns
@@ -290,18 +257,16 @@ def fieller_statistic(
     based on the ratio of two means for normally distributed data", Biometrical
     Journal 41(3), 295-304.
     """
-    scale = abs(control_mean)
-    lam = 1.0 + null * math.copysign(1.0, control_mean)
-    se = math.sqrt(variant_se**2 + (lam * control_se) ** 2) / scale
-    diff = (variant_mean - lam * control_mean) / scale  # = rel̂ - null
+    scale = abs(arms.control_mean)
+    lam = 1.0 + null * math.copysign(1.0, arms.control_mean)
+    se = math.hypot(arms.variant_se, lam * arms.control_se) / scale
+    diff = (arms.variant_mean - lam * arms.control_mean) / scale  # = rel̂ - null
     if se > 0:
         return diff / se, se
     return (0.0 if diff == 0 else math.copysign(math.inf, diff)), se
 
 
-def bias_corrected_relative_effect(
-    *, control_mean: float, control_se: float, variant_mean: float
-) -> float | None:
+def bias_corrected_relative_effect(arms: ArmEstimates) -> float | None:
     """The relative effect with its second-order bias removed: ``r / (1 + se_c²/m_c²) - 1``.
 
     ``E[m_v / m_c] ≈ (μ_v / μ_c)(1 + Var(m_c) / μ_c²)`` for independent arms, so dividing
@@ -316,18 +281,18 @@ def bias_corrected_relative_effect(
     ----------
     Cochran (1977), Sampling Techniques, 3rd ed., §6.8.
     """
-    if control_mean == 0 or not math.isfinite(control_mean):
+    if arms.control_mean == 0 or not math.isfinite(arms.control_mean):
         return None
-    scale = abs(control_mean)
-    u = (control_se / scale) ** 2
-    corrected = (variant_mean / control_mean) / (1.0 + u)
-    rel = (corrected - 1.0) * math.copysign(1.0, control_mean)
+    u = (arms.control_se / arms.control_mean) ** 2
+    corrected = (arms.variant_mean / arms.control_mean) / (1.0 + u)
+    rel = (corrected - 1.0) * math.copysign(1.0, arms.control_mean)
     return rel if math.isfinite(rel) else None
 
 
 __all__ = [
     "TINY_CONTROL_REASON",
     "ZERO_CONTROL_REASON",
+    "ArmEstimates",
     "bias_corrected_relative_effect",
     "fieller_ratio_bounds",
     "fieller_relative_bounds",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from scipy import special, stats
 
 from analysis.statistics.relative import (
+    ArmEstimates,
     bias_corrected_relative_effect,
     trusted_relative_bounds,
 )
@@ -136,7 +137,8 @@ class Effect:
         if self.relative_effect is None or self.relative_se is None:
             return None
         level = self.level if level is None else level
-        if self.control_se is None or self.variant_se is None:
+        arms = self.arms
+        if arms is None:
             return interval(
                 self.relative_effect,
                 self.relative_se,
@@ -145,11 +147,7 @@ class Effect:
                 df=self.df,
             )
         bounds = trusted_relative_bounds(
-            control_mean=self.control_mean,
-            control_se=self.control_se,
-            variant_mean=self.variant_mean,
-            variant_se=self.variant_se,
-            critical=critical_value(level, self.alternative, self.df),
+            arms, critical=critical_value(level, self.alternative, self.df)
         )
         if bounds is None:
             return None
@@ -164,17 +162,20 @@ class Effect:
         return (lower, upper)
 
     @property
+    def arms(self) -> ArmEstimates | None:
+        """The arm estimates with their SEs, None for an `Effect` built without them."""
+        if self.control_se is None or self.variant_se is None:
+            return None
+        return ArmEstimates(self.control_mean, self.control_se, self.variant_mean, self.variant_se)
+
+    @property
     def relative_effect_corrected(self) -> float | None:
         """The relative effect without most of its ratio bias (see
         `analysis.statistics.relative.bias_corrected_relative_effect`); for averaging
-        lifts across experiments.  None without a relative effect or the control SE."""
-        if self.relative_effect is None or self.control_se is None:
+        lifts across experiments.  None without a relative effect or the arm SEs."""
+        if self.relative_effect is None or self.arms is None:
             return None
-        return bias_corrected_relative_effect(
-            control_mean=self.control_mean,
-            control_se=self.control_se,
-            variant_mean=self.variant_mean,
-        )
+        return bias_corrected_relative_effect(self.arms)
 
     @property
     def absolute_ci(self) -> Interval:
