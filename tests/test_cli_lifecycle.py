@@ -39,6 +39,20 @@ def test_push_creates_then_updates(service, tmp_path, capsys):
     assert "config version 2" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("status_in_file", [None, "running", "draft"])
+def test_push_again_leaves_the_lifecycle_alone(service, tmp_path, capsys, status_in_file):
+    """The same file pushed to a draft and to a running experiment stores a new version;
+    a ``status`` in the file (or none, read as draft) never tries to move the lifecycle."""
+    changes = {} if status_in_file is None else {"status": status_in_file}
+    path = config_file(tmp_path, **changes)
+    assert main(["push", path]) == 0
+    assert main(["push", path]) == 0
+    assert main(["start", "exp"]) == 0
+    assert main(["push", path]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "exp: running (config version 4)"
+
+
 def test_start_stop_ship_land_in_the_audit_trail(service, tmp_path, capsys):
     """Each lifecycle command changes the status and adds a history entry with the key id."""
     assert main(["push", config_file(tmp_path)]) == 0

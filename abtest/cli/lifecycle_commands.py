@@ -77,13 +77,16 @@ def _push(args: argparse.Namespace) -> int:
     from abtest.experiment import Experiment
 
     experiment = Experiment.from_json_file(args.config)  # refuse a bad file before any call
+    # The lifecycle (status, winner) belongs to start/stop/ship, not to the file: a file
+    # pushed again must not try to move it.
+    config = {k: v for k, v in experiment.to_dict().items() if k not in ("status", "winner")}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
         _call(args, "GET", path)
     except NotFound:
-        return _show(args, _call(args, "POST", "/v1/experiments", experiment.to_dict()))
+        return _show(args, _call(args, "POST", "/v1/experiments", config))
     suffix = "?force=true" if args.force else ""
-    return _show(args, _call(args, "PUT", path + suffix, experiment.to_dict()))
+    return _show(args, _call(args, "PUT", path + suffix, config))
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
