@@ -56,9 +56,13 @@ def _abtest_error(exc: AbtestError) -> tuple[Response, int]:
     return response, status
 
 
-def _redis_error(exc: redis.RedisError) -> tuple[Response, int]:
+STORE_UNAVAILABLE_MESSAGE: Final = "the store is unavailable; see the server log"
+
+
+def store_unavailable(exc: redis.RedisError) -> tuple[Response, int]:
+    """503 with a generic message: Redis's own text names its address, which stays in the log."""
     _log.warning("redis error: %s", exc)
-    return error_response(503, StoreUnavailable.code, f"the store is unavailable: {exc}")
+    return error_response(503, StoreUnavailable.code, STORE_UNAVAILABLE_MESSAGE)
 
 
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -75,6 +79,6 @@ def _unexpected(exc: Exception) -> tuple[Response, int]:
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers on ``app``."""
     app.register_error_handler(AbtestError, _abtest_error)
-    app.register_error_handler(redis.RedisError, _redis_error)
+    app.register_error_handler(redis.RedisError, store_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
-from service.errors import error_response
+from service.errors import store_unavailable
 from service.extension import abtest
 from service.openapi import spec
 from service.security import public
@@ -20,7 +20,7 @@ def healthz() -> tuple[Response, int]:
     try:
         abtest().redis.ping()
     except redis.RedisError as exc:
-        return error_response(503, "store_unavailable", f"redis does not answer: {exc}")
+        return store_unavailable(exc)
     return jsonify({"status": "ok"}), 200
 
 
