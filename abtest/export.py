@@ -325,7 +325,7 @@ def export(
     locked by another exporter is reported as skipped (see the module docstring).
     """
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     remove_stale_tmp(root)
     reports = [
         export_stream(redis, source=source, out_dir=root, batch_size=batch_size,

@@ -8,6 +8,7 @@ partition columns that clash with ``experiment``)::
     DIR/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
 
 Temporary files start with ``.`` and end in ``.tmp``: no ``*.parquet`` glob matches them.
+Files are created 0600 and folders 0700: the rows are user data.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _make_dirs(root: Path, relative: Path) -> Path:
     for part in relative.parts:
         child = current / part
         if not child.is_dir():
-            child.mkdir(exist_ok=True)
+            child.mkdir(mode=0o700, exist_ok=True)
             _fsync_dir(current)
         current = child
     return current
@@ -125,7 +126,8 @@ def write_durably(root: Path, relative: Path, write: Callable[[Any], None], hook
     final = folder / relative.name
     tmp = folder / f".{relative.name}.{secrets.token_hex(4)}.tmp"
     try:
-        with tmp.open("wb") as handle:
+        # Readable by this user only, whatever the caller's umask: the rows are user data.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -17,8 +17,9 @@ from abtest.errors import InvalidInput
 def defaults() -> dict[str, Any]:
     """The defaults, read when an app is built (never at import time)."""
     return {
-        # Redis: plain REDIS_URL is honoured too, as `abtest serve` and most hosts set it.
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # Redis: ABTEST_REDIS_URL only.  A host's plain REDIS_URL may name another app's
+        # Redis, and one name for the service and the CLI means one store.
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
         "REDIS_SOCKET_TIMEOUT": 2.0,  # seconds; past it a request fails with 503, not hangs
         # Bodies over this many bytes are refused with 413 before they are parsed.
         "MAX_CONTENT_LENGTH": 1024 * 1024,

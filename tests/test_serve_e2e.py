@@ -18,7 +18,7 @@ import pytest
 
 from abtest.cli import main
 from abtest.cli.serve_commands import load_worker_app, memory_dir
-from abtest.embedded import free_port
+from abtest.embedded import EmbeddedRedis, free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ranker-v2.json"
 CLI = [sys.executable, "-c", "from abtest.cli import run; run()"]
@@ -203,6 +203,7 @@ def test_serve_end_to_end_and_restart(tmp_path):
 def test_keys_commands(tmp_path, capsys):
     """keys create prints only the key; list shows ids, not keys; revoke marks it."""
     data_dir = str(tmp_path / "d")
+    EmbeddedRedis(data_dir).start().stop()  # a store, as the first `abtest serve` leaves it
     assert main(["keys", "create", "--role", "sdk", "--name", "app", "--data-dir", data_dir]) == 0
     token = capsys.readouterr().out.strip()
     assert token.startswith("abt_")

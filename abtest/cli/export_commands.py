@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from abtest.cli.store_options import add_store_arguments, choose_store
+
 if TYPE_CHECKING:
     from redis import Redis
-
-DEFAULT_DATA_DIR = ".abtest"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,12 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Safe to run again after a crash and concurrently.",
     )
     cmd.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    source = cmd.add_mutually_exclusive_group()
-    source.add_argument("--redis-url", metavar="URL", help="Redis to drain (default: $REDIS_URL)")
-    source.add_argument(
-        "--data-dir", metavar="DIR",
-        help=f"data dir of the embedded redis-server (default: {DEFAULT_DATA_DIR} when no URL)",
-    )  # fmt: skip
+    add_store_arguments(cmd, exclusive=True)
     cmd.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="stream entries per batch (default 5000)")  # fmt: skip
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -44,10 +38,10 @@ def _connect(args: argparse.Namespace) -> Iterator[Redis[Any]]:
 
     from abtest.embedded import open_redis
 
-    # An explicit --data-dir wins over $REDIS_URL; open_redis uses the server that
-    # `abtest serve` runs on the data dir, or starts one for the duration of the export.
-    url = args.redis_url or (None if args.data_dir else os.environ.get("REDIS_URL"))
-    with open_redis(url, Path(args.data_dir or DEFAULT_DATA_DIR)) as resolved:
+    # open_redis uses the server that `abtest serve` runs on the data dir, or starts one on
+    # its store for the duration of the export (and refuses a data dir without a store).
+    store = choose_store(args)
+    with open_redis(store.redis_url, store.data_dir) as resolved:
         client = redis.Redis.from_url(resolved)
         try:
             yield client

@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from abtest.auth import Role, parse_role
-from abtest.errors import StoreUnavailable
+from abtest.cli.store_options import (
+    DEFAULT_DATA_DIR,
+    REDIS_URL_ENV,
+    add_store_arguments,
+    choose_store,
+    has_password,
+)
+from abtest.embedded import APPENDFSYNC_CHOICES, APPENDFSYNC_ENV
+from abtest.errors import AbtestError, StoreUnavailable
 
-DEFAULT_DATA_DIR: Final = ".abtest"
 ADMIN_KEY_LINE: Final = "admin key: "
 # gunicorn's default (Apache "combined") plus the request time in microseconds.  The key
 # travels in the Authorization header, which no field of it prints.
@@ -40,7 +47,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--access-log", metavar="FILE",
         help="append one line per request to FILE ('-': stdout); off by default",
     )  # fmt: skip
-    _store_arguments(serve_cmd)
+    serve_cmd.add_argument(
+        "--appendfsync", choices=APPENDFSYNC_CHOICES, default=None,
+        help=f"embedded redis-server's fsync policy (default: ${APPENDFSYNC_ENV}, else "
+        "everysec: a crash of redis-server may lose about 1 s of writes; always: none)",
+    )  # fmt: skip
+    add_store_arguments(serve_cmd, exclusive=False)
     serve_cmd.set_defaults(handler=_serve)
 
     keys_cmd = subparsers.add_parser("keys", help="create, list and revoke API keys")
@@ -48,27 +60,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create = actions.add_parser("create", help="create a key and print it (only this once)")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", default="", help="a label for listings")
-    _store_arguments(create)
+    add_store_arguments(create, exclusive=True)
     create.set_defaults(handler=_keys_create)
     listing = actions.add_parser("list", help="list keys (ids and roles, never the keys)")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    _store_arguments(listing)
+    add_store_arguments(listing, exclusive=True)
     listing.set_defaults(handler=_keys_list)
     revoke = actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", help="the key's id (see 'abtest keys list')")
-    _store_arguments(revoke)
+    add_store_arguments(revoke, exclusive=True)
     revoke.set_defaults(handler=_keys_revoke)
-
-
-def _store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL"),
-        help="Redis to use (default: $REDIS_URL, else an embedded redis-server in --data-dir)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--data-dir", default=DEFAULT_DATA_DIR,
-        help=f"embedded Redis data directory (default {DEFAULT_DATA_DIR}/)",
-    )  # fmt: skip
 
 
 def serve(
@@ -80,6 +81,7 @@ def serve(
     redis_url: str | None = None,
     data_dir: str | Path = DEFAULT_DATA_DIR,
     access_log: str | None = None,
+    appendfsync: str | None = None,
     config: Mapping[str, Any] | None = None,
     out: TextIO | None = None,
     on_ready: Callable[[str, str | None], None] | None = None,
@@ -87,18 +89,26 @@ def serve(
     """Run the service until SIGINT/SIGTERM; return the exit code.
 
     Without ``redis_url`` an embedded redis-server is started in ``data_dir`` and stopped
-    on exit.  ``on_ready(redis_url, admin_key)`` is called once Redis is ready, before
+    on exit; ``appendfsync`` (default ``$ABTEST_APPENDFSYNC``, else ``everysec``) is its
+    fsync policy.  Every file the service creates is private to this user (umask 077).
+    ``on_ready(redis_url, admin_key)`` is called once Redis is ready, before
     gunicorn starts (``admin_key`` is None unless it was just created).  ``access_log`` is
     a file (``-``: stdout) that gets one `ACCESS_LOG_FORMAT` line per request.
     """
     import redis
 
-    from abtest.embedded import EmbeddedRedis
+    from abtest.embedded import EmbeddedRedis, appendfsync_setting
     from abtest.store import Store
     from service import settings
 
     out = out or sys.stdout
+    if redis_url and appendfsync:
+        raise AbtestError("applies to the embedded redis-server only; set appendfsync "
+                          "in the configuration of your Redis", "--appendfsync")  # fmt: skip
+    fsync_policy = appendfsync_setting(appendfsync)  # a bad value stops before anything starts
     master = os.getpid()
+    # Access log, metric and heartbeat files, the embedded store: this user's only.
+    old_umask = os.umask(0o077)
     # Before any worker imports prometheus_client: values then go to per-process files
     # that a scrape of any worker sums up.
     metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-", dir=memory_dir())
@@ -106,9 +116,10 @@ def serve(
     embedded = None
     try:
         if not redis_url:
-            embedded = EmbeddedRedis(data_dir).start()
+            embedded = EmbeddedRedis(data_dir, appendfsync=fsync_policy).start()
             redis_url = embedded.url
-            print(f"redis: embedded redis-server, data in {Path(data_dir).resolve()}", file=out)
+            print(f"redis: embedded redis-server, data in {Path(data_dir).resolve()} "
+                  f"(appendfsync {fsync_policy})", file=out)  # fmt: skip
         app_config = {**(config or {}), "REDIS_URL": redis_url}
         if "ABTEST_EXPORT_DIR" not in os.environ:
             # Events drained for the results page land beside the data they came from.
@@ -141,6 +152,7 @@ def serve(
                 embedded.stop()
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            os.umask(old_umask)
 
 
 def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
@@ -166,6 +178,11 @@ def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
             }  # fmt: skip
             if int(settings.get("threads", 1)) > 1:
                 settings["worker_class"] = "gthread"
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn >= 25.1 opens one control socket per user by default
+                # (~/.gunicorn/gunicorn.ctl): a second instance would take it over and the
+                # first one's exit would delete it.  abtest serve does not use it.
+                settings.setdefault("control_socket_disable", True)
             for name, value in settings.items():
                 self.cfg.set(name, value)
 
@@ -221,9 +238,36 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--workers and --threads must be at least 1")
     if args.access_log not in (None, "-") and not Path(args.access_log).parent.is_dir():
         raise UsageError(f"--access-log: no directory {Path(args.access_log).parent}")
+    redis_url = args.redis_url or os.environ.get(REDIS_URL_ENV) or None
+    if args.redis_url and has_password(args.redis_url):
+        _restart_without_url_in_argv(args)  # does not return
     return serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-                 redis_url=args.redis_url, data_dir=args.data_dir,
-                 access_log=args.access_log)  # fmt: skip
+                 redis_url=redis_url, data_dir=args.data_dir or DEFAULT_DATA_DIR,
+                 access_log=args.access_log, appendfsync=args.appendfsync)  # fmt: skip
+
+
+def _restart_without_url_in_argv(args: argparse.Namespace) -> None:
+    """Replace this process by the same ``abtest serve`` with the URL in the environment.
+
+    ``/proc/<pid>/cmdline`` (what ``ps`` shows every user) holds a process's arguments for
+    its whole life, and gunicorn's workers, forked from it, inherit them: a password given
+    with ``--redis-url`` would be on show until the service stops.  After ``execve`` the
+    arguments are the new ones; the URL travels in ``$ABTEST_REDIS_URL``, which only this
+    user can read.  The shell's history still holds it, hence the warning.
+    """
+    choose_store(args)  # prints the warning
+    argv = [sys.executable, "-P", "-m", "abtest", "serve", "--host", args.host,
+            "--port", str(args.port), "--workers", str(args.workers),
+            "--threads", str(args.threads)]  # fmt: skip
+    for flag, value in (("--data-dir", args.data_dir), ("--access-log", args.access_log),
+                        ("--appendfsync", args.appendfsync)):  # fmt: skip
+        if value is not None:
+            argv += [flag, value]
+    print("abtest: restarting with the URL in the environment, out of sight of ps",
+          file=sys.stderr)  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, {**os.environ, REDIS_URL_ENV: args.redis_url})
 
 
 def _with_store(args: argparse.Namespace, action: Callable[[Any], int]) -> int:
@@ -232,7 +276,8 @@ def _with_store(args: argparse.Namespace, action: Callable[[Any], int]) -> int:
     from abtest.embedded import open_redis
     from abtest.store import Store
 
-    with open_redis(args.redis_url, args.data_dir) as url:
+    store = choose_store(args)
+    with open_redis(store.redis_url, store.data_dir) as url:
         client = redis.Redis.from_url(url, decode_responses=True)
         try:
             return action(Store(client))

@@ -1,0 +1,74 @@
+"""Where the commands that touch the store find it: one rule for serve, keys and export.
+
+``--redis-url`` wins; else an explicit ``--data-dir`` (its embedded redis-server); else
+``$ABTEST_REDIS_URL`` (the variable the service reads, see `service.settings`); else the
+embedded store in ``./.abtest``.  A password on the command line is visible to every user
+of the machine in ``ps`` while the command runs (and stays in shell history), so it is
+warned about; the environment variable is the way to pass one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TextIO
+from urllib.parse import urlsplit
+
+REDIS_URL_ENV: Final = "ABTEST_REDIS_URL"
+DEFAULT_DATA_DIR: Final = ".abtest"
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """The Redis URL to use (None: the embedded store in ``data_dir``) and the data dir."""
+
+    redis_url: str | None
+    data_dir: Path
+    url_on_command_line: bool
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, *, exclusive: bool) -> None:
+    """``--redis-url`` and ``--data-dir``; ``exclusive``: giving both is a usage error."""
+    group = parser.add_mutually_exclusive_group() if exclusive else parser
+    group.add_argument(
+        "--redis-url", metavar="URL", default=None,
+        help=f"Redis to use (default: ${REDIS_URL_ENV}, else the embedded redis-server of "
+        "--data-dir); a password here is visible in ps: prefer the variable",
+    )  # fmt: skip
+    group.add_argument(
+        "--data-dir", metavar="DIR", default=None,
+        help=f"data directory of the embedded redis-server (default {DEFAULT_DATA_DIR}/)",
+    )  # fmt: skip
+
+
+def choose_store(args: argparse.Namespace, *, err: TextIO | None = None) -> StoreChoice:
+    """Apply the rule of this module to parsed arguments, warning about a password."""
+    data_dir = Path(args.data_dir or DEFAULT_DATA_DIR)
+    if args.redis_url:
+        warn_if_password(args.redis_url, err or sys.stderr)
+        return StoreChoice(args.redis_url, data_dir, url_on_command_line=True)
+    if args.data_dir:
+        return StoreChoice(None, data_dir, url_on_command_line=False)
+    return StoreChoice(os.environ.get(REDIS_URL_ENV) or None, data_dir, url_on_command_line=False)
+
+
+def has_password(url: str) -> bool:
+    """True when the URL carries a password (``redis://:secret@host`` or ``?password=``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.password) or "password=" in parts.query
+
+
+def warn_if_password(url: str, err: TextIO) -> None:
+    """One line on ``err`` when ``url`` holds a password."""
+    if has_password(url):
+        print(
+            "abtest: warning: the Redis password in --redis-url is visible to other users "
+            f"in ps and stays in your shell history; set {REDIS_URL_ENV} instead",
+            file=err,
+        )
