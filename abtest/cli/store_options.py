@@ -68,7 +68,7 @@ def warn_if_password(url: str, err: TextIO) -> None:
     """One line on ``err`` when ``url`` holds a password."""
     if has_password(url):
         print(
-            "abtest: warning: the Redis password in --redis-url is visible to other users "
-            f"in ps and stays in your shell history; set {REDIS_URL_ENV} instead",
+            "abtest: warning: a password in --redis-url can be seen by other users in ps "
+            f"and stays in your shell history; set {REDIS_URL_ENV} instead",
             file=err,
         )
