@@ -6,6 +6,11 @@ HTTP, `abtest.export` writing Parquet, `analysis` reading it, and the ship actio
 the HTTP API.  The simulated users are drawn from ``numpy.random.default_rng(seed)`` in a
 fixed order, so the same seed gives the same numbers.
 
+The run's files (the embedded store, ``experiment.json``, ``export/``, ``report.html``,
+``decision.json``) stay in a kept folder, ``./abtest-demo/`` unless ``--data-dir`` says
+otherwise, with mode 0700; only the processes are stopped.  The next run in the same folder
+replaces it; a non-empty folder the demo did not make is refused.
+
 The simulation: each user has a latent propensity (lognormal).  Some users were active
 in the week before the experiment (purchases with past timestamps, which CUPED uses as a
 covariate).  In the experiment a user converts with probability ``baseline x propensity``,
@@ -16,15 +21,13 @@ has a latency, the new model being a little faster (the guardrail).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,8 @@ from abtest.errors import InvalidInput, StoreUnavailable
 EXPERIMENT_KEY: Final = "ranker-v2-demo"
 CONTROL, TREATMENT = "v1", "v2"
 BASELINE: Final = 0.10  # conversion rate of the current model
-_START_TIMEOUT: Final = 60.0
+DEFAULT_FOLDER: Final = "abtest-demo"  # under the working directory; kept after the run
+MARKER_FILE: Final = ".abtest-demo"
 _APP_THREADS: Final = 8
 _PRE_PERIOD_DAYS: Final = 7
 
@@ -48,7 +52,7 @@ class DemoSettings:
     users: int = 6000
     lift: float = 0.30  # relative lift of the conversion rate under the new model
     seed: int = 7
-    data_dir: str | None = None
+    data_dir: str | None = None  # the kept folder; default DEFAULT_FOLDER
     keep_running: bool = False
     port: int | None = None
     pre_period_share: float = 0.6  # users with activity before the experiment (CUPED)
@@ -113,35 +117,49 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> DemoOutcome:
     if settings.users // 2 < planned:
         say(f"            the demo simulates {settings.users:,} users: fewer than planned, "
             "so expect 'keep_running'")  # fmt: skip
-    with contextlib.ExitStack() as stack:
-        data_dir = Path(settings.data_dir or stack.enter_context(tempfile.TemporaryDirectory(
-            prefix="abtest-demo-")))  # fmt: skip
-        data_dir.mkdir(parents=True, exist_ok=True)
-        server = stack.enter_context(_service(data_dir, settings.port))
-        say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {data_dir})")
-        admin, sdk = _keys(server, data_dir)
-        api = stack.enter_context(AdminClient(server.url, admin, timeout=60.0))
-        api.create_experiment(demo_experiment(planned))
-        started = api.start_experiment(EXPERIMENT_KEY)
-        say(f"3. start     created and started '{EXPERIMENT_KEY}' "
-            f"(config version {started.version})")  # fmt: skip
-        units = _simulate(server.url, sdk, settings)
-        say(f"4. traffic   {settings.users:,} users through the HTTP API with the Python client: "
-            + ", ".join(f"{v} {n:,}" for v, n in sorted(units.items())))  # fmt: skip
-        export_dir = data_dir / "export"
-        rows = _export(data_dir, export_dir)
-        say(f"5. export    {rows['exposures']:,} exposures and {rows['outcomes']:,} outcome "
-            f"events to Parquet in {export_dir}")  # fmt: skip
-        outcome = _analyse_and_ship(
-            _Run(api, server.url, sdk, data_dir, planned, units, settings), say
-        )
-        if settings.keep_running:
-            say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
-            say("press Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                while server.process.poll() is None:
-                    time.sleep(0.5)
-        return outcome
+    data_dir = Path(settings.data_dir or DEFAULT_FOLDER)
+    old_umask = os.umask(0o077)  # the kept files are this user's only
+    try:
+        prepare_folder(data_dir)
+        with contextlib.ExitStack() as stack:
+            return _serve_and_run(stack, data_dir, planned, settings, say)
+    finally:
+        os.umask(old_umask)
+
+
+def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, planned: int,
+                   settings: DemoSettings, say: Callable[[str], None]) -> DemoOutcome:  # fmt: skip
+    from abtest.embedded import free_port
+    from abtest.service_process import running_service
+
+    server = stack.enter_context(running_service(data_dir, settings.port or free_port(),
+                                                 "--workers", "2"))  # fmt: skip
+    say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {shown(data_dir)})")
+    admin, sdk = _keys(server.admin_key, data_dir)
+    api = stack.enter_context(AdminClient(server.url, admin, timeout=60.0))
+    definition = demo_experiment(planned)
+    config_file = data_dir / "experiment.json"
+    config_file.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
+    api.create_experiment(definition)
+    started = api.start_experiment(EXPERIMENT_KEY)
+    say(f"3. start     created and started '{EXPERIMENT_KEY}' from {shown(config_file)} "
+        f"(config version {started.version})")  # fmt: skip
+    units = _simulate(server.url, sdk, settings)
+    say(f"4. traffic   {settings.users:,} users through the HTTP API with the Python client: "
+        + ", ".join(f"{v} {n:,}" for v, n in sorted(units.items())))  # fmt: skip
+    export_dir = data_dir / "export"
+    rows = _export(data_dir, export_dir)
+    say(f"5. export    {rows['exposures']:,} exposures and {rows['outcomes']:,} outcome "
+        f"events to Parquet in {shown(export_dir)}")  # fmt: skip
+    outcome = _analyse_and_ship(_Run(api, server.url, sdk, data_dir, planned, units, settings), say)
+    if settings.keep_running:
+        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
+        say("press Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            while server.process.poll() is None:
+                time.sleep(0.5)
+    say(f"kept in {shown(data_dir)}/ after the service stops; the next run there replaces it")
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -187,8 +205,8 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
         result, record, experiment=experiment,
         data_sha256={name: fingerprint(path) for name, path in sources.items()},
     )  # fmt: skip
-    say(f"7. report    {report}")
-    say(f"            decision record {record}")
+    say(f"7. report    {shown(Path(report))}")
+    say(f"            decision record {shown(record)}")
     shipped: str | None = None
     served: dict[str, int] = {}
     if decision.verdict == "ship" and decision.variant:
@@ -214,81 +232,43 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     )
 
 
-# -- the service as a child process ---------------------------------------------------------
-@dataclass(frozen=True)
-class _Server:
-    url: str
-    process: subprocess.Popen[str]
-    admin_key: str | None
+# -- the kept folder and the service ---------------------------------------------------------
+def prepare_folder(folder: Path) -> None:
+    """Make ``folder`` the run's kept folder: new, empty, or a previous demo run's (replaced).
+
+    A non-empty folder without the demo's marker file is refused: the demo deletes only what
+    it made itself.
+    """
+    from abtest.embedded import private_directory, running_url
+
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"{folder} exists and is not a directory", "--data-dir")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / MARKER_FILE).is_file():
+            raise InvalidInput(
+                f"{folder} is not empty and was not made by abtest demo; "
+                "choose another --data-dir", "--data-dir",
+            )  # fmt: skip
+        if running_url(folder) is not None:
+            raise InvalidInput(f"{folder} is in use by a running demo", "--data-dir")
+        shutil.rmtree(folder)
+    private_directory(folder)
+    (folder / MARKER_FILE).write_text(
+        "Made by 'abtest demo': its next run in this folder replaces everything here.\n",
+        encoding="utf-8",
+    )
 
 
-@contextlib.contextmanager
-def _service(data_dir: Path, port: int | None) -> Iterator[_Server]:
-    from abtest.embedded import free_port
-
-    port = port or free_port()
-    command = [sys.executable, "-m", "abtest", "serve", "--port", str(port),
-               "--data-dir", str(data_dir), "--workers", "2"]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    absolute = path.resolve()
     try:
-        admin_key = _wait_ready(process, url)
-        yield _Server(url, process, admin_key)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
 
 
-def _wait_ready(process: subprocess.Popen[str], url: str) -> str | None:
-    from abtest.cli.serve_commands import ADMIN_KEY_LINE
-
-    assert process.stdout is not None
-    admin_key = None
-    deadline = time.monotonic() + _START_TIMEOUT
-    for line in process.stdout:
-        if line.startswith(ADMIN_KEY_LINE):
-            admin_key = line[len(ADMIN_KEY_LINE) :].strip()
-        if "serving on" in line:
-            break
-        if time.monotonic() > deadline:
-            break
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StoreUnavailable(f"abtest serve exited with code {process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/healthz", timeout=1) as response,
-        ):
-            if response.status == 200:
-                _drain_in_background(process)
-                return admin_key
-        time.sleep(0.1)
-    raise StoreUnavailable("abtest serve did not become healthy in time")
-
-
-def _drain_in_background(process: subprocess.Popen[str]) -> None:
-    """Keep reading the server's output so a full pipe never blocks it."""
-    import threading
-
-    def drain() -> None:
-        assert process.stdout is not None
-        with contextlib.suppress(ValueError, OSError):
-            for _ in process.stdout:
-                pass
-
-    threading.Thread(target=drain, daemon=True).start()
-
-
-def _keys(server: _Server, data_dir: Path) -> tuple[str, str]:
+def _keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
     """The admin key (printed by the first start, else a new one) and a new sdk key."""
     import redis
 
@@ -300,7 +280,7 @@ def _keys(server: _Server, data_dir: Path) -> tuple[str, str]:
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
             store = Store(client)
-            admin = server.admin_key or store.create_api_key(Role.ADMIN, name="demo-admin")[0]
+            admin = printed_admin_key or store.create_api_key(Role.ADMIN, name="demo-admin")[0]
             sdk = store.create_api_key(Role.SDK, name="demo-app")[0]
         finally:
             client.close()

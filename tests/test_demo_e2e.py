@@ -6,22 +6,68 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from abtest.embedded import running_url
 
 pytestmark = pytest.mark.slow
 
 
+ABTEST = Path(sys.executable).with_name("abtest")  # the console script, as a user runs it
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One small demo run with a large lift, so it ships; its output and data directory."""
-    data_dir = tmp_path_factory.mktemp("demo")
+    """One small demo run with a large lift, so it ships; its output and kept folder.
+
+    It runs without --data-dir, as the README's first command does, in a directory that
+    holds a folder named ``abtest/`` (as the folder above a clone does) which breaks any
+    process that imports it instead of the installed package.
+    """
+    cwd = tmp_path_factory.mktemp("above-a-clone")
+    (cwd / "abtest").mkdir()
+    (cwd / "abtest" / "__init__.py").write_text('raise ImportError("the local abtest/ folder")')
     proc = subprocess.run(
-        [sys.executable, "-m", "abtest", "demo", "--users", "1200", "--lift", "1.0",
-         "--seed", "11", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [str(ABTEST), "demo", "--users", "1200", "--lift", "1.0", "--seed", "11"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=cwd,
     )  # fmt: skip
-    return proc, data_dir
+    return proc, cwd / "abtest-demo"
+
+
+def test_every_printed_path_exists_after_the_demo_exits(demo_run):
+    """Report, decision record, export and config are kept, with private modes; the processes
+    are gone (the store is not locked by a running server)."""
+    proc, data_dir = demo_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    printed = re.findall(r"(abtest-demo/[\w./-]*)", proc.stdout)
+    assert {"abtest-demo/report.html", "abtest-demo/decision.json", "abtest-demo/export",
+            "abtest-demo/experiment.json"} <= set(printed)  # fmt: skip
+    for relative in printed:
+        assert (data_dir.parent / relative).exists(), relative
+    assert list((data_dir / "export" / "exposures").rglob("*.parquet"))
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "report.html").stat().st_mode & 0o777 == 0o600
+    assert running_url(data_dir) is None  # the service and its redis-server stopped
+
+
+def test_a_second_run_replaces_the_kept_folder_and_a_foreign_one_is_refused(tmp_path):
+    """The demo replaces only a folder it made; another non-empty folder is refused (exit 2)."""
+    from abtest.demo import MARKER_FILE, prepare_folder
+
+    mine = tmp_path / "abtest-demo"
+    prepare_folder(mine)
+    (mine / "report.html").write_text("old")
+    prepare_folder(mine)
+    assert sorted(p.name for p in mine.iterdir()) == [MARKER_FILE]
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    proc = subprocess.run([str(ABTEST), "demo", "--data-dir", str(foreign)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "not made by abtest demo" in proc.stderr
+    assert (foreign / "keep.txt").read_text() == "mine"
 
 
 def test_demo_exits_zero_without_traceback(demo_run):

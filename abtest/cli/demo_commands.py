@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--seed", type=int, default=defaults.seed,
         help="random seed: same seed, same numbers (default %(default)s)")  # fmt: skip
     add("--data-dir", default=None,
-        help="keep the service's data here (default: a temporary directory)")  # fmt: skip
+        help="folder for the run's files, kept afterwards (default ./abtest-demo/; a previous "
+        "demo's folder is replaced, any other non-empty folder refused)")  # fmt: skip
     add("--port", type=int, default=None, help="service port (default: a free one)")
     add("--keep-running", action="store_true",
         help="leave the service up with the web console until Ctrl-C")  # fmt: skip
