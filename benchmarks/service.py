@@ -15,7 +15,10 @@ What it does (everything local, loopback only, bounded in time):
    ``/hello-get-xadd`` (hello world plus a plain Redis GET and XADD: two round trips) is the
    issue's reference point, and ``/hello-assign`` (a bare Flask view: JSON in,
    ``Store.assign``, JSON out; no key check, metrics or field validation) is the store's
-   whole cost without the service around it;
+   whole cost without the service around it; ``/v1/assign, appendfsync always`` is the same
+   endpoint while the embedded redis-server fsyncs its append-only file before every reply
+   (``CONFIG SET appendfsync always`` around those runs, ``everysec`` again after them):
+   the price of ``abtest serve --appendfsync always``;
 4. latency at half the /v1/assign peak: an open-loop Python client (processes x threads,
    each request scheduled on a fixed timetable, latency counted from the scheduled time so
    queueing is not hidden) sends new-unit /v1/assign requests at that rate; the first
@@ -275,6 +278,15 @@ def _client_exposures(base: str, key: str, units: int) -> dict[str, float]:
     return {"batched": batched, "one_by_one": one_by_one, "sent": float(sent), "units": units}
 
 
+def _print_fsync(results: dict[str, Any]) -> None:
+    everysec, always = results["assign"], results["assign_always"]
+    for label, r in (("everysec", everysec), ("always", always)):
+        print(f"POST /v1/assign, appendfsync {label:<9} {r['rps']:>7.0f} req/s  "
+              f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+              f"rounds {r['all_rps']}")  # fmt: skip
+    print(f"always / everysec: {always['rps'] / everysec['rps']:.0%} of the throughput")
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -283,6 +295,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--fsync-only", action="store_true",
+                        help="only /v1/assign with appendfsync everysec and always, "
+                        "interleaved; no latency or client runs")  # fmt: skip
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)  # internal: port url workers
     args = parser.parse_args()
     if args.serve:
@@ -350,7 +365,10 @@ def main() -> None:
                 ("get_xadd", base + "/hello-get-xadd", None),
                 ("hello_assign", base + "/hello-assign", "/hello-assign"),
                 ("assign", base + "/v1/assign", "/v1/assign"),
+                ("assign_always", base + "/v1/assign", "/v1/assign"),
             )
+            if args.fsync_only:
+                targets = tuple(t for t in targets if t[0] in ("assign", "assign_always"))
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
             # Interleaved rounds, medians reported: other load on a shared machine then hits
             # every endpoint alike instead of skewing whichever ran during a busy spell.
@@ -366,18 +384,22 @@ def main() -> None:
                         )
                         lua = str(script)
                     seconds = 2 if round_index == 0 else args.duration  # round 0 warms up
+                    fsync = "always" if name == "assign_always" else "everysec"
+                    client.config_set("appendfsync", fsync)
                     run = _wrk(wrk, url, seconds, args.connections, lua)
+                    client.config_set("appendfsync", "everysec")
                     if round_index:
                         rounds[name].append(run)
             for name, runs in rounds.items():
                 runs.sort(key=lambda r: r["rps"])
                 results[name] = {**runs[len(runs) // 2], "all_rps": [round(r["rps"]) for r in runs]}
-            half = results["assign"]["rps"] / 2
-            paced = _paced(port, key, half, float(args.duration))
-            # The same client and rate on hello world: the latency this machine and this
-            # client add by themselves.
-            paced_hello = _paced(port, key, half, float(args.duration), "/hello")
-            local = _client_exposures(base, key, 20_000)
+            if not args.fsync_only:
+                half = results["assign"]["rps"] / 2
+                paced = _paced(port, key, half, float(args.duration))
+                # The same client and rate on hello world: the latency this machine and this
+                # client add by themselves.
+                paced_hello = _paced(port, key, half, float(args.duration), "/hello")
+                local = _client_exposures(base, key, 20_000)
             exposures = client.xlen("abtest:{bench}:exposures")
             load_after = os.getloadavg()
         finally:
@@ -386,22 +408,26 @@ def main() -> None:
             client.close()
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(metrics, ignore_errors=True)
+    if args.fsync_only:
+        _print_fsync(results)
+        return
 
     hello, assign = results["hello"], results["assign"]
     print(
         f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} worker(s) x {args.threads} "
         f"thread(s); wrk 1 thread, {args.connections} connections, {args.duration}s per run"
     )
-    print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
+    print(f"{'endpoint':<38}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}  errors")
     for label, r in (
         ("GET /hello (bare Flask, ceiling)", hello),
         ("GET /hello-redis (+1 Redis PING)", results["hello_redis"]),
         ("GET /hello-get-xadd (+GET, +XADD)", results["get_xadd"]),
         ("POST /hello-assign (bare view)", results["hello_assign"]),
         ("POST /v1/assign (new unit each)", assign),
+        ("POST /v1/assign, appendfsync always", results["assign_always"]),
     ):
         print(
-            f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  "
+            f"{label:<38}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  "
             f"non-2xx={r['non_2xx']:.0f} socket={r['socket_errors']}"
         )
     print("req/s per round, sorted (the median is shown above):")
@@ -412,6 +438,11 @@ def main() -> None:
         f"hello-redis / hello: {results['hello_redis']['rps'] / hello['rps']:.0%}; "
         f"hello-get-xadd / hello: {results['get_xadd']['rps'] / hello['rps']:.0%}; "
         f"hello-assign / hello: {results['hello_assign']['rps'] / hello['rps']:.0%}"
+    )
+    print(
+        f"appendfsync always / everysec on /v1/assign: "
+        f"{results['assign_always']['rps'] / assign['rps']:.0%} of the throughput, "
+        f"p99 {results['assign_always']['p99_ms']:.2f} ms vs {assign['p99_ms']:.2f} ms"
     )
     print(
         f"assign at half peak ({paced['target_rps']:.0f} req/s target, "
