@@ -46,7 +46,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir.parent)},  # no REDIS_URL
+            env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir.parent)},  # no ABTEST_REDIS_URL
         )
         self.lines: list[str] = []
         assert self.process.stdout is not None
