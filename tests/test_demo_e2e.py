@@ -133,3 +133,20 @@ def test_demo_bad_arguments_exit_2(argv, message):
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_failing_server_child_shows_its_own_error(tmp_path):
+    """When `abtest serve` exits before it is healthy, its own message is in the error."""
+    from abtest.embedded import EmbeddedRedis, free_port
+    from abtest.errors import StoreUnavailable
+    from abtest.service_process import running_service
+
+    with (
+        EmbeddedRedis(tmp_path),  # holds the data dir, so the child's redis cannot start
+        pytest.raises(StoreUnavailable) as failed,
+        running_service(tmp_path, free_port()),
+    ):
+        pass
+    message = str(failed.value)
+    assert "exited with code 2" in message
+    assert "in use by another abtest redis-server" in message
