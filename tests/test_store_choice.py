@@ -122,3 +122,14 @@ def test_a_password_on_the_command_line_is_warned_about(
     warning = capsys.readouterr().err.strip()
     assert warning.startswith("abtest: warning:") and "ABTEST_REDIS_URL" in warning
     assert "ps" in warning and redis_url not in warning
+
+
+def test_data_dir_and_abtest_redis_url_together_are_refused(
+    elsewhere: Path, service_store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--data-dir names another store than ABTEST_REDIS_URL: refused, nothing written."""
+    assert main(["keys", "create", "--role", "sdk", "--data-dir", "data"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--data-dir" in err and "ABTEST_REDIS_URL" in err
+    assert service_store.list_api_keys() == []
+    assert not (elsewhere / "data").exists()

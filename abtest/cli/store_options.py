@@ -1,10 +1,13 @@
 """Where the commands that touch the store find it: one rule for serve, keys and export.
 
-``--redis-url`` wins; else an explicit ``--data-dir`` (its embedded redis-server); else
-``$ABTEST_REDIS_URL`` (the variable the service reads, see `service.settings`); else the
-embedded store in ``./.abtest``.  A password on the command line is visible to every user
-of the machine in ``ps`` while the command runs (and stays in shell history), so it is
-warned about; the environment variable is the way to pass one.
+``--redis-url`` wins; else ``$ABTEST_REDIS_URL`` (the variable the service reads, see
+`service.settings`); else the embedded store in ``--data-dir`` (default ``./.abtest``).
+For `keys` and `export`, an explicit ``--data-dir`` while ``$ABTEST_REDIS_URL`` is set is
+refused: the two name different stores, and guessing would write to the wrong one.
+
+A password on the command line is visible to every user of the machine in ``ps`` while the
+command runs (and stays in shell history), so it is warned about; the environment variable
+is the way to pass one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 from urllib.parse import urlsplit
+
+from abtest.errors import AbtestError
 
 REDIS_URL_ENV: Final = "ABTEST_REDIS_URL"
 DEFAULT_DATA_DIR: Final = ".abtest"
@@ -50,9 +55,13 @@ def choose_store(args: argparse.Namespace, *, err: TextIO | None = None) -> Stor
     if args.redis_url:
         warn_if_password(args.redis_url, err or sys.stderr)
         return StoreChoice(args.redis_url, data_dir, url_on_command_line=True)
-    if args.data_dir:
-        return StoreChoice(None, data_dir, url_on_command_line=False)
-    return StoreChoice(os.environ.get(REDIS_URL_ENV) or None, data_dir, url_on_command_line=False)
+    env_url = os.environ.get(REDIS_URL_ENV) or None
+    if env_url and args.data_dir:
+        raise AbtestError(
+            f"names an embedded store, but {REDIS_URL_ENV} is set: unset it or drop --data-dir",
+            "--data-dir",
+        )
+    return StoreChoice(env_url, data_dir, url_on_command_line=False)
 
 
 def has_password(url: str) -> bool:
