@@ -78,10 +78,17 @@ if TYPE_CHECKING:
         proportion_difference,
         ratio_difference,
     )
+    from analysis.statistics.mixing import MixingPrior
     from analysis.statistics.multiple import adjust_p_values
     from analysis.statistics.quantile import QuantileResult, quantile_difference
     from analysis.statistics.results import Effect
-    from analysis.statistics.sequential import SequentialResult, default_tau2, sequential_test
+    from analysis.statistics.sequential import (
+        SequentialResult,
+        default_tau2,
+        sequential_from_effects,
+        sequential_test,
+    )
+    from analysis.statistics.sequential_margin import SequentialMargin, sequential_margin_test
     from analysis.statistics.srm import SrmResult, srm_test
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -136,6 +143,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "analysis.planning.results": (
         "MinimumDetectableEffect",
+        "MixingPrior",
         "SampleSize",
     ),
     "analysis.planning.sensitivity": (
@@ -182,10 +190,19 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "quantile_difference",
     ),
     "analysis.statistics.results": ("Effect",),
+    "analysis.statistics.mixing": ("MixingPrior",),
     "analysis.statistics.sequential": (
+        "SequentialMargin",
         "SequentialResult",
         "default_tau2",
+        "sequential_from_effects",
+        "sequential_from_effects",
+        "sequential_margin_test",
         "sequential_test",
+    ),
+    "analysis.statistics.sequential_margin": (
+        "SequentialMargin",
+        "sequential_margin_test",
     ),
     "analysis.statistics.srm": (
         "SrmResult",
@@ -205,11 +222,13 @@ __all__ = [
     "Effect",
     "MetricRow",
     "MinimumDetectableEffect",
+    "MixingPrior",
     "NonInferiority",
     "PairedStats",
     "QuantileResult",
     "SampleSize",
     "SampleStats",
+    "SequentialMargin",
     "SequentialResult",
     "SrmResult",
     "Verdict",
@@ -256,6 +275,8 @@ __all__ = [
     "sample_size_proportion",
     "sample_size_ratio",
     "sensitivity_by_duration",
+    "sequential_from_effects",
+    "sequential_margin_test",
     "sequential_test",
     "srm_test",
     "winsorize",

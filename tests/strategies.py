@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from hypothesis import strategies as st
+
+from analysis.statistics.aggregates import SampleStats
 
 # -- assignment ---------------------------------------------------------------------------
 slugs = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True)
@@ -50,3 +54,55 @@ revenue_samples = st.lists(
     min_size=2,
     max_size=200,
 )
+
+
+# -- sequential tests (tests/test_sequential.py) -------------------------------------------
+@st.composite
+def _sequential_looks(draw: st.DrawFn) -> list[tuple[SampleStats, SampleStats]]:
+    """Cumulative (control, variant) looks: each look adds a few units to both arms."""
+    values = st.lists(st.floats(min_value=-100, max_value=100, allow_nan=False), min_size=2,
+                      max_size=20)  # fmt: skip
+    control: list[float] = []
+    variant: list[float] = []
+    looks = []
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        control += draw(values)
+        variant += draw(values)
+        looks.append((SampleStats.from_values(np.array(control)),
+                      SampleStats.from_values(np.array(variant))))  # fmt: skip
+    return looks
+
+
+sequential_looks = _sequential_looks()
+
+
+# -- whole experiments (tests/test_analyze_sequential.py) -----------------------------------
+@st.composite
+def _experiment_data(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, float | None]:
+    """Small random exposures and outcomes in the export schema, with an attribution window
+    in hours (or None): units arrive over a few days, events fall before and after."""
+    n = draw(st.integers(min_value=8, max_value=60))
+    days = draw(st.floats(min_value=0.5, max_value=6.0))
+    rate = draw(st.floats(min_value=0.05, max_value=0.9))
+    window = draw(st.sampled_from([None, 2.0, 30.0, 72.0]))
+    rng = np.random.default_rng(draw(st.integers(min_value=0, max_value=2**32 - 1)))
+    t0 = pd.Timestamp("2025-03-01 06:00")
+    start = t0 + pd.to_timedelta(rng.uniform(0, days * 86400, n), unit="s")
+    exposures = pd.DataFrame({"unit_id": [f"u{i}" for i in range(n)], "experiment": "exp",
+                              "variant": rng.choice(["control", "treatment"], n),
+                              "timestamp": start})  # fmt: skip
+    events = rng.poisson(rate * 3, n)
+    events[0] += 1  # an outcome file is never empty
+    unit = np.repeat(np.arange(n), events)
+    delay = rng.uniform(-24, 96, unit.size)  # hours after exposure, some before it
+    outcomes = pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(unit.size)],
+        "unit_id": [f"u{i}" for i in unit],
+        "metric": rng.choice(["buy", "rev"], unit.size),
+        "value": rng.exponential(10.0, unit.size).round(2),
+        "timestamp": start[unit] + pd.to_timedelta(delay, unit="h"),
+    })  # fmt: skip
+    return exposures, outcomes, window
+
+
+experiment_data = _experiment_data()
