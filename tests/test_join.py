@@ -167,16 +167,28 @@ def test_supplied_covariate_table():
     assert agg.metrics["buy"].covariate["t"] == PairedStats(2, 0, 0, 0, 0, 0)
 
 
-def test_daily_cumulative_series():
-    """Each day's row holds the moments of the per-unit values accumulated so far."""
+def test_daily_looks_hold_units_whose_observation_window_closed():
+    """Without an attribution window each look holds the units observed for 24 h, each with
+    its first 24 h of events, entering on the day that window closed (if the data reach it)."""
     exp = exposures(("a", "c", 0), ("b", "c", 30), ("x", "t", 0), ("y", "t", 0))
-    out = outcomes(("1", "a", "n", 2, 1), ("2", "a", "n", 3, 25), ("3", "b", "n", 4, 31))
+    out = outcomes(("1", "a", "n", 2, 1), ("2", "a", "n", 3, 25), ("3", "b", "n", 4, 31),
+                   ("4", "x", "n", 7, 80))  # fmt: skip
     agg = join_and_aggregate(exp, out, metrics=[parse_metric("n:sum")], covariate_window=None)
+    assert agg.observation_window == timedelta(hours=24)
     days = agg.daily_stats("n")
-    first, second = sorted(days)
-    assert days[first]["c"] == PairedStats(1, 2, 0, 4, 0, 0)  # a = 2
-    assert days[second]["c"] == PairedStats(2, 9, 0, 25 + 16, 0, 0)  # a = 5, b = 4
-    assert days[second]["t"].n == 2
+    assert sorted(str(d) for d in days) == ["2024-05-02", "2024-05-03", "2024-05-04"]
+    by_day = [days[d] for d in sorted(days)]
+    assert by_day[0]["c"] == PairedStats(1, 2, 0, 4, 0, 0)  # a's event at 25 h is outside
+    assert by_day[1]["c"] == PairedStats(2, 6, 0, 20, 0, 0)  # b = 4 joins when 54 h pass
+    assert by_day[2]["c"] == by_day[1]["c"]
+    assert by_day[2]["t"] == PairedStats(2, 0, 0, 0, 0, 0)  # x's event at 80 h is outside
+    # The fixed-horizon aggregates still hold every unit with every event.
+    assert agg.metrics["n"].stats["c"] == SampleStats(2, 9.0, 25.0 + 16.0)
+    shorter = join_and_aggregate(
+        exp, out[out["event_id"] != "4"], metrics=[parse_metric("n:sum")], covariate_window=None
+    )
+    # Data ending at 31 h: only a, x and y have been observed for a whole day.
+    assert [arms["c"].n for _, arms in sorted(shorter.daily_stats("n").items())] == [1]
     per_day = agg.exposures_per_day
     assert per_day["units"].sum() == 4
 
@@ -193,11 +205,40 @@ def test_experiment_selection():
         agg_of(exp, out, "buy:count", experiment="nope")
 
 
-def test_metric_not_in_data():
-    """A metric without any event in the outcomes is an error naming it."""
-    with pytest.raises(InvalidInput, match="'searches'") as info:
-        agg_of(BASE, outcomes(("1", "a", "clicks", 1, 1)), "clicks/searches:ratio")
-    assert info.value.field == "metrics"
+def test_a_metric_without_events_is_named_not_refused():
+    """A metric with no events yet gives zero aggregates and is named; an event name that
+    no metric reads is listed with its count."""
+    out = outcomes(("1", "a", "clicks", 1, 1), ("2", "a", "serches", 1, 1),
+                   ("3", "nobody", "other", 1, 1))  # fmt: skip
+    spec = parse_metric("clicks/searches:ratio")
+    agg = agg_of(BASE, out, "clicks/searches:ratio")
+    assert agg.events_missing(spec) == ["searches"]
+    assert agg.metric_events == {"clicks": 1}
+    assert agg.metrics["clicks/searches"].stats["t"] == PairedStats(2, 0, 0, 0, 0, 0)
+    assert agg.undefined_metrics == {"serches": 1}  # "other" is not from an exposed unit
+
+
+def test_dropped_events_are_counted_by_reason():
+    """Every deduplicated event is counted, a covariate, or dropped for one named reason."""
+    exp = pd.concat([BASE, exposures(("a", "t", 3))])  # a becomes a crossover
+    out = outcomes(
+        ("1", "b", "buy", 1, 2),  # counted (b exposed at 1 h)
+        ("1", "b", "buy", 1, 2.5),  # the same event again: a duplicate
+        ("2", "b", "buy", 1, 0.5),  # 30 min before exposure: covariate
+        ("3", "c", "buy", 1, -400),  # 402 h before exposure: before the 14-day pre-period
+        ("4", "c", "buy", 1, 30),  # after the 24 h attribution window
+        ("5", "zz", "buy", 1, 5),  # unit never exposed
+        ("6", "a", "buy", 1, 5),  # crossover unit
+        ("7", "x", "other", 1, 5),  # not an analysed metric: not counted here
+    )
+    agg = join_and_aggregate(exp, out, metrics=[parse_metric("buy:count")],
+                             attribution_window=timedelta(hours=24))  # fmt: skip
+    assert agg.events.to_dict() == {
+        "total": 6, "counted": 1, "covariate": 1, "duplicates": 1,
+        "dropped": {"unknown_unit": 1, "crossover_unit": 1, "before_exposure": 1,
+                    "outside_window": 1},
+        "dropped_share": 4 / 6,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -226,10 +267,12 @@ def pandas_reference(
     window_h: float | None,
     *,
     matured_by: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
 ):
     """Straightforward pandas implementation of the join rules (the independent check).
 
-    ``matured_by``: keep only units whose window closed by the end of that day.
+    ``matured_by``: keep only units whose window closed by the end of that day and by
+    ``end``, the end of the data.
     """
     first = (
         exp.sort_values("timestamp")
@@ -241,8 +284,8 @@ def pandas_reference(
     assigned = first[first["arms"] == 1]
     if matured_by is not None:
         assert window_h is not None
-        closes = (assigned["start"] + pd.Timedelta(hours=window_h)).dt.normalize()
-        assigned = assigned[closes <= matured_by]
+        closes = assigned["start"] + pd.Timedelta(hours=window_h)
+        assigned = assigned[(closes.dt.normalize() <= matured_by) & (closes <= end)]
     events = out.sort_values("timestamp").drop_duplicates("event_id")
     joined = events.merge(assigned, left_on="unit_id", right_index=True)
     keep = joined["timestamp"] >= joined["start"]
@@ -311,9 +354,10 @@ def test_duckdb_agrees_with_pandas_reference(seed, window_h):
         assert agg.excluded_units == crossed
         for spec in specs:
             _check_against(agg.metrics[spec.rpartition(":")[0]].stats, expected[spec])
-    if window is None:  # the daily series ends where the overall aggregates are
-        last = agg_daily_last(exp, out, window)
-        _check_against({v: p.y for v, p in last.items()}, expected["rev:sum"])
+    # The last look holds the units observed for their whole window (24 h without one).
+    last, end = agg_daily_last(exp, out, window)
+    matured, _ = pandas_reference(exp, out, window_h or 24.0, matured_by=end.normalize(), end=end)
+    _check_against({v: p.y for v, p in last.items() if p.n}, matured["rev:sum"])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -333,15 +377,17 @@ def test_with_a_window_each_look_holds_the_units_whose_window_closed(seed):
     )
     grew = []
     for day, arms in looks.items():
-        expected, _ = pandas_reference(exp, out, window_h, matured_by=pd.Timestamp(day))
+        expected, _ = pandas_reference(exp, out, window_h, matured_by=pd.Timestamp(day),
+                                       end=pd.Timestamp(agg.end))  # fmt: skip
         _check_against({v: p.y for v, p in arms.items() if p.n}, expected["rev:sum"])
         grew.append(sum(p.n for p in arms.values()))
     assert grew == sorted(grew) and grew[0] < grew[-1] < sum(agg.units.values())
 
 
-def test_looks_with_a_window_do_not_drift_when_outcomes_arrive_late():
-    """Conversions up to 3 days after exposure: without a window early looks under-count
-    (the estimand drifts); with a 3-day window every look estimates the same 30%."""
+def test_looks_do_not_drift_when_outcomes_arrive_late():
+    """Conversions up to 3 days after exposure: every look estimates one fixed quantity, the
+    30% of a 3-day attribution window or, without one, the 10% of the 24 h observation
+    window (a look over each unit's events so far would start low and drift upwards)."""
     rng = np.random.default_rng(7)
     n = 20_000
     start = T0 + pd.to_timedelta(rng.uniform(0, 14 * 86400, n), unit="s")
@@ -354,25 +400,22 @@ def test_looks_with_a_window_do_not_drift_when_outcomes_arrive_late():
         "timestamp": start[buyers] + pd.to_timedelta(rng.uniform(0, 3 * 86400, buyers.size),
                                                      unit="s"),
     })  # fmt: skip
-    rates = {}
-    for window in (None, timedelta(days=3)):
+    for window, rate in ((None, 0.1), (timedelta(days=3), 0.3)):
         agg = join_and_aggregate(exp, out, metrics=[parse_metric("buy:binomial")],
                                  attribution_window=window, covariate_window=None)  # fmt: skip
-        looks = agg.daily_stats("buy")
-        rates[window] = [(p.y.n, p.y.sum / p.y.n) for _, arms in sorted(looks.items())
-                         for p in [arms["c"]] if p.y.n >= 500]  # fmt: skip
-    assert rates[None][0][1] < 0.2  # units of the first day had less than a day to buy
-    assert len(rates[timedelta(days=3)]) >= 12
-    for units, rate in rates[timedelta(days=3)]:
-        assert abs(rate - 0.3) < 4 * np.sqrt(0.3 * 0.7 / units)
+        looks = [(p.y.n, p.y.sum / p.y.n) for _, arms in sorted(agg.daily_stats("buy").items())
+                 for p in [arms["c"]] if p.y.n >= 500]  # fmt: skip
+        assert len(looks) >= 12
+        for units, observed in looks:
+            assert abs(observed - rate) < 4 * np.sqrt(rate * (1 - rate) / units)
 
 
 def agg_daily_last(exp, out, window):
-    """The last day's cumulative aggregates of rev:sum."""
+    """The last day's cumulative aggregates of rev:sum, and the end of the data."""
     agg = join_and_aggregate(exp, out, metrics=[parse_metric("rev:sum")],
                              attribution_window=window, covariate_window=None)  # fmt: skip
     days = agg.daily_stats("rev")
-    return days[max(days)]
+    return days[max(days)], pd.Timestamp(agg.end)
 
 
 def _check_against(stats, expected):

@@ -1,17 +1,18 @@
 """Daily cumulative aggregates: the series behind the sequential test and the chart.
 
-Reads the ``_assigned`` view and ``_events`` table that `analysis.join.aggregate` builds.
+Reads the ``_assigned`` view and ``_events`` table that `analysis.data.join.aggregate`
+builds.
 
-Without an attribution window, each look holds every unit exposed so far with its outcomes
-so far, so early looks see units with less time to convert; for metrics that accumulate
-after exposure the estimand drifts upwards over the first days, and the mSPRT's running
-intersection can end below the final estimate.
-
-With an attribution window ``W`` (``matured_after``), a look holds only the units whose
-window has closed by the end of that day (first exposure + W), each with its whole
-windowed value: every look estimates the same per-unit quantity, the observations the
-sequential test sees are fixed once seen, and the drift is gone.  Units whose window is
-still open at the last day of data are in the fixed-horizon analysis but in no look yet.
+Every look uses a per-unit observation window ``W``: a unit enters the series once ``W``
+has passed since its first exposure (on the day its window closes, and only if it closed
+by the end of the data), with the value of its events in ``[exposure, exposure + W)``.
+So every look estimates the same per-unit quantity, a unit's value is fixed once the
+sequential test has seen it, and the i.i.d. observations the mSPRT assumes are what it
+gets.  ``W`` is the attribution window when one is given; otherwise the analysis chooses
+one (`analysis.data.tables.DEFAULT_OBSERVATION_WINDOW`, 24 h), because without it early
+looks would see units that had less time to convert and the estimand would drift upwards
+over the first days.  Units whose window is still open are in the fixed-horizon analysis
+but in no look yet.
 
 References: LaunchDarkly's "metric measurement windows" (a context counts only once its
 window has fully completed) and Statsig Warehouse Native's cohort windows with "wait for"
@@ -22,15 +23,14 @@ the mSPRT of Johari et al. (2017) assumes such i.i.d. per-unit observations.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
 from analysis.data.metric_spec import interval_sql, source_metrics, sql_list, value_sql
-from analysis.statistics.aggregates import SampleStats
+from analysis.statistics.aggregates import PairedStats
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,82 +43,81 @@ def daily_aggregates(
     metrics: Sequence[Metric],
     units: Mapping[str, int],
     *,
-    matured_after: timedelta | None = None,
+    window: timedelta,
+    end: datetime,
 ) -> pd.DataFrame:
-    """Cumulative aggregates per day: each unit adds the change of its value on that day.
+    """Cumulative aggregates per day of the units whose observation window has closed.
 
-    A unit whose cumulative value moves from a to b on day d changes Σy by b - a and Σy²
-    by b² - a² (likewise x and xy); summing these changes over days gives the moments of
-    the cumulative per-unit values at every day's end without a grid of units by days.
-    With ``matured_after`` a unit enters on the day its window closes, with all its
-    (windowed) events on that day, and days run to the last day of data.
+    Parameters
+    ----------
+    con : duckdb connection
+        With ``_assigned`` and ``_events`` (see `analysis.data.join.aggregate`).
+    metrics : sequence of Metric
+        Binomial, count, sum and ratio metrics (quantile metrics have no per-unit value).
+    units : mapping
+        The variants (their order is kept).
+    window : timedelta
+        The per-unit observation window ``W`` (> 0).
+    end : datetime
+        The end of the data: a unit whose window closes after it is not in any look.
+
+    Returns
+    -------
+    DataFrame
+        ``day, variant, metric, n, sum_y, sum_x, sum_yy, sum_xx, sum_xy``, cumulative over
+        the days from the first window to close up to the day of ``end``.
     """
-    last_day = con.execute(
-        "SELECT max(d) FROM (SELECT CAST(first_ts AS DATE) AS d FROM _assigned "
-        "UNION ALL SELECT CAST(ts AS DATE) FROM _events WHERE post)"
-    ).fetchall()[0][0]
-    if matured_after is None:
-        unit_day, units_sql = "CAST(first_ts AS DATE)", "_assigned"
-        events = "(SELECT *, CAST(ts AS DATE) AS day FROM _events)"
-    else:
-        unit_day = f"CAST(first_ts + {interval_sql(matured_after)} AS DATE)"
-        units_sql = f"_assigned WHERE {unit_day} <= DATE '{last_day}'"
-        # Every event of a matured unit counts on the day its window closed.
-        events = (
-            f"(SELECT e.*, {unit_day} AS day FROM _events AS e JOIN _assigned "
-            f"USING (unit_id) WHERE {unit_day} <= DATE '{last_day}')"
-        )
-    new_units = con.execute(
-        f"SELECT {unit_day} AS day, variant, count(*) AS n FROM {units_sql} GROUP BY ALL"
-    ).df()
-    if new_units.empty:
+    metrics = list(metrics)
+    if not metrics or not units:
         return empty_daily()
-    first_day = new_units["day"].min()
-    grid = pd.date_range(first_day, last_day, freq="D")
-    new_units["day"] = pd.to_datetime(new_units["day"])
-    frames = []
+    closes = f"first_ts + {interval_sql(window)}"
+    matured = (f"SELECT unit_id, variant, {closes} AS closes, CAST({closes} AS DATE) AS day "
+               f"FROM _assigned WHERE {closes} <= $end")  # fmt: skip
+    parts = []
     for metric in metrics:
         if metric.type is MetricType.RATIO:
             num, den = source_metrics(metric)
-            y_raw, x_raw = (f"sum(value) FILTER (WHERE metric = {sql_list([num])})",
-                            f"sum(value) FILTER (WHERE metric = {sql_list([den])})")  # fmt: skip
-            y_val, x_val = "coalesce(cy, 0)", "coalesce(cx, 0)"
-            y_prev, x_prev = "coalesce(py, 0)", "coalesce(px, 0)"
+            y = f"coalesce(sum(e.value) FILTER (WHERE e.metric = {sql_list([num])}), 0)"
+            x = f"coalesce(sum(e.value) FILTER (WHERE e.metric = {sql_list([den])}), 0)"
             names = [num, den]
         else:
-            y_raw = "sum(value)" if metric.type is MetricType.SUM else "count(*)"
-            x_raw = "0.0"
-            y_val = value_sql(metric.type, "cy", "cy")
-            y_prev = value_sql(metric.type, "coalesce(py, 0)", "coalesce(py, 0)")
-            x_val = x_prev = "0.0"
-            names = [metric.name]
-        sql = (
-            f"WITH inc AS (SELECT unit_id, variant, day, {y_raw} AS iy, "
-            f"{x_raw} AS ix FROM {events} WHERE post AND metric IN ({sql_list(names)}) "
-            "GROUP BY ALL), "
-            "cum AS (SELECT unit_id, variant, day, sum(iy) OVER w AS cy, sum(ix) OVER w AS cx "
-            "FROM inc WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
-            "lagged AS (SELECT variant, day, cy, cx, lag(cy) OVER w AS py, lag(cx) OVER w AS px "
-            "FROM cum WINDOW w AS (PARTITION BY unit_id ORDER BY day)), "
-            f"vals AS (SELECT variant, day, {y_val} AS y, {x_val} AS x, {y_prev} AS y0, "
-            f"{x_prev} AS x0 FROM lagged) "
-            "SELECT day, variant, sum(y - y0) AS sum_y, sum(x - x0) AS sum_x, "
-            "sum(y * y - y0 * y0) AS sum_yy, sum(x * x - x0 * x0) AS sum_xx, "
-            "sum(x * y - x0 * y0) AS sum_xy FROM vals GROUP BY ALL"
+            y = value_sql(metric.type, "count(*)", "sum(e.value)")
+            x, names = "0.0", [metric.name]
+        # Units without events add nothing to the sums; their count comes from `arrived`.
+        parts.append(
+            f"SELECT {sql_list([metric.name])} AS metric, m.variant, m.day, {y} AS y, {x} AS x "
+            f"FROM _matured AS m JOIN _events AS e USING (unit_id) "
+            f"WHERE e.post AND e.ts < m.closes AND e.metric IN ({sql_list(names)}) "
+            "GROUP BY m.unit_id, m.variant, m.day"
         )
-        changes = con.execute(sql).df()
-        changes["day"] = pd.to_datetime(changes["day"])
-        for variant in units:
-            frame = pd.DataFrame({"day": grid.date})
-            part = changes[changes["variant"] == variant].set_index("day").reindex(grid)
-            arrivals = new_units[new_units["variant"] == variant].set_index("day")["n"]
-            frame["n"] = arrivals.reindex(grid).fillna(0).cumsum().to_numpy(dtype=np.int64)
-            for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
-                frame[column] = part[column].fillna(0.0).astype(float).cumsum().to_numpy()
-            frame.insert(1, "variant", variant)
-            frame.insert(2, "metric", metric.name)
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else empty_daily()
+    sql = f"""
+        WITH _matured AS ({matured}),
+        arrived AS (SELECT day, variant, count(*) AS n FROM _matured GROUP BY ALL),
+        sums AS (SELECT metric, variant, day, sum(y) AS y, sum(x) AS x, sum(y * y) AS yy,
+                 sum(x * x) AS xx, sum(x * y) AS xy FROM ({" UNION ALL ".join(parts)})
+                 GROUP BY ALL),
+        grid AS (SELECT CAST(g.d AS DATE) AS day, v.variant, k.metric
+                 FROM range((SELECT min(day) FROM arrived), CAST($end AS DATE) + 1,
+                            INTERVAL 1 DAY) AS g(d),
+                 (SELECT unnest([{sql_list(list(units))}]) AS variant) AS v,
+                 (SELECT unnest([{sql_list([m.name for m in metrics])}]) AS metric) AS k)
+        SELECT grid.day, grid.variant, grid.metric,
+               CAST(sum(coalesce(arrived.n, 0)) OVER w AS BIGINT) AS n,
+               sum(coalesce(sums.y, 0)) OVER w AS sum_y, sum(coalesce(sums.x, 0)) OVER w AS sum_x,
+               sum(coalesce(sums.yy, 0)) OVER w AS sum_yy,
+               sum(coalesce(sums.xx, 0)) OVER w AS sum_xx,
+               sum(coalesce(sums.xy, 0)) OVER w AS sum_xy
+        FROM grid LEFT JOIN arrived USING (day, variant) LEFT JOIN sums USING (metric, variant, day)
+        WINDOW w AS (PARTITION BY grid.metric, grid.variant ORDER BY grid.day)
+        ORDER BY grid.metric, grid.variant, grid.day
+    """
+    frame = con.execute(sql, {"end": end}).df()
+    if frame.empty:
+        return empty_daily()
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
+        frame[column] = frame[column].astype(float)
+    return frame
 
 
 def empty_daily() -> pd.DataFrame:
@@ -129,14 +128,20 @@ def empty_daily() -> pd.DataFrame:
 
 def daily_looks(
     agg: Aggregates, metric: str, control: str, variant: str
-) -> tuple[list[object], list[tuple[SampleStats, SampleStats]]]:
-    """The days and cumulative (control, variant) aggregates where both arms have >= 2 units.
+) -> tuple[list[object], list[tuple[PairedStats, PairedStats]]]:
+    """The days and cumulative (control, variant) aggregates the sequential test reads.
 
-    These are the looks of the sequential test, one per day, in time order.
+    One look per day, in time order, from the first day both arms have >= 2 matured
+    units (and, for a ratio metric, a denominator other than 0 in both arms).
     """
+    ratio = metric in agg.metrics and agg.metrics[metric].metric.type is MetricType.RATIO
     days, looks = [], []
     for day, arms in sorted(agg.daily_stats(metric).items(), key=lambda item: str(item[0])):
-        if control in arms and variant in arms and min(arms[control].n, arms[variant].n) >= 2:
-            days.append(day)
-            looks.append((arms[control].y, arms[variant].y))
+        if control not in arms or variant not in arms:
+            continue
+        c, v = arms[control], arms[variant]
+        if min(c.n, v.n) < 2 or (ratio and (c.sum_x == 0 or v.sum_x == 0)):
+            continue
+        days.append(day)
+        looks.append((c, v))
     return days, looks

@@ -49,7 +49,9 @@ from analysis.data.metric_spec import (
 )
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
+    DEFAULT_OBSERVATION_WINDOW,
     Aggregates,
+    EventCounts,
     MetricAggregates,
     QuantileSample,
 )
@@ -71,6 +73,7 @@ def join_and_aggregate(
     covariate_window: timedelta | None = DEFAULT_COVARIATE_WINDOW,
     covariates: Source | None = None,
     daily: bool = True,
+    observation_window: timedelta | None = None,
 ) -> Aggregates:
     """Load both sources into a fresh DuckDB connection and run `aggregate`."""
     con = connect()
@@ -87,6 +90,7 @@ def join_and_aggregate(
             covariate_window=None if covariates is not None else covariate_window,
             use_covariate_table=covariates is not None,
             daily=daily,
+            observation_window=observation_window,
         )
     finally:
         con.close()
@@ -101,6 +105,7 @@ def aggregate(
     covariate_window: timedelta | None = DEFAULT_COVARIATE_WINDOW,
     use_covariate_table: bool = False,
     daily: bool = True,
+    observation_window: timedelta | None = None,
 ) -> Aggregates:
     """Join the registered ``exposures`` and ``outcomes`` views and aggregate per variant.
 
@@ -108,13 +113,18 @@ def aggregate(
     covariate (the same metric, same type); None for no covariate.  With
     ``use_covariate_table`` the view ``covariates(unit_id, metric, value)`` supplies it
     instead (units missing from it get 0, which keeps CUPED unbiased: any pre-exposure
-    covariate does).
+    covariate does).  ``observation_window``: the per-unit window of the daily looks
+    (`analysis.data.daily`); default the attribution window, else
+    `DEFAULT_OBSERVATION_WINDOW`.
+
+    A metric without events (yet) is not an error: its aggregates are zeros and
+    `Aggregates.events_missing` names it, so the analysis can say so on its row.
 
     Raises
     ------
     InvalidInput
-        No metric, an unknown experiment, several experiments and none chosen, or a
-        metric with no events in the outcomes.
+        No metric, a metric listed twice, an unknown experiment, or several experiments
+        and none chosen.
     """
     if not metrics:
         raise InvalidInput("at least one metric is required", "metrics")
@@ -125,15 +135,6 @@ def aggregate(
         seen.add(metric.name)
     experiment = _resolve_experiment(con, experiment)
     names = sorted({name for m in metrics for name in source_metrics(m)})
-    present = {str(r[0]) for r in con.execute("SELECT DISTINCT metric FROM outcomes").fetchall()}
-    for metric in metrics:
-        for name in source_metrics(metric):
-            if name not in present:
-                raise InvalidInput(
-                    f"metric '{name}' (of '{metric.name}') has no events in the outcomes "
-                    f"(present: {', '.join(sorted(present)[:20])})",
-                    "metrics",
-                )
     found = con.execute(
         "SELECT DISTINCT variant, config_version FROM exposures WHERE experiment = ?",
         [experiment],
@@ -180,21 +181,26 @@ def aggregate(
         if covariate_window
         else "FALSE"
     )
-    # Dedupe by event id first (earliest row wins), then keep events in either window.
+    # Dedupe by event id first (earliest row wins); keep every event of an assigned unit,
+    # marked as counted (post) or covariate (pre); the rest are counted as dropped.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _dedup AS SELECT event_id, "
+        "arg_min({'u': unit_id, 'm': metric, 'v': value}, ts) AS r, min(ts) AS ts, "
+        f"count(*) AS copies FROM outcomes WHERE metric IN ({sql_list(names)}) GROUP BY event_id"
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _events AS "
-        "WITH d AS (SELECT event_id, arg_min({'u': unit_id, 'm': metric, 'v': value}, ts) AS r,"
-        f" min(ts) AS ts FROM outcomes WHERE metric IN ({sql_list(names)}) GROUP BY event_id) "
         "SELECT e.r.u AS unit_id, a.variant, e.r.m AS metric, e.r.v AS value, e.ts, "
-        f"({post}) AS post FROM d AS e JOIN _assigned AS a ON e.r.u = a.unit_id "
-        f"WHERE ({post}) OR ({pre})"
+        f"({post}) AS post, ({pre}) AS pre, a.first_ts "
+        "FROM _dedup AS e JOIN _assigned AS a ON e.r.u = a.unit_id"
     )
+    events, metric_events = _event_counts(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _unit_values AS SELECT unit_id, variant, metric, "
         "count(*) FILTER (WHERE post) AS c, coalesce(sum(value) FILTER (WHERE post), 0) AS s, "
-        "count(*) FILTER (WHERE NOT post) AS pc, "
-        "coalesce(sum(value) FILTER (WHERE NOT post), 0) AS ps "
-        "FROM _events GROUP BY unit_id, variant, metric"
+        "count(*) FILTER (WHERE pre) AS pc, "
+        "coalesce(sum(value) FILTER (WHERE pre), 0) AS ps "
+        "FROM _events WHERE post OR pre GROUP BY unit_id, variant, metric"
     )
     results = {
         m.name: _metric_aggregates(con, m, units, covariate_window is not None, use_covariate_table)
@@ -209,14 +215,16 @@ def aggregate(
         "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS units FROM _assigned "
         "GROUP BY ALL ORDER BY day, variant"
     ).df()
+    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
     daily_frame = (
         daily_aggregates(
             con,
             [m for m in metrics if m.type is not MetricType.QUANTILE],
             units,
-            matured_after=attribution_window,
+            window=window,
+            end=span[1],
         )
-        if daily
+        if daily and span[1] is not None
         else empty_daily()
     )
     return Aggregates(
@@ -229,6 +237,10 @@ def aggregate(
         metrics=results,
         daily=daily_frame,
         exposures_per_day=exposures_per_day,
+        observation_window=window,
+        events=events,
+        metric_events=metric_events,
+        undefined_metrics=_undefined_metrics(con, names),
     )
 
 
@@ -301,6 +313,41 @@ def _metric_aggregates(
     stats: dict[str, SampleStats | PairedStats] = {v: p.y for v, p in paired.items()}
     covariate = paired if (pre_window or covariate_table) else None
     return MetricAggregates(metric, stats, covariate)
+
+
+def _event_counts(con: duckdb.DuckDBPyConnection) -> tuple[EventCounts, dict[str, int]]:
+    """Where each deduplicated event of the analysed metrics went (see `EventCounts`)."""
+    total, copies = con.execute("SELECT count(*), coalesce(sum(copies), 0) FROM _dedup").fetchall()[
+        0
+    ]
+    counted, covariate, before, outside = con.execute(
+        "SELECT count(*) FILTER (WHERE post), count(*) FILTER (WHERE pre), "
+        "count(*) FILTER (WHERE NOT post AND NOT pre AND ts < first_ts), "
+        "count(*) FILTER (WHERE NOT post AND ts >= first_ts) FROM _events"
+    ).fetchall()[0]
+    crossover = con.execute(
+        "SELECT count(*) FROM _dedup AS e JOIN _units AS u ON e.r.u = u.unit_id WHERE u.crossed"
+    ).fetchall()[0][0]
+    assigned = counted + covariate + before + outside
+    per_metric = dict(
+        con.execute("SELECT metric, count(*) FROM _events WHERE post GROUP BY metric").fetchall()
+    )
+    counts = EventCounts(
+        total=int(total), counted=int(counted), covariate=int(covariate),
+        unknown_unit=int(total - assigned - crossover), crossover_unit=int(crossover),
+        before_exposure=int(before), outside_window=int(outside),
+        duplicates=int(copies - total),
+    )  # fmt: skip
+    return counts, {str(k): int(v) for k, v in per_metric.items()}
+
+
+def _undefined_metrics(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, int]:
+    """Event names of this experiment's units that no analysed metric reads, with counts."""
+    rows = con.execute(
+        "SELECT o.metric, count(*) FROM outcomes AS o JOIN _assigned AS a USING (unit_id) "
+        f"WHERE o.metric NOT IN ({sql_list(names)}) GROUP BY o.metric ORDER BY 2 DESC, 1"
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}
 
 
 def _resolve_experiment(con: duckdb.DuckDBPyConnection, experiment: str | None) -> str:
