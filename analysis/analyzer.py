@@ -3,15 +3,21 @@
 `analyze` joins and aggregates (`analysis.data.join`, in DuckDB), then runs the statistics of
 the sibling modules on the aggregates only: Welch / z effects with absolute and relative
 CIs, CUPED when a pre-exposure covariate exists, SRM, Holm (or BH) across metrics and
-variants, mSPRT always-valid p-values, Bayesian chance to beat control, non-inferiority of
-guardrails, and finally `analysis.decision.decide`.
+variants, Bayesian chance to beat control, non-inferiority of guardrails, the always-valid
+tests of `analysis.always_valid` (mSPRT with a prior fixed by the plan, on the units whose
+observation window has closed), and finally `analysis.decision.decide`.
 
-Multiple comparisons: primary and secondary metrics by treatment variants form one family;
-guardrails by treatment variants another (their decision rests on non-inferiority tests).
+Multiple comparisons: the fixed-horizon p-values of the primary and secondary metrics by
+treatment variants form one family, the guardrails another (shown, not used for the
+verdict); the verdict's own always-valid families are Holm-adjusted in `decide`.
+A metric without events gives its row with "no events yet"; the result counts the outcome
+events it dropped and lists the event names no metric reads.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -21,12 +27,20 @@ import numpy as np
 
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType
+from analysis.always_valid import always_valid_fields, stated_prior
 from analysis.data.daily import daily_looks
 from analysis.data.join import join_and_aggregate, parse_metric, quantile_level
 from analysis.data.load import Source
-from analysis.data.tables import DEFAULT_COVARIATE_WINDOW, Aggregates, MetricAggregates
+from analysis.data.metric_spec import source_metrics
+from analysis.data.tables import (
+    DEFAULT_COVARIATE_WINDOW,
+    DEFAULT_OBSERVATION_WINDOW,
+    Aggregates,
+    MetricAggregates,
+)
+from analysis.decision.data_checks import data_warnings
 from analysis.decision.result import AnalysisResult, AnalysisSettings
-from analysis.decision.rows import MetricRow
+from analysis.decision.rows import NO_EVENTS, MetricRow
 from analysis.decision.rules import DecisionRules, decide
 from analysis.statistics.aggregates import PairedStats, SampleStats
 from analysis.statistics.bayesian import bayesian_binomial, bayesian_mean
@@ -37,9 +51,10 @@ from analysis.statistics.inference import (
     proportion_difference,
     ratio_difference,
 )
+from analysis.statistics.mixing import MixingPrior
 from analysis.statistics.multiple import adjust_p_values
 from analysis.statistics.quantile import quantile_difference
-from analysis.statistics.sequential import SequentialResult, sequential_test
+from analysis.statistics.results import Effect
 from analysis.statistics.srm import srm_test
 
 if TYPE_CHECKING:
@@ -82,6 +97,10 @@ def analyze(
     covariate_window: timedelta | None = DEFAULT_COVARIATE_WINDOW,
     covariates: Source | None = None,
     planned_units_per_variant: int | None = None,
+    mde: float | None = None,
+    relative_mde: bool = False,
+    mixing_sd: float | None = None,
+    observation_window: timedelta | None = None,
     rules: DecisionRules | None = None,
     quantile_method: str = "bootstrap",
     n_boot: int = 1000,
@@ -104,11 +123,23 @@ def analyze(
     weights : mapping, optional
         Configured weights for the SRM test; default equal over the variants seen.
     alpha, correction
-        Significance level; "holm" (default) or "bh".
+        Significance level; "holm" (default) or "bh" for the fixed-horizon p-values.
     attribution_window, covariate_window, covariates
-        See `analysis.join.aggregate`.
+        See `analysis.data.join.aggregate`.
     planned_units_per_variant : int, optional
-        The plan: before it is reached, shipping needs the sequential test too.
+        The plan: the sample at which a test without an always-valid difference ends
+        as ``no_difference``; without ``mde`` or ``mixing_sd`` it also fixes the mSPRT
+        prior (`analysis.always_valid.stated_prior`).
+    mde, relative_mde
+        The plan's minimum detectable effect of the primary metric (absolute, or a
+        fraction of the control mean with ``relative_mde``): the mSPRT prior's scale
+        and the effect the power check sizes the test for.
+    mixing_sd : float, optional
+        A stated prior instead: the mSPRT mixing SD as a standardised effect (in units
+        of each metric's per-unit SD).
+    observation_window : timedelta, optional
+        Per-unit observation window of the sequential looks; default the attribution
+        window, else 24 h (`analysis.data.daily`).
     rules : DecisionRules, optional
         Decision thresholds (its ``alpha`` is replaced by ``alpha``).
     quantile_method, n_boot, seed
@@ -118,23 +149,24 @@ def analyze(
     Raises
     ------
     InvalidInput
-        Missing columns, empty data, an unknown control or experiment, a metric absent
-        from the outcomes, bad settings; the message and ``field`` name the problem.
+        Missing columns, empty data, an unknown control or experiment, bad settings; the
+        message and ``field`` name the problem.  A metric without events is not an
+        error: its row says "no events yet".
     """
-    if not 0 < alpha < 0.5:
-        raise InvalidInput(f"alpha must lie in (0, 0.5), got {alpha}", "alpha")
-    if correction not in ("holm", "bh"):
-        raise InvalidInput(f"correction must be 'holm' or 'bh', got {correction!r}", "correction")
+    _check_settings(alpha=alpha, correction=correction, quantile_method=quantile_method,
+                    planned=planned_units_per_variant, mde=mde, relative_mde=relative_mde,
+                    mixing_sd=mixing_sd, observation_window=observation_window)  # fmt: skip
     if not metrics:
         raise InvalidInput("at least one metric is required", "metrics")
-    if quantile_method not in ("bootstrap", "asymptotic"):
-        raise InvalidInput(
-            f"quantile_method must be 'bootstrap' or 'asymptotic', got {quantile_method!r}",
-            "quantile_method",
-        )
     primary = [_as_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
     guards = [_as_metric(m, f"guardrails[{i}]") for i, m in enumerate(guardrails)]
     rules = replace(rules or DecisionRules(), alpha=alpha)
+    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
+    prior = stated_prior(
+        mixing_sd=mixing_sd, mde=mde, relative_mde=relative_mde,
+        planned_units_per_variant=planned_units_per_variant, alpha=alpha, power=rules.power,
+        minimum_effect=rules.minimum_effect,
+    )  # fmt: skip
     settings = AnalysisSettings(
         alpha=alpha,
         correction=correction,
@@ -146,12 +178,14 @@ def analyze(
         metrics=tuple(primary), guardrails=tuple(guards),
         control=control, experiment=experiment,
         weights=None if weights is None else tuple((k, float(v)) for k, v in weights.items()),
-        planned_units_per_variant=planned_units_per_variant,
+        planned_units_per_variant=planned_units_per_variant, mde=mde,
+        relative_mde=relative_mde, mixing_sd=mixing_sd,
+        observation_window_hours=window.total_seconds() / 3600, sequential_prior=prior,
     )  # fmt: skip
     agg = join_and_aggregate(
         exposures, outcomes, metrics=[*primary, *guards], experiment=experiment,
         attribution_window=attribution_window, covariate_window=covariate_window,
-        covariates=covariates,
+        covariates=covariates, observation_window=window,
     )  # fmt: skip
     if control not in agg.units:
         raise InvalidInput(
@@ -168,25 +202,70 @@ def analyze(
     srm = srm_test(observed=units, weights=weights or dict.fromkeys(units, 1.0),
                    threshold=rules.srm_threshold)  # fmt: skip
     rows: list[MetricRow] = []
+    primary_effects: dict[str, Any] = {}
     for role_metrics, role in ((primary[:1], "primary"), (primary[1:], "secondary"),
                                (guards, "guardrail")):  # fmt: skip
         for metric in role_metrics:
             for variant in variants[1:]:
-                rows.append(
-                    _row(agg=agg, data=agg.metrics[metric.name], role=role, control=control,
-                         variant=variant, settings=settings)
-                )  # fmt: skip
+                row = _row(agg=agg, data=agg.metrics[metric.name], role=role, control=control,
+                           variant=variant, settings=settings, prior=prior,
+                           primary_effect=primary_effects.get(variant))  # fmt: skip
+                if role == "primary":
+                    primary_effects[variant] = row.effect
+                rows.append(row)
     rows = _adjust(rows, correction, alpha)
+    checks = data_warnings(
+        events=agg.events, undefined=agg.undefined_metrics,
+        defined=sorted({n for m in [*primary, *guards] for n in source_metrics(m)}),
+        rules=rules,
+    )  # fmt: skip
     decision = decide(
         control=control, units=units, excluded_units=agg.excluded_units, srm=srm, rows=rows,
         primary=primary[0].name, days_elapsed=agg.days,
-        planned_units_per_variant=planned_units_per_variant, rules=rules,
+        planned_units_per_variant=planned_units_per_variant, rules=rules, mde=mde,
+        relative_mde=relative_mde, observation_days=window.total_seconds() / 86400,
+        data_warnings=checks,
     )  # fmt: skip
     return AnalysisResult(
         experiment=agg.experiment, control=control, units=units,
         excluded_units=agg.excluded_units, srm=srm, rows=tuple(rows), decision=decision,
         settings=settings, config_versions=agg.config_versions, aggregates=agg,
+        events=agg.events, undefined_metrics=agg.undefined_metrics,
     )  # fmt: skip
+
+
+def _check_settings(
+    *,
+    alpha: float,
+    correction: str,
+    quantile_method: str,
+    planned: int | None,
+    mde: float | None,
+    relative_mde: bool,
+    mixing_sd: float | None,
+    observation_window: timedelta | None,
+) -> None:
+    """Refuse a setting the analysis cannot run with, naming it."""
+    if not 0 < alpha < 0.5:
+        raise InvalidInput(f"alpha must lie in (0, 0.5), got {alpha}", "alpha")
+    if correction not in ("holm", "bh"):
+        raise InvalidInput(f"correction must be 'holm' or 'bh', got {correction!r}", "correction")
+    if quantile_method not in ("bootstrap", "asymptotic"):
+        raise InvalidInput(
+            f"quantile_method must be 'bootstrap' or 'asymptotic', got {quantile_method!r}",
+            "quantile_method",
+        )
+    integer = isinstance(planned, numbers.Integral) and not isinstance(planned, bool)
+    if planned is not None and not (integer and planned >= 2):
+        raise InvalidInput(f"planned_units_per_variant must be an integer >= 2, got {planned!r}",
+                           "planned_units_per_variant")  # fmt: skip
+    for name, value in (("mde", mde), ("mixing_sd", mixing_sd)):
+        if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise InvalidInput(f"{name} must be a finite number > 0, got {value!r}", name)
+    if relative_mde and mde is None:
+        raise InvalidInput("relative_mde needs an mde", "relative_mde")
+    if observation_window is not None and observation_window <= timedelta(0):
+        raise InvalidInput("observation_window must be > 0", "observation_window")
 
 
 def analyze_experiment(
@@ -194,8 +273,10 @@ def analyze_experiment(
 ) -> AnalysisResult:
     """`analyze` with metrics, guardrails, control, weights and plan from the definition.
 
-    The plan is ``planned_units_per_variant`` and, unless ``rules`` are given, the
-    ``minimum_detectable_effect`` the verdict's sample-size check powers for.
+    The plan is ``planned_units_per_variant`` and the relative
+    ``minimum_detectable_effect``: unless given explicitly, it is the ``mde`` that fixes
+    the always-valid prior, and (unless ``rules`` are given) the effect the verdict's
+    sample-size check powers for.
 
     Raises
     ------
@@ -204,9 +285,13 @@ def analyze_experiment(
     """
     if experiment.primary_metric is None:
         raise InvalidInput(f"experiment '{experiment.key}' has no primary metric", "primary_metric")
-    settings.setdefault("planned_units_per_variant", experiment.planned_units_per_variant)
-    if experiment.minimum_detectable_effect is not None and "rules" not in settings:
-        settings["rules"] = DecisionRules(minimum_effect=experiment.minimum_detectable_effect)
+    if settings.get("planned_units_per_variant") is None:
+        settings["planned_units_per_variant"] = experiment.planned_units_per_variant
+    if experiment.minimum_detectable_effect is not None:
+        if "rules" not in settings:
+            settings["rules"] = DecisionRules(minimum_effect=experiment.minimum_detectable_effect)
+        if settings.get("mde") is None:
+            settings.update(mde=experiment.minimum_detectable_effect, relative_mde=True)
     return analyze(
         exposures, outcomes,
         metrics=[experiment.primary_metric, *experiment.secondary_metrics],
@@ -224,6 +309,8 @@ def _row(
     control: str,
     variant: str,
     settings: AnalysisSettings,
+    prior: MixingPrior,
+    primary_effect: Effect | None,
 ) -> MetricRow:
     metric = data.metric
     level = 1 - settings.alpha
@@ -232,6 +319,13 @@ def _row(
         "higher_is_better": metric.higher_is_better,
     }  # fmt: skip
     n_c, n_v = agg.units[control], agg.units[variant]
+    missing = agg.events_missing(metric)
+    if missing:
+        named = "" if missing == [metric.name] else f" for {', '.join(map(repr, missing))}"
+        return MetricRow(
+            **base, n_control=n_c, n_variant=n_v, control_mean=None, variant_mean=None,
+            effect=None, p_value=None, error=NO_EVENTS + named, no_events=True,
+        )  # fmt: skip
     try:
         extra: dict[str, Any] = {}
         if metric.type is MetricType.QUANTILE:
@@ -262,11 +356,16 @@ def _row(
                 extra["bayesian"] = bayesian_mean(
                     control=sc, variant=sv, higher_is_better=metric.higher_is_better
                 )
-            extra["sequential"] = _sequential(agg, metric.name, control, variant, settings.alpha)
             cov = data.covariate
             if cov is not None and cov[control].x.variance + cov[variant].x.variance > 0:
                 extra["cuped"] = cuped(control=cov[control], variant=cov[variant], level=level)
                 effect = extra["cuped"].effect
+        raw = extra["cuped"].unadjusted if "cuped" in extra else effect
+        extra.update(always_valid_fields(
+            agg=agg, metric=metric, role=role, control=control, variant=variant,
+            alpha=settings.alpha, margin=metric.margin or DEFAULT_GUARDRAIL_MARGIN, prior=prior,
+            primary_effect=primary_effect, effect=raw,
+        ))  # fmt: skip
         if role == "guardrail":
             try:
                 extra["non_inferiority"] = non_inferiority(
@@ -276,7 +375,6 @@ def _row(
                 )  # fmt: skip
             except InvalidInput as exc:
                 extra["error"] = f"non-inferiority: {exc.message}"
-        raw = extra["cuped"].unadjusted if "cuped" in extra else effect
         return MetricRow(
             **base, n_control=n_c, n_variant=n_v, control_mean=raw.control_mean,
             variant_mean=raw.variant_mean, effect=effect, p_value=effect.p_value, **extra,
@@ -286,16 +384,6 @@ def _row(
             **base, n_control=n_c, n_variant=n_v, control_mean=None, variant_mean=None,
             effect=None, p_value=None, error=exc.message,
         )  # fmt: skip
-
-
-def _sequential(
-    agg: Aggregates, metric: str, control: str, variant: str, alpha: float
-) -> SequentialResult | None:
-    """mSPRT over the daily cumulative looks."""
-    _, looks = daily_looks(agg, metric, control, variant)
-    if not looks:
-        return None
-    return sequential_test(looks=looks, alpha=alpha)
 
 
 def _adjust(rows: list[MetricRow], correction: str, alpha: float) -> list[MetricRow]:

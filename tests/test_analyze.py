@@ -110,7 +110,15 @@ def test_json_contract(result):
         lo, hi = row["absolute_ci"]
         assert lo <= row["absolute_effect"] <= hi
     assert set(rows["purchase"]) >= {"cuped", "sequential", "bayesian"}
-    assert set(rows["purchase"]["sequential"]) == {"p_value", "ci"}
+    sequential = rows["purchase"]["sequential"]
+    assert set(sequential) == {"estimate", "p_value", "p_greater", "p_less", "ci", "n_control",
+                               "n_variant", "alpha", "tau2", "prior", "note", "reject"}  # fmt: skip
+    assert sequential["ci"][0] <= sequential["estimate"] <= sequential["ci"][1]
+    assert set(body["events"]) == {"total", "counted", "covariate", "duplicates", "dropped",
+                                   "dropped_share"}  # fmt: skip
+    assert set(body["settings"]) >= {"planned_units_per_variant", "mde", "relative_mde",
+                                     "mixing_sd", "observation_window_hours",
+                                     "sequential_prior"}  # fmt: skip
     assert set(rows["purchase"]["bayesian"]) == {"chance_to_beat_control", "expected_loss"}
     assert "non_inferiority" in rows["latency_ms:p95"]
     assert "bayesian" not in rows["revenue/purchase"]
@@ -122,7 +130,15 @@ def test_result_is_immutable_and_summarised(result):
         result.control = "x"
     frame = result.summary()
     assert list(frame["metric"]) == ["purchase", "revenue", "revenue/purchase", "latency_ms:p95"]
-    assert {"ci_low", "ci_high", "adjusted_p_value"} <= set(frame.columns)
+    assert {"absolute_ci_low", "relative_ci_high", "adjusted_p_value",
+            "always_valid_p_value"} <= set(frame.columns)  # fmt: skip
+    # Every effect column names its scale: no bare CI beside a relative effect.
+    for column in frame.columns:
+        if "ci_" in column or column.endswith("effect") or column.endswith("estimate"):
+            assert column.startswith(("absolute_", "relative_", "always_valid_")), column
+    row = frame.iloc[0]
+    assert row["relative_ci_low"] <= row["relative_effect"] <= row["relative_ci_high"]
+    assert row["absolute_ci_low"] <= row["absolute_effect"] <= row["absolute_ci_high"]
 
 
 def test_mean_metric_matches_statsmodels(data):
@@ -276,7 +292,6 @@ def _drop(column):
         (lambda e, o: (e.iloc[0:0], o), {}, "exposures", "empty"),
         (lambda e, o: (e, o.iloc[0:0]), {}, "outcomes", "empty"),
         (lambda e, o: (e, o), {"control": "baseline"}, "control", "'baseline' not found"),
-        (lambda e, o: (e, o), {"metrics": ["signup:binomial"]}, "metrics", "'signup'"),
         (lambda e, o: (e, o), {"metrics": []}, "metrics", "at least one"),
         (lambda e, o: (e, o), {"metrics": ["purchase"]}, "metrics[0]", "NAME:TYPE"),
         (lambda e, o: (e, o), {"alpha": 0.7}, "alpha", "alpha"),
@@ -284,11 +299,20 @@ def _drop(column):
         (lambda e, o: (e, o), {"weights": {"control": 1}}, "weights", "no weight"),
         (lambda e, o: (e, o), {"experiment": "other"}, "experiment", "'other'"),
         (lambda e, o: (e, o), {"quantile_method": "exact"}, "quantile_method", "bootstrap"),
+        (lambda e, o: (e, o), {"planned_units_per_variant": 0}, "planned_units_per_variant",
+         ">= 2"),
+        (lambda e, o: (e, o), {"mde": -0.1}, "mde", "> 0"),
+        (lambda e, o: (e, o), {"mde": float("nan")}, "mde", "> 0"),
+        (lambda e, o: (e, o), {"relative_mde": True}, "relative_mde", "needs an mde"),
+        (lambda e, o: (e, o), {"mixing_sd": 0.0}, "mixing_sd", "> 0"),
+        (lambda e, o: (e, o), {"observation_window": pd.Timedelta(0).to_pytimedelta()},
+         "observation_window", "> 0"),
     ],
     ids=["missing-exposure-column", "missing-outcome-column", "empty-exposures",
-         "empty-outcomes", "unknown-control", "metric-not-in-data", "no-metric",
+         "empty-outcomes", "unknown-control", "no-metric",
          "metric-without-type", "bad-alpha", "bad-correction", "variant-without-weight",
-         "unknown-experiment", "bad-quantile-method"],
+         "unknown-experiment", "bad-quantile-method", "bad-plan", "negative-mde", "nan-mde",
+         "relative-without-mde", "zero-mixing-sd", "zero-observation-window"],
 )  # fmt: skip
 def test_bad_input_names_the_problem(change, kwargs, field, words):
     """Every bad input raises InvalidInput with a message and field naming the problem."""

@@ -10,7 +10,7 @@ import pytest
 from abtest.experiment import Experiment, Metric, MetricType
 from analysis import DecisionRules, Verdict, analyze, write_decision_record
 from analysis.data.load import fingerprint
-from tests.test_analyze import synthetic
+from tests.test_analyze import T0, synthetic
 
 LATENCY = Metric("latency_ms:p95", MetricType.QUANTILE, higher_is_better=False, margin=0.05)
 
@@ -18,32 +18,46 @@ LATENCY = Metric("latency_ms:p95", MetricType.QUANTILE, higher_is_better=False, 
 def run(data, **kwargs):
     """Analyse with purchase as primary and the latency guardrail."""
     kwargs.setdefault("guardrails", [LATENCY])
-    kwargs.setdefault("n_boot", 200)
+    kwargs.setdefault("quantile_method", "asymptotic")
     return analyze(*data, metrics=["purchase:binomial"], **kwargs)
 
 
 def test_ship_names_the_variant_and_why():
-    """A clear win with a healthy guardrail ships, citing the metric and the guardrail."""
-    decision = run(synthetic(n=6000, lift=0.3, seed=21)).decision
+    """A clear win with a healthy guardrail ships, citing the always-valid tests of both."""
+    decision = run(synthetic(n=12000, lift=0.3, seed=21), planned_units_per_variant=6000).decision
     assert decision.verdict is Verdict.SHIP
     assert decision.variant == "treatment"
-    assert any("significantly better" in r for r in decision.reasons)
-    assert any("non-inferior" in r for r in decision.reasons)
+    better = next(r for r in decision.reasons if "is significantly better in 'treatment'" in r)
+    assert "always-valid" in better and "fixed horizon" in better
+    assert any("non-inferior" in r and "always-valid" in r for r in decision.reasons)
 
 
-def test_roll_back_when_a_guardrail_is_harmed():
-    """A 30% latency regression rolls back even with a conversion win."""
+def test_roll_back_when_a_guardrail_is_harmed_beyond_its_margin():
+    """A 30% latency regression (margin 5%) rolls back even with a conversion win."""
     decision = run(synthetic(n=6000, lift=0.3, latency_harm=0.3, seed=22)).decision
     assert decision.verdict is Verdict.ROLL_BACK
     assert decision.variant == "treatment"
-    assert any("guardrail latency_ms:p95 harmed" in r for r in decision.reasons)
+    assert any("guardrail latency_ms:p95 harmed beyond its relative margin 0.05" in r
+               for r in decision.reasons)  # fmt: skip
+
+
+def test_a_harm_inside_the_margin_does_not_roll_back():
+    """A 2% latency regression is tolerated by a 5% margin: shown non-inferior, shipped."""
+    res = run(synthetic(n=20000, lift=0.3, latency_harm=0.02, seed=22),
+              planned_units_per_variant=6000)  # fmt: skip
+    guard = res.rows[1]
+    assert guard.effect.relative_effect > 0.01
+    assert guard.sequential_margin.p_harm == 1.0
+    assert res.decision.verdict is Verdict.SHIP
 
 
 def test_roll_back_when_primary_is_significantly_worse():
-    """A significant loss on the primary metric rolls back."""
-    decision = run(synthetic(n=8000, lift=-0.4, seed=23), guardrails=[]).decision
+    """An always-valid loss on the primary metric rolls back."""
+    decision = run(synthetic(n=20000, lift=-0.4, seed=23), guardrails=[]).decision
     assert decision.verdict is Verdict.ROLL_BACK
-    assert any("significantly worse" in r for r in decision.reasons)
+    assert any(
+        "primary purchase is significantly worse in 'treatment'" in r for r in decision.reasons
+    )
 
 
 def test_keep_running_reports_extra_days():
@@ -51,21 +65,26 @@ def test_keep_running_reports_extra_days():
     decision = run(synthetic(n=1000, lift=0.0, seed=24, days=5)).decision
     assert decision.verdict is Verdict.KEEP_RUNNING
     assert decision.extra_days is not None and decision.extra_days > 0
-    assert any("underpowered" in r for r in decision.reasons)
+    assert any("detect a 5% change with power 80%" in r for r in decision.reasons)
     assert any(f"about {decision.extra_days} more day" in r for r in decision.reasons)
 
 
-@pytest.mark.parametrize(("n", "verdict"), [(3000, Verdict.KEEP_RUNNING), (20000, Verdict.SHIP)])
-def test_before_the_plan_a_win_needs_the_sequential_test(n, verdict):
-    """Before the planned sample a fixed-horizon win ships only if mSPRT rejects too."""
-    res = run(synthetic(n=n, lift=0.25, seed=25), planned_units_per_variant=100_000,
+@pytest.mark.parametrize(
+    ("planned", "verdict"), [(100_000, Verdict.KEEP_RUNNING), (1000, Verdict.NO_DIFFERENCE)]
+)
+def test_a_fixed_horizon_win_never_drives_the_verdict(planned, verdict):
+    """A fixed-horizon p < 0.05 that the always-valid test does not confirm ships neither
+    before the plan (keep running) nor after it (no difference)."""
+    res = run(synthetic(n=3000, lift=0.25, seed=25), planned_units_per_variant=planned,
               guardrails=[])  # fmt: skip
     row = res.rows[0]
     assert row.significant
-    assert row.sequential.reject is (verdict is Verdict.SHIP)
+    assert not row.sequential.reject
     assert res.decision.verdict is verdict
     if verdict is Verdict.KEEP_RUNNING:
-        assert any("planned sample" in r for r in res.decision.reasons)
+        assert any("of the 100,000 needed" in r for r in res.decision.reasons)
+    else:
+        assert any("no always-valid difference" in r for r in res.decision.reasons)
 
 
 def test_no_difference_when_powered_and_flat():
@@ -73,7 +92,7 @@ def test_no_difference_when_powered_and_flat():
     rules = DecisionRules(minimum_effect=0.5)
     decision = run(synthetic(n=6000, lift=0.0, seed=26), rules=rules, guardrails=[]).decision
     assert decision.verdict is Verdict.NO_DIFFERENCE
-    assert any("no significant difference" in r for r in decision.reasons)
+    assert any("no always-valid difference on purchase" in r for r in decision.reasons)
 
 
 def test_invalid_on_sample_ratio_mismatch():
@@ -102,8 +121,9 @@ def test_invalid_when_the_primary_metric_cannot_be_computed():
     assert any("denominator" in r for r in decision.reasons)
 
 
-def test_twyman_flag_for_implausible_effects():
-    """An effect beyond the Twyman threshold asks for review without changing the verdict."""
+def test_twyman_flag_for_implausible_significant_effects():
+    """A significant effect beyond the Twyman threshold asks for review without changing
+    the verdict."""
     data = synthetic(n=4000, lift=1.5, seed=30)
     flagged = run(data, guardrails=[]).decision
     assert flagged.review
@@ -111,6 +131,23 @@ def test_twyman_flag_for_implausible_effects():
     relaxed = run(data, guardrails=[], rules=DecisionRules(twyman_threshold=10.0)).decision
     assert not relaxed.review
     assert relaxed.verdict is flagged.verdict
+
+
+def test_twyman_ignores_effects_that_are_not_significant():
+    """Three refunds against one is a +200% move and noise: no Twyman flag."""
+    exposures, outcomes = synthetic(n=600, seed=30)
+    units = exposures.groupby("variant")["unit_id"].first()
+    refunds = pd.DataFrame({
+        "event_id": ["r1", "r2", "r3", "r4"], "metric": "refund", "value": 1.0,
+        "unit_id": [units["control"], *[units["treatment"]] * 3],
+        "timestamp": T0 + pd.Timedelta(days=8),
+    })  # fmt: skip
+    res = analyze(exposures, pd.concat([outcomes, refunds]),
+                  metrics=["purchase:binomial", "refund:count"])  # fmt: skip
+    refund = res.rows[1]
+    assert refund.relative_effect > 0.5 and not refund.significant
+    assert not any("Twyman" in w for w in res.decision.warnings)
+    assert not res.decision.review
 
 
 def test_crossover_share_warning():
@@ -127,7 +164,8 @@ def test_crossover_share_warning():
 
 
 def test_decision_record_is_re_derivable(tmp_path):
-    """The record pins data and config hashes and settings; re-running gives the same verdict."""
+    """The record pins data and config hashes, settings and the prior; re-running with the
+    recorded settings gives the same verdict."""
     exposures, outcomes = synthetic(n=3000, lift=0.3, seed=32)
     exposures.to_parquet(tmp_path / "e.parquet", index=False)
     outcomes.to_parquet(tmp_path / "o.parquet", index=False)
@@ -135,7 +173,8 @@ def test_decision_record_is_re_derivable(tmp_path):
         "key": "exp", "variants": [{"key": "control"}, {"key": "treatment"}],
         "primary_metric": {"name": "purchase", "type": "binomial"},
     })  # fmt: skip
-    res = analyze(tmp_path / "e.parquet", tmp_path / "o.parquet", metrics=["purchase:binomial"])
+    res = analyze(tmp_path / "e.parquet", tmp_path / "o.parquet", metrics=["purchase:binomial"],
+                  mde=0.2, relative_mde=True)  # fmt: skip
     hashes = {"exposures": fingerprint(tmp_path / "e.parquet"),
               "outcomes": fingerprint(tmp_path / "o.parquet")}  # fmt: skip
     write_decision_record(res, tmp_path / "record.json", data_sha256=hashes, experiment=experiment)
@@ -149,10 +188,14 @@ def test_decision_record_is_re_derivable(tmp_path):
     assert record["verdict"] == res.decision.verdict.value
     assert record["reasons"] == list(res.decision.reasons)
     settings = record["settings"]
+    assert settings["sequential_prior"] == {"scale": 0.2, "unit": "relative", "source": "mde"}
+    assert settings["observation_window_hours"] == 24
+    assert record["metrics"][0]["sequential"]["prior"] == settings["sequential_prior"]
     again = analyze(
         tmp_path / "e.parquet", tmp_path / "o.parquet",
         metrics=[f"{m['name']}:{m['type']}" for m in settings["metrics"]],
         control=settings["control"], alpha=settings["alpha"],
         correction=settings["correction"], rules=DecisionRules(**settings["rules"]),
+        mde=settings["mde"], relative_mde=settings["relative_mde"],
     )  # fmt: skip
     assert again.decision == res.decision

@@ -51,7 +51,7 @@ def decision_record(
         "srm": body["srm"],
         "metrics": [
             {
-                k: row[k]
+                k: row.get(k)
                 for k in (
                     "metric",
                     "variant",
@@ -60,14 +60,20 @@ def decision_record(
                     "p_value",
                     "adjusted_p_value",
                     "significant",
+                    "error",
+                    "sequential",
+                    "sequential_margin",
                 )
             }
             for row in body["metrics"]
         ],
+        "events": body["events"],
+        "undefined_metrics": body["undefined_metrics"],
         "verdict": result.decision.verdict.value,
         "variant": result.decision.variant,
         "reasons": list(result.decision.reasons),
         "warnings": list(result.decision.warnings),
+        "unread": list(result.decision.unread),
     }
 
 

@@ -14,6 +14,9 @@ from analysis.statistics.cuped import CupedResult
 from analysis.statistics.noninferiority import NonInferiority
 from analysis.statistics.results import Effect, json_float, json_interval
 from analysis.statistics.sequential import SequentialResult
+from analysis.statistics.sequential_margin import SequentialMargin
+
+NO_EVENTS = "no events yet"
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,13 @@ class MetricRow:
 
     With CUPED applied the effect, CIs and p-value are the adjusted ones (``cuped`` keeps
     the unadjusted effect); ``control_mean``/``variant_mean`` are always the raw values.
-    ``error`` says why nothing could be computed (the other numbers are then None).
+    ``error`` says why nothing could be computed (the other numbers are then None);
+    ``no_events`` marks the normal case of a metric whose events have not arrived yet.
+
+    ``sequential`` is the always-valid test, on its own data (units whose observation
+    window has closed) and with its own estimate; ``sequential_note`` says why it is
+    missing when it is.  Guardrails carry ``sequential_margin``, the always-valid harm
+    and non-inferiority tests against their margin.
     """
 
     metric: str
@@ -43,6 +52,9 @@ class MetricRow:
     bayesian: BayesianResult | None = None
     non_inferiority: NonInferiority | None = None
     error: str | None = None
+    no_events: bool = False
+    sequential_note: str | None = None
+    sequential_margin: SequentialMargin | None = None
 
     @property
     def absolute_effect(self) -> float | None:
@@ -76,6 +88,7 @@ class MetricRow:
             "adjusted_p_value": json_float(self.adjusted_p_value),
             "significant": self.significant,
             "error": self.error,
+            "no_events": self.no_events,
         }
         if self.cuped is not None:
             raw = self.cuped.unadjusted
@@ -88,10 +101,12 @@ class MetricRow:
                                "p_value": json_float(raw.p_value)},
             }  # fmt: skip
         if self.sequential is not None:
-            out["sequential"] = {
-                "p_value": json_float(self.sequential.p_value),
-                "ci": json_interval(self.sequential.ci),
-            }
+            seq = self.sequential.to_dict()
+            out["sequential"] = {k: v for k, v in seq.items() if k != "looks"}
+        elif self.sequential_note is not None:
+            out["sequential"] = {"note": self.sequential_note}
+        if self.sequential_margin is not None:
+            out["sequential_margin"] = self.sequential_margin.to_dict()
         if self.bayesian is not None:
             out["bayesian"] = {
                 "chance_to_beat_control": json_float(self.bayesian.chance_to_beat_control),

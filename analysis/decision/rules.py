@@ -1,26 +1,41 @@
 """The verdict on an experiment, with every reason.
 
+Verdicts are read every day, so ``ship`` and ``roll_back`` rest on always-valid tests only
+(`analysis.statistics.sequential`, fixed prior, one-sided mixtures): the fixed-horizon
+p-values and intervals are shown on every row but never drive a verdict, before the
+planned sample or after it (a fixed-horizon test read at every look past the plan would
+inflate the error again).
+
 Rules, in order (the first that applies decides; every check adds its reason):
 
 1. ``invalid``: sample-ratio mismatch (SRM p below its threshold, 0.001 by default), a
-   variant with fewer than ``min_units_per_variant`` units, or a primary metric that
-   could not be computed (a data problem, named in the reason).
-2. ``ship`` (with the variant): the primary metric is better, significantly after the
-   multiple-comparison adjustment, every guardrail is shown non-inferior, and the result
-   may be read now: the planned sample is reached, or (before it) the always-valid
-   sequential p-value is below alpha too.  Several candidates: the largest effect wins.
-3. ``roll_back`` (with the variant): a guardrail is harmed (its non-inferiority test
-   fails with the estimate on the harmful side, once the test has its units or when the
-   harm is significant by itself), or the primary metric is significantly worse.
-4. ``keep_running`` (with the extra days needed, from `analysis.planning.power`): a candidate
-   waits for its guardrails or its sample, or nothing is significant yet and the test
-   has fewer units than it needs to detect ``minimum_effect`` (relative, 5% by default)
-   with the configured power, or than its plan.
-5. ``no_difference``: nothing significant with enough units.
+   variant with fewer than ``min_units_per_variant`` units, a primary metric that could
+   not be computed (a data problem, named in the reason), or no treatment variant.  A
+   primary metric without events *yet* is not a data problem: it keeps running.
+2. ``ship`` (with the variant): the primary metric is better by its always-valid
+   one-sided test, Holm-adjusted across treatment variants, at ``alpha / 2``; and every
+   guardrail of that variant is shown non-inferior by its always-valid test at ``alpha``
+   (all must hold, so no adjustment is needed).  Several candidates: the largest
+   relative effect wins.
+3. ``roll_back`` (with the variant): the primary metric is worse, or a guardrail's harm is
+   beyond its margin, by always-valid one-sided tests, Holm-adjusted together across
+   metrics and variants at ``alpha / 2``.
+4. ``keep_running`` (with the extra days): the always-valid test has fewer units per
+   variant than the horizon (the plan, else the fixed-horizon sample that detects the
+   MDE, or ``minimum_effect`` of the control mean, with the rules' power), or a
+   candidate waits for its guardrails.
+5. ``no_difference``: the horizon is reached without an always-valid difference.
 
-Warnings never change the verdict: effects beyond ``twyman_threshold`` (Twyman's law:
-"any figure that looks interesting or different is usually wrong") ask for review, and
-crossovers above ``crossover_warn_share`` point at a logging or assignment problem.
+Why each of ``ship`` and ``roll_back`` happens in at most ``alpha / 2`` of A/A experiments,
+however often one looks: each always-valid one-sided p-value is below x at *some* look with
+probability at most x (Ville's inequality), so Bonferroni, and Holm, which rejects a true
+null only when its p-value is below ``alpha / (2 m0)``, keep the chance that any true null
+is ever rejected at ``alpha / 2`` per direction.  ``tests/test_simulations.py`` measures it.
+
+Warnings never change the verdict: *significant* effects beyond ``twyman_threshold``
+(Twyman's law: "any figure that looks interesting or different is usually wrong") ask for
+review, crossovers above ``crossover_warn_share`` and dropped outcome events above
+``dropped_events_warn_share`` point at a logging or assignment problem.
 """
 
 from __future__ import annotations
@@ -31,10 +46,16 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 from analysis.statistics.srm import SrmResult
 
 if TYPE_CHECKING:
     from analysis.decision.rows import MetricRow
+
+
+FloatArray = NDArray[np.float64]
 
 
 class Verdict(StrEnum):
@@ -58,6 +79,7 @@ class DecisionRules:
     srm_threshold: float = 0.001
     twyman_threshold: float = 0.5
     crossover_warn_share: float = 0.01
+    dropped_events_warn_share: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form."""
@@ -66,7 +88,10 @@ class DecisionRules:
 
 @dataclass(frozen=True)
 class Decision:
-    """The verdict, the variant it concerns (ship / roll_back), and every reason."""
+    """The verdict, the variant it concerns (ship / roll_back), and every reason.
+
+    ``unread`` names the rows the analysis could not read (metric, variant and why).
+    """
 
     verdict: Verdict
     variant: str | None
@@ -74,6 +99,7 @@ class Decision:
     warnings: tuple[str, ...] = ()
     extra_days: int | None = None
     review: bool = False
+    unread: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -84,6 +110,7 @@ class Decision:
             "warnings": list(self.warnings),
             "extra_days": self.extra_days,
             "review": self.review,
+            "unread": list(self.unread),
         }
 
 
@@ -98,126 +125,187 @@ def decide(
     days_elapsed: float,
     planned_units_per_variant: int | None = None,
     rules: DecisionRules | None = None,
+    mde: float | None = None,
+    relative_mde: bool = False,
+    observation_days: float = 1.0,
+    data_warnings: Sequence[str] = (),
 ) -> Decision:
     """Apply the rules of this module to one analysis; see the module docstring."""
     rules = rules or DecisionRules()
-    reasons: list[str] = []
-    warnings = _warnings(rows, units, excluded_units, rules)
+    warnings = (*_warnings(rows, units, excluded_units, rules), *data_warnings)
     review = any("Twyman" in w for w in warnings)
+    unread = tuple(f"{r.metric} ({r.variant}): {r.error}" for r in rows if r.effect is None)
     treatments = [v for v in units if v != control]
-    invalid = []
-    if not srm.ok:
-        invalid.append(
-            f"sample-ratio mismatch: SRM p = {srm.p_value:.2g} < {srm.threshold} "
-            f"(observed {dict(srm.observed)}, expected {_rounded(srm.expected)})"
-        )
-    for variant in [control, *treatments]:
-        if units.get(variant, 0) < rules.min_units_per_variant:
-            invalid.append(
-                f"too few units: '{variant}' has {units.get(variant, 0):,} "
-                f"(< {rules.min_units_per_variant:,})"
-            )
     primary_rows = [r for r in rows if r.metric == primary]
-    invalid += [f"{r.metric} ({r.variant}): {r.error}" for r in primary_rows if r.error]
+    invalid = _invalid(srm, units, [control, *treatments], primary_rows, rules)
     if not treatments:
         invalid.append(f"no treatment variant besides control '{control}' in the exposures")
     if invalid:
-        return Decision(Verdict.INVALID, None, tuple(invalid), warnings, None, review)
-    reasons.append(f"SRM ok (p = {srm.p_value:.3g})")
+        return Decision(Verdict.INVALID, None, tuple(invalid), warnings, None, review, unread)
+    reasons = [f"SRM ok (p = {srm.p_value:.3g})"]
+    if unread:
+        reasons.append("could not read: " + "; ".join(unread))
+    half = rules.alpha / 2
+    better = _holm([(r, _p(r, better=True)) for r in primary_rows])
+    worse = _holm([(r, _p(r, better=False)) for r in primary_rows]
+                  + [(g, _p_harm(g)) for g in rows if g.role == "guardrail"])  # fmt: skip
+    harmed = [(r, p) for r, p in worse if p <= half]
+    harmed_variants = {r.variant for r, _ in harmed}
     guardrails = [r for r in rows if r.role == "guardrail"]
-    power_notes: list[str] = []
-    extra_days = _extra_days(
-        primary_rows=primary_rows, units=units, days_elapsed=days_elapsed,
-        planned=planned_units_per_variant, rules=rules, notes=power_notes,
-    )  # fmt: skip
-    plan_reached = planned_units_per_variant is None or all(
-        units[v] >= planned_units_per_variant for v in units
-    )
-    candidates, waiting, harmed = [], [], []
-    for row in primary_rows:
-        better = row.significant and _better(row)
-        worse = row.significant and not _better(row)
-        bad_guards = [
-            g for g in guardrails if g.variant == row.variant and _harmed(g, not extra_days)
-        ]
-        unproven = [g for g in guardrails if g.variant == row.variant and not _non_inferior(g)]
-        harmed += [(row.variant, f"guardrail {g.metric} harmed in '{g.variant}': "
-                    f"{_describe_ni(g)}") for g in bad_guards]  # fmt: skip
-        if worse:
-            harmed.append((row.variant, f"primary {row.metric} is significantly worse in "
-                           f"'{row.variant}' ({_describe(row)})"))  # fmt: skip
-        if not better:
+    candidates, waiting = [], []
+    for row, p in better:
+        if p > half or row.variant in harmed_variants:
             continue
         reasons.append(f"primary {row.metric} is significantly better in '{row.variant}' "
-                       f"({_describe(row)})")  # fmt: skip
-        sequential_ok = row.sequential is None or row.sequential.reject
-        if bad_guards:
-            continue
+                       f"({_describe(row, p, half, better=True)})")  # fmt: skip
+        unproven = [g for g in guardrails if g.variant == row.variant and not _shown_ok(g, rules)]
         if unproven:
-            waiting.append(f"guardrail(s) {', '.join(g.metric for g in unproven)} not yet "
-                           f"shown non-inferior in '{row.variant}'")  # fmt: skip
-        elif not plan_reached and not sequential_ok:
-            assert row.sequential is not None
-            waiting.append(
-                f"planned sample of {planned_units_per_variant:,} per variant not reached and "
-                f"the always-valid p-value ({row.sequential.p_value:.3g}) is above alpha"
-            )
+            waiting.append(f"guardrail(s) {', '.join(g.metric for g in unproven)} not yet shown "
+                           f"non-inferior in '{row.variant}' by the always-valid test")  # fmt: skip
         else:
             candidates.append(row)
     if candidates:
         best = max(candidates, key=lambda r: (r.relative_effect or 0.0) * _sign(r))
         reasons += [f"guardrail {g.metric} non-inferior in '{best.variant}' ({_describe_ni(g)})"
                     for g in guardrails if g.variant == best.variant]  # fmt: skip
-        return Decision(Verdict.SHIP, best.variant, tuple(reasons), warnings, None, review)
+        return Decision(Verdict.SHIP, best.variant, tuple(reasons), warnings, None, review,
+                        unread)  # fmt: skip
     if harmed:
-        variant = harmed[0][0]
-        reasons += [text for _, text in harmed]
-        return Decision(Verdict.ROLL_BACK, variant, tuple(reasons), warnings, None, review)
-    if waiting or extra_days:
-        reasons += waiting + power_notes
+        reasons += [_describe_harm(r, p, half) for r, p in harmed]
+        return Decision(Verdict.ROLL_BACK, harmed[0][0].variant, tuple(reasons), warnings, None,
+                        review, unread)  # fmt: skip
+    notes: list[str] = []
+    needed = _horizon(primary_rows, planned=planned_units_per_variant, rules=rules, mde=mde,
+                      relative_mde=relative_mde, notes=notes)  # fmt: skip
+    have = min((_sequential_n(r) for r in primary_rows), default=0)
+    extra_days = None
+    if needed is None or have < needed:
+        extra_days = _extra_days(needed, units, days_elapsed, observation_days)
+        notes.append(
+            f"the always-valid test has {have:,} units per variant whose observation window "
+            + (f"has closed, of the {needed:,} needed" if needed else "has closed")
+        )
+    if waiting or extra_days is not None or needed is None:
+        reasons += waiting + notes
         if extra_days:
             reasons.append(f"about {extra_days} more day(s) needed at the current traffic")
-        return Decision(Verdict.KEEP_RUNNING, None, tuple(reasons), warnings, extra_days, review)
-    reasons.append(
-        f"no significant difference on {primary} at alpha {rules.alpha} with enough units "
-        f"to detect a {rules.minimum_effect:.0%} change"
-    )
-    return Decision(Verdict.NO_DIFFERENCE, None, tuple(reasons), warnings, None, review)
+        return Decision(Verdict.KEEP_RUNNING, None, tuple(reasons), warnings, extra_days, review,
+                        unread)  # fmt: skip
+    reasons += notes
+    reasons.append(f"no always-valid difference on {primary} at alpha {rules.alpha} with "
+                   f"{have:,} units per variant, each observed for {observation_days * 24:g} h "
+                   f"(horizon {needed:,})")  # fmt: skip
+    return Decision(Verdict.NO_DIFFERENCE, None, tuple(reasons), warnings, None, review, unread)
 
 
 # -- the rules' pieces --------------------------------------------------------------------
+def _invalid(
+    srm: SrmResult,
+    units: Mapping[str, int],
+    variants: Sequence[str],
+    primary_rows: Sequence[MetricRow],
+    rules: DecisionRules,
+) -> list[str]:
+    out = []
+    if not srm.ok:
+        out.append(
+            f"sample-ratio mismatch: SRM p = {srm.p_value:.2g} < {srm.threshold} "
+            f"(observed {dict(srm.observed)}, expected {_rounded(srm.expected)})"
+        )
+    for variant in variants:
+        if units.get(variant, 0) < rules.min_units_per_variant:
+            out.append(
+                f"too few units: '{variant}' has {units.get(variant, 0):,} "
+                f"(< {rules.min_units_per_variant:,})"
+            )
+    out += [f"{r.metric} ({r.variant}): {r.error}" for r in primary_rows
+            if r.effect is None and not r.no_events]  # fmt: skip
+    return out
+
+
 def _sign(row: MetricRow) -> float:
     return 1.0 if row.higher_is_better else -1.0
 
 
-def _better(row: MetricRow) -> bool:
-    return (row.absolute_effect or 0.0) * _sign(row) > 0
+def _p(row: MetricRow, *, better: bool) -> float:
+    """One-sided always-valid p-value that the row's metric is better (or worse)."""
+    if row.sequential is None:
+        return 1.0
+    return row.sequential.p_direction(higher=row.higher_is_better == better)
 
 
-def _non_inferior(row: MetricRow) -> bool:
-    return row.non_inferiority is not None and row.non_inferiority.non_inferior
+def _p_harm(row: MetricRow) -> float:
+    return 1.0 if row.sequential_margin is None else row.sequential_margin.p_harm
 
 
-def _harmed(row: MetricRow, enough_units: bool) -> bool:
-    """Non-inferiority not shown with the estimate on the harmful side, and either the
-    test has its units or the harm is significant on its own (small samples fail
-    non-inferiority by chance half of the time under no effect)."""
-    if row.error or _non_inferior(row) or (row.absolute_effect or 0.0) * _sign(row) >= 0:
-        return False
-    return enough_units or row.significant
+def holm_along_last_axis(p_values: ArrayLike) -> FloatArray:
+    """Holm-adjusted p-values, one family per slice along the last axis (vectorised).
+
+    ``decide`` adjusts one experiment's family with it; the simulations in
+    ``tests/test_simulations.py`` adjust thousands of experiments at every look with the
+    same function, so they measure the verdict rule itself.  Agrees with
+    `adjust_p_values` (``method="holm"``) on each slice.
+    """
+    p = np.asarray(p_values, dtype=float)
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=-1)
+    adjusted = np.minimum(np.maximum.accumulate(ranked * (m - np.arange(m)), axis=-1), 1.0)
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, axis=-1)
+    return out
 
 
-def _describe(row: MetricRow) -> str:
-    rel = "" if row.relative_effect is None else f"{row.relative_effect:+.2%}, "
-    return f"{rel}adjusted p = {row.adjusted_p_value:.3g}"
+def _holm(tests: list[tuple[MetricRow, float]]) -> list[tuple[MetricRow, float]]:
+    """Each row with its Holm-adjusted p-value within ``tests``."""
+    if not tests:
+        return []
+    adjusted = holm_along_last_axis([p for _, p in tests])
+    return [(row, float(p)) for (row, _), p in zip(tests, adjusted, strict=True)]
+
+
+def _shown_ok(row: MetricRow, rules: DecisionRules) -> bool:
+    margin = row.sequential_margin
+    return margin is not None and margin.p_non_inferior <= rules.alpha
+
+
+def _sequential_n(row: MetricRow) -> int:
+    seq = row.sequential
+    return 0 if seq is None else min(seq.n_control[-1], seq.n_variant[-1])
+
+
+def _describe(row: MetricRow, p: float, level: float, *, better: bool) -> str:
+    seq = row.sequential
+    assert seq is not None
+    fixed = "" if row.effect is None else (
+        f"; fixed horizon on all units: {row.effect.absolute_effect:+.4g}"
+        + ("" if row.relative_effect is None else f" ({row.relative_effect:+.2%})")
+        + f", p = {row.effect.p_value:.3g}"
+    )  # fmt: skip
+    return (f"always-valid: {seq.estimate:+.4g} on {seq.n_control[-1]:,}/{seq.n_variant[-1]:,} "
+            f"units, p = {_p(row, better=better):.3g}, Holm-adjusted {p:.3g} <= {level:g}"
+            f"{fixed}")  # fmt: skip
+
+
+def _describe_harm(row: MetricRow, p: float, level: float) -> str:
+    if row.role != "guardrail":
+        return (f"primary {row.metric} is significantly worse in '{row.variant}' "
+                f"({_describe(row, p, level, better=False)})")  # fmt: skip
+    margin = row.sequential_margin
+    assert margin is not None
+    kind = "relative" if margin.relative else "absolute"
+    return (f"guardrail {row.metric} harmed beyond its {kind} margin {margin.margin:g} in "
+            f"'{row.variant}' (estimate {margin.estimate:+.4g}, always-valid p = "
+            f"{margin.p_harm:.3g}, Holm-adjusted {p:.3g} <= {level:g})")  # fmt: skip
 
 
 def _describe_ni(row: MetricRow) -> str:
-    ni = row.non_inferiority
-    if ni is None:
-        return row.error or "no non-inferiority test"
-    kind = "relative" if ni.relative else "absolute"
-    return f"{kind} margin {ni.margin:g}, bound {ni.bound:+.4g}, p = {ni.p_value:.3g}"
+    margin = row.sequential_margin
+    if margin is None:
+        return row.error or "no always-valid non-inferiority test"
+    kind = "relative" if margin.relative else "absolute"
+    return (f"{kind} margin {margin.margin:g}, estimate {margin.estimate:+.4g}, always-valid "
+            f"p = {margin.p_non_inferior:.3g}")  # fmt: skip
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
@@ -240,7 +328,8 @@ def _warnings(
         )
     for row in rows:
         rel = row.relative_effect
-        if rel is not None and abs(rel) > rules.twyman_threshold:
+        significant = row.significant or (row.sequential is not None and row.sequential.reject)
+        if significant and rel is not None and abs(rel) > rules.twyman_threshold:
             out.append(
                 f"Twyman's law: {row.metric} in '{row.variant}' moved {rel:+.1%} "
                 f"(beyond ±{rules.twyman_threshold:.0%}); review the data before acting"
@@ -248,50 +337,58 @@ def _warnings(
     return tuple(out)
 
 
-def _extra_days(
-    *,
+def _horizon(
     primary_rows: Sequence[MetricRow],
-    units: Mapping[str, int],
-    days_elapsed: float,
+    *,
     planned: int | None,
     rules: DecisionRules,
+    mde: float | None,
+    relative_mde: bool,
     notes: list[str],
 ) -> int | None:
-    """Days until the test has the units it needs (power for ``minimum_effect``, plan)."""
-    from analysis.planning.duration import remaining_days
+    """Units per variant the test runs to: the plan, else the fixed-horizon sample that
+    detects the MDE (or ``minimum_effect`` of the control mean) with the rules' power.
+    None when neither can be worked out yet (no estimate of the spread)."""
+    if planned is not None:
+        return planned
     from analysis.planning.power import sample_size_mean
 
+    needed = 0
+    for row in primary_rows:
+        if row.effect is None or row.control_mean is None:
+            continue
+        se, n_c, n_v = row.effect.absolute_se, row.n_control, row.n_variant
+        relative = mde is None or relative_mde
+        target = (mde if mde is not None else rules.minimum_effect) * (
+            abs(row.control_mean) if relative else 1.0
+        )
+        if not (se > 0 and n_c > 0 and n_v > 0 and target > 0):
+            continue
+        # The per-unit SD implied by the observed SE: works for every metric type (means,
+        # proportions, delta-method ratios, bootstrap quantiles).
+        std = se / math.sqrt(1 / n_c + 1 / n_v)
+        size = sample_size_mean(std=std, mde=target, alpha=rules.alpha, power=rules.power,
+                                variants=max(len(primary_rows), 1))  # fmt: skip
+        needed = max(needed, int(size.n_per_variant))
+        change = f"{target / abs(row.control_mean):.0%}" if relative else f"{target:g}"
+        notes.append(f"{needed:,} units per variant needed to detect a {change} change with "
+                     f"power {rules.power:.0%} (fixed horizon)")  # fmt: skip
+    return needed or None
+
+
+def _extra_days(
+    needed: int | None, units: Mapping[str, int], days_elapsed: float, observation_days: float
+) -> int | None:
+    """Days until ``needed`` units per variant have been observed for their whole window."""
+    from analysis.planning.duration import remaining_days
+
+    if needed is None:
+        return None
     current = sum(units.values())
     daily = current / max(days_elapsed, 1.0)
-    needed_total = 0.0
-    variants = max(len(units) - 1, 1)
-    for row in primary_rows:
-        if row.effect is None or row.control_mean is None or row.control_mean == 0:
-            continue
-        se = row.effect.absolute_se
-        n_c, n_v = row.n_control, row.n_variant
-        if not (se > 0 and n_c > 0 and n_v > 0):
-            continue
-        # The per-unit standard deviation implied by the observed SE: works for every
-        # metric type (means, proportions, delta-method ratios, bootstrap quantiles).
-        std = se / math.sqrt(1 / n_c + 1 / n_v)
-        size = sample_size_mean(
-            std=std, mde=rules.minimum_effect * abs(row.control_mean),
-            alpha=rules.alpha, power=rules.power, variants=variants,
-        )  # fmt: skip
-        needed_total = max(needed_total, float(size.total_n))
-    if needed_total > current:
-        notes.append(
-            f"underpowered: {current:,} units, about {int(needed_total):,} needed to detect a "
-            f"{rules.minimum_effect:.0%} change with power {rules.power:.0%}"
-        )
-    if planned is not None:
-        planned_total = planned * len(units)
-        if planned_total > current:
-            notes.append(f"planned {planned:,} units per variant, have {min(units.values()):,}")
-        needed_total = max(needed_total, planned_total)
-    if needed_total <= current or daily <= 0:
-        return None
-    days = int(remaining_days(required_total_n=needed_total, current_total_n=current,
-                              daily_units=daily))  # fmt: skip
-    return max(days, 1)
+    required = needed * len(units)
+    days = 0.0
+    if required > current and daily > 0:
+        days = float(remaining_days(required_total_n=required, current_total_n=current,
+                                    daily_units=daily))  # fmt: skip
+    return max(math.ceil(days + observation_days), 1)
