@@ -23,7 +23,7 @@ CONFIG = {
 def files(tmp_path_factory):
     """Exposures as a Parquet directory, outcomes as CSV, and an experiment config."""
     root = tmp_path_factory.mktemp("cli")
-    exposures, outcomes = synthetic(n=3000, lift=0.3, seed=51)
+    exposures, outcomes = synthetic(n=12000, lift=0.3, seed=51)
     (root / "exposures" / "exp").mkdir(parents=True)
     exposures.to_parquet(root / "exposures" / "exp" / "1_2.parquet", index=False)
     outcomes.to_csv(root / "outcomes.csv", index=False)
@@ -53,11 +53,14 @@ def test_human_output_report_and_record(files, tmp_path, capsys):
     report, record = tmp_path / "r.html", tmp_path / "d.json"
     code = main(args(files, "--metric", "purchase:binomial", "--guardrail",
                      "latency_ms:p95:quantile", "--lower-is-better", "latency_ms:p95",
+                     "--planned-units", "6000", "--attribution-hours", "48",
                      "--html", str(report), "--record", str(record)))  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert "verdict     ship treatment" in out
     assert "  - SRM ok" in out
+    assert "planned 6,000 units per variant" in out
+    assert "observation window 48 h" in out
     assert report.read_text().startswith("<!DOCTYPE html>")
     saved = json.loads(record.read_text())
     assert saved["verdict"] == "ship"
@@ -77,13 +80,66 @@ def test_config_supplies_metrics_guardrails_and_weights(files, capsys):
     assert body["settings"]["weights"] == {"control": 0.5, "treatment": 0.5}
 
 
+def test_the_plan_is_given_without_a_config_and_stored(files, capsys):
+    """--planned-units, --mde and --relative need no config file; the result and its
+    settings record them and the prior they fix."""
+    assert main(args(files, "--metric", "purchase:binomial", "--planned-units", "6000",
+                     "--mde", "0.25", "--relative", "--observation-hours", "48",
+                     "--json")) == 0  # fmt: skip
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["planned_units_per_variant"] == 6000
+    assert (settings["mde"], settings["relative_mde"]) == (0.25, True)
+    assert settings["observation_window_hours"] == 48
+    assert settings["sequential_prior"] == {"scale": 0.25, "unit": "relative", "source": "mde"}
+    assert main(args(files, "--config", str(files / "exp.json"), "--planned-units", "999",
+                     "--mixing-sd", "0.1", "--json")) == 0  # fmt: skip
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["planned_units_per_variant"] == 999
+    assert settings["sequential_prior"] == {"scale": 0.1, "unit": "sd", "source": "mixing_sd"}
+
+
+def test_every_column_names_its_scale(files, capsys):
+    """The tables label each effect and interval (abs, rel %, always-valid CS) and put
+    a metric's unit on its absolute values; the relative effect has its own interval."""
+    assert (
+        main(
+            args(
+                files,
+                "--metric",
+                "purchase:binomial",
+                "--guardrail",
+                "latency_ms:p95:quantile",
+                "--lower-is-better",
+                "latency_ms:p95",
+            )
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    fixed, sequential = (line for line in out.splitlines() if line.strip().startswith("metric"))
+    assert fixed.split()[2:] == ["control", "(abs)", "variant", "(abs)", "effect", "(abs)", "95%",
+                                 "CI", "(abs)", "effect", "(rel", "%)", "95%", "CI", "(rel", "%)",
+                                 "p", "(adj.)"]  # fmt: skip
+    assert "95% CS (abs)" in sequential and "effect (abs)" in sequential
+    latency = next(line for line in out.splitlines() if line.strip().startswith("latency_ms"))
+    assert latency.count(" ms") >= 4
+
+
+def test_a_metric_without_events_is_a_row_with_a_reason(files, capsys):
+    """A metric with no events (a typo, or too early) is reported on its row and in the
+    verdict's reasons; the analysis is not refused."""
+    assert main(args(files, "--metric", "purchase:binomial", "--metric", "purchse:count")) == 0
+    out = capsys.readouterr().out
+    assert "no events yet" in out
+    assert "could not read: purchse (treatment): no events yet" in out
+
+
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
         ([], "at least one --metric"),
         (["--metric", "purchase"], "NAME:TYPE"),
         (["--metric", "purchase:mean"], "unknown type 'mean'"),
-        (["--metric", "signup:binomial"], "'signup'"),
         (["--metric", "purchase:binomial", "--control", "baseline"], "'baseline' not found"),
         (["--metric", "purchase:binomial", "--experiment", "nope"], "'nope' has no exposures"),
         (["--metric", "purchase:binomial", "--alpha", "0.9"], "--alpha"),
@@ -96,11 +152,19 @@ def test_config_supplies_metrics_guardrails_and_weights(files, capsys):
         (["--config", "MISSING"], "No such file"),
         (["--metric", "purchase:binomial", "--html", "/nonexistent/dir/r.html"],
          "No such file"),
+        (["--metric", "purchase:binomial", "--planned-units", "0"], "--planned-units"),
+        (["--metric", "purchase:binomial", "--planned-units", "many"], "invalid int value"),
+        (["--metric", "purchase:binomial", "--mde", "-0.1"], "--mde"),
+        (["--metric", "purchase:binomial", "--mde", "nan"], "--mde"),
+        (["--metric", "purchase:binomial", "--relative"], "--relative needs --mde"),
+        (["--metric", "purchase:binomial", "--mixing-sd", "0"], "--mixing-sd"),
+        (["--metric", "purchase:binomial", "--observation-hours", "-2"], "--observation-hours"),
     ],
-    ids=["no-metric", "metric-without-type", "unknown-type", "metric-not-in-data",
+    ids=["no-metric", "metric-without-type", "unknown-type",
          "unknown-control", "unknown-experiment", "bad-alpha", "bad-window", "bad-margin",
          "bad-correction", "config-and-metric", "config-and-experiment", "missing-config",
-         "unwritable-report"],
+         "unwritable-report", "zero-plan", "word-plan", "negative-mde", "nan-mde",
+         "relative-without-mde", "zero-mixing-sd", "negative-observation"],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(files, capsys, extra, words):
     """Each bad input exits 2 with one line `abtest: error: ...` naming the problem."""

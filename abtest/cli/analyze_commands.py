@@ -76,6 +76,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="H",
         help="count outcomes only within H hours of the first exposure",
     )
+    plan = cmd.add_argument_group(
+        "plan (fixes the always-valid test's prior before the data; stored in the result)"
+    )
+    plan.add_argument(
+        "--planned-units",
+        type=int,
+        metavar="N",
+        help="planned units per variant: the horizon of the test (overrides the config's)",
+    )
+    plan.add_argument(
+        "--mde",
+        type=float,
+        metavar="X",
+        help="minimum detectable effect of the primary metric (metric units; see --relative)",
+    )
+    plan.add_argument(
+        "--relative", action="store_true", help="--mde is a fraction of the control mean"
+    )
+    plan.add_argument(
+        "--mixing-sd",
+        type=float,
+        metavar="D",
+        help="a stated prior instead: the mSPRT mixing SD in per-unit SDs (a standardised effect)",
+    )
+    plan.add_argument(
+        "--observation-hours",
+        type=float,
+        metavar="H",
+        help="per-unit observation window of the always-valid test "
+        "(default: --attribution-hours, else 24)",
+    )
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.add_argument("--html", metavar="REPORT.html", help="write the HTML report")
     cmd.add_argument("--record", metavar="PATH", help="write the decision record (JSON)")
@@ -88,10 +119,27 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must lie in (0, 0.5), got {args.alpha}")
     settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction}
-    if args.attribution_hours is not None:
-        if not args.attribution_hours > 0:
-            raise UsageError(f"--attribution-hours must be > 0, got {args.attribution_hours}")
-        settings["attribution_window"] = timedelta(hours=args.attribution_hours)
+    for flag, name in (("--attribution-hours", "attribution_hours"),
+                       ("--observation-hours", "observation_hours")):  # fmt: skip
+        hours = getattr(args, name)
+        if hours is not None:
+            if not 0 < hours < 1e6:
+                raise UsageError(f"{flag} must be > 0, got {hours}")
+            key = "attribution_window" if name == "attribution_hours" else "observation_window"
+            settings[key] = timedelta(hours=hours)
+    if args.planned_units is not None:
+        if args.planned_units < 2:
+            raise UsageError(f"--planned-units must be at least 2, got {args.planned_units}")
+        settings["planned_units_per_variant"] = args.planned_units
+    for flag, value in (("--mde", args.mde), ("--mixing-sd", args.mixing_sd)):
+        if value is not None and not 0 < value < float("inf"):
+            raise UsageError(f"{flag} must be a number > 0, got {value}")
+    if args.relative and args.mde is None:
+        raise UsageError("--relative needs --mde")
+    if args.mde is not None:
+        settings.update(mde=args.mde, relative_mde=args.relative)
+    if args.mixing_sd is not None:
+        settings["mixing_sd"] = args.mixing_sd
     return settings
 
 
@@ -148,25 +196,6 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _print_human(result: Any, args: argparse.Namespace) -> None:
-    decision = result.decision
-    verdict = decision.verdict.value + (f" {decision.variant}" if decision.variant else "")
-    if decision.extra_days:
-        verdict += f" (about {decision.extra_days} more days)"
-    units = ", ".join(f"{v} {n}" for v, n in result.units.items())
-    print(f"experiment  {result.experiment}   control {result.control}")
-    print(f"units       {units}   crossovers excluded {result.excluded_units}")
-    print(f"srm         p = {result.srm.p_value:.3g} ({'ok' if result.srm.ok else 'MISMATCH'})")
-    print()
-    frame = result.summary()[["metric", "variant", "control_mean", "variant_mean",
-                              "relative_effect", "ci_low", "ci_high", "adjusted_p_value",
-                              "significant"]]  # fmt: skip
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print()
-    print(f"verdict     {verdict}")
-    for reason in decision.reasons:
-        print(f"  - {reason}")
-    for warning in decision.warnings:
-        print(f"  ! {warning}")
-    for flag, path in (("report", args.html), ("record", args.record)):
-        if path:
-            print(f"{flag:<11} {path}")
+    from abtest.cli.analyze_output import human_report
+
+    print(human_report(result, html=args.html, record=args.record))
