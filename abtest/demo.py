@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -184,9 +185,13 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     export_dir = data_dir / "export"
     experiment = api.get_experiment(EXPERIMENT_KEY).experiment
     sources = {"exposures": export_dir / "exposures", "outcomes": export_dir / "outcomes"}
+    # The simulated sessions happen at once: every outcome arrives within a second of its
+    # exposure, so a second is each unit's whole observation window for the always-valid
+    # test (its default, 24 h, assumes real days of traffic).
     result = analyze_experiment(
-        experiment, sources["exposures"], sources["outcomes"], seed=settings.seed
-    )
+        experiment, sources["exposures"], sources["outcomes"], seed=settings.seed,
+        observation_window=timedelta(seconds=1),
+    )  # fmt: skip
     decision = result.decision
     say(f"6. analyse   verdict: {decision.verdict.upper()}"
         + (f" {decision.variant}" if decision.variant else ""))  # fmt: skip

@@ -75,8 +75,10 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
         if row.metric != metric or row.sequential is None or agg is None:
             continue
         days, _ = daily_looks(agg, row.metric, result.control, row.variant)
-        x = [np.datetime64(str(d)) for d in days]
         seq = row.sequential
+        if len(days) != len(seq.estimates):  # a quantile metric's test has no daily series
+            continue
+        x = [np.datetime64(str(d)) for d in days]
         (line,) = ax.plot(x, seq.estimates, marker="o", markersize=3, label=row.variant)
         lower = np.where(np.isfinite(seq.lower), seq.lower, np.nan)
         upper = np.where(np.isfinite(seq.upper), seq.upper, np.nan)
@@ -84,7 +86,8 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
         ax.fill_between(x, lower, upper, alpha=0.2, color=line.get_color(), label=label)
         drawn = True
     ax.axhline(0, color="black", linewidth=0.8)
-    window = result.settings.attribution_window_hours
+    settings = result.settings
+    window = settings.observation_window_hours or settings.attribution_window_hours
     matured = "" if window is None else f"\n(each day: units whose {window:g} h window closed)"
     ax.set_title(f"Cumulative effect on {metric} over time{matured}")
     ax.set_ylabel(f"{metric}: variant − {result.control}")
