@@ -99,30 +99,20 @@ def test_the_plan_is_given_without_a_config_and_stored(files, capsys):
 
 
 def test_every_column_names_its_scale(files, capsys):
-    """The tables label each effect and interval (abs, rel %, always-valid CS) and put
-    a metric's unit on its absolute values; the relative effect has its own interval."""
-    assert (
-        main(
-            args(
-                files,
-                "--metric",
-                "purchase:binomial",
-                "--guardrail",
-                "latency_ms:p95:quantile",
-                "--lower-is-better",
-                "latency_ms:p95",
-            )
-        )
-        == 0
-    )
+    """The tables label each effect and interval (absolute in the metric's unit, relative in
+    % of control, the always-valid one with its confidence sequence), with the shared
+    formatter's headers, and every absolute value carries its unit (pp, ms)."""
+    guardrail = ["--guardrail", "latency_ms:p95:quantile", "--lower-is-better", "latency_ms:p95"]
+    assert main(args(files, "--metric", "purchase:binomial", *guardrail)) == 0
     out = capsys.readouterr().out
-    fixed, sequential = (line for line in out.splitlines() if line.strip().startswith("metric"))
-    assert fixed.split()[2:] == ["control", "(abs)", "variant", "(abs)", "effect", "(abs)", "95%",
-                                 "CI", "(abs)", "effect", "(rel", "%)", "95%", "CI", "(rel", "%)",
-                                 "p", "(adj.)"]  # fmt: skip
-    assert "95% CS (abs)" in sequential and "effect (abs)" in sequential
-    latency = next(line for line in out.splitlines() if line.strip().startswith("latency_ms"))
-    assert latency.count(" ms") >= 4
+    fixed, sequential = (line for line in out.splitlines() if line.startswith("Metric"))
+    assert "Abs. effect, variant − control [95% CI]" in fixed
+    assert "Rel. effect, % of control [95% CI]" in fixed
+    assert "Abs. effect, variant − control [95% CS]" in sequential
+    purchase = [line for line in out.splitlines() if line.startswith("purchase ")]
+    assert len(purchase) == 2 and all(line.count(" pp") >= 3 for line in purchase)
+    latency = [line for line in out.splitlines() if line.startswith("latency_ms:p95 ")]
+    assert latency[0].count(" ms") >= 5 and latency[1].count(" ms") >= 3
 
 
 def test_a_metric_without_events_is_a_row_with_a_reason(files, capsys):

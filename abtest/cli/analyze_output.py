@@ -1,115 +1,83 @@
 """``abtest analyze``'s human-readable output: every number with its scale and its test.
 
-Two tables, because they answer different questions: the fixed-horizon effects (absolute
-in metric units, relative in % of the control mean, each with its own interval), shown for
-reference; and the always-valid test that drives the verdict, on the units whose
-observation window has closed, with its own estimate beside its interval.  A column's
-header names its scale (``abs``: metric units; ``rel %``: percent of the control mean), and
-an absolute value of a metric whose name ends with a unit (``latency_ms`` -> ms) carries
-it, so a relative effect never sits next to an absolute interval.
+Two tables, because they answer different questions: the fixed-horizon effects, shown for
+reference, and the always-valid test that drives the verdict, on the units whose
+observation window has closed, with its own estimate beside its own interval.  Numbers,
+units and headers come from `analysis.report.formatting`, so the terminal reads like the
+HTML report and the console: an absolute effect and its interval in the metric's unit
+(pp for a conversion rate, ms for ``latency_ms``), a relative one in %, never mixed.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
+
+from analysis.report.formatting import (
+    count,
+    effect_with_ci,
+    metric_cells,
+    metric_headers,
+    metric_unit,
+    p_value,
+)
 
 if TYPE_CHECKING:
     from analysis.decision.result import AnalysisResult
     from analysis.decision.rows import MetricRow
 
-_UNITS: Final = ("ms", "us", "s", "sec", "usd", "eur", "gbp", "bytes", "kb", "mb")
+# The columns of the shared metrics table the terminal has room for.
+_FIXED_COLUMNS = (0, 1, 2, 3, 4, 5, 6, 8, 11)
 
 
-def metric_unit(metric: str) -> str:
-    """``latency_ms:p95`` -> "ms", ``revenue`` -> "": the unit a metric name ends with."""
-    if "/" in metric:  # a ratio's unit is num/den, not the numerator's
-        return ""
-    stem = metric.split(":", maxsplit=1)[0]
-    suffix = stem.rpartition("_")[2].lower()
-    return suffix if "_" in stem and suffix in _UNITS else ""
+def _fixed_table(result: AnalysisResult) -> list[list[str]]:
+    headers = metric_headers(result.settings.alpha)
+    rows = [[cells[i] for i in _FIXED_COLUMNS]
+            for cells in (metric_cells(row.to_dict()).cells() for row in result.rows)]  # fmt: skip
+    return [[headers[i] for i in _FIXED_COLUMNS], *rows]
 
 
-def _num(value: float | None, unit: str = "") -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if unit == "%":
-        return f"{100 * value:+.2f}"
-    return f"{value:+.4g}" + (f" {unit}" if unit else "")
-
-
-def _interval(low: float | None, high: float | None, unit: str = "") -> str:
-    if low is None or high is None:
-        return "-"
-    suffix = f" {unit}" if unit and unit != "%" else ""
-    return (
-        f"[{_num(low, '%' if unit == '%' else '')}, {_num(high, '%' if unit == '%' else '')}]"
-        + suffix
-    )
-
-
-def _fixed_row(row: MetricRow, level: str) -> dict[str, str]:
-    effect = row.effect
-    unit = metric_unit(row.metric)
-    rel_ci = None if effect is None else effect.relative_ci
-    return {
-        "metric": row.metric,
-        "variant": row.variant,
-        "control (abs)": _num(row.control_mean, unit).lstrip("+"),
-        "variant (abs)": _num(row.variant_mean, unit).lstrip("+"),
-        "effect (abs)": _num(None if effect is None else effect.absolute_effect, unit),
-        f"{level} CI (abs)": "-" if effect is None else _interval(*effect.absolute_ci, unit=unit),
-        "effect (rel %)": _num(None if effect is None else effect.relative_effect, "%"),
-        f"{level} CI (rel %)": "-" if rel_ci is None else _interval(*rel_ci, unit="%"),
-        "p (adj.)": "-" if row.adjusted_p_value is None else f"{row.adjusted_p_value:.3g}",
-        "note": row.error or "",
-    }
-
-
-def _sequential_row(row: MetricRow, level: str) -> dict[str, str]:
+def _sequential_cells(row: MetricRow) -> list[str]:
     seq = row.sequential
-    unit = metric_unit(row.metric)
     if seq is None:
-        return {"metric": row.metric, "variant": row.variant, "units": "-",
-                "effect (abs)": "-", f"{level} CS (abs)": "-", "p": "-",
-                "note": row.sequential_note or row.error or ""}  # fmt: skip
-    return {
-        "metric": row.metric,
-        "variant": row.variant,
-        "units": f"{seq.n_control[-1]:,}/{seq.n_variant[-1]:,}",
-        "effect (abs)": _num(seq.estimate, unit),
-        f"{level} CS (abs)": _interval(*seq.ci, unit=unit),
-        "p": f"{seq.p_value:.3g}",
-        "note": "" if row.sequential_margin is None
-        else f"harm beyond margin p = {row.sequential_margin.p_harm:.3g}, "
-        f"non-inferior p = {row.sequential_margin.p_non_inferior:.3g}",
-    }  # fmt: skip
+        return [row.metric, row.variant, "–", "–", "–", row.sequential_note or row.error or ""]
+    unit = metric_unit(row.metric, row.type.value)
+    effect = effect_with_ci(seq.estimate, seq.ci, scale=unit.value_scale, unit=unit.effect_unit)
+    margin = row.sequential_margin
+    note = "" if margin is None else (
+        f"harm beyond margin p = {p_value(margin.p_harm)}, "
+        f"non-inferior p = {p_value(margin.p_non_inferior)}"
+    )  # fmt: skip
+    units = f"{count(seq.n_control[-1])} / {count(seq.n_variant[-1])}"
+    return [row.metric, row.variant, units, effect, p_value(seq.p_value), note]
 
 
-def _table(records: list[dict[str, str]]) -> str:
-    import pandas as pd
+def _sequential_table(result: AnalysisResult) -> list[list[str]]:
+    level = f"{1 - result.settings.alpha:.0%} CS"
+    headers = ["Metric", "Variant", "Units observed (control / variant)",
+               f"Abs. effect, variant − control [{level}]", "Always-valid p", "Note"]  # fmt: skip
+    return [headers, *(_sequential_cells(row) for row in result.rows)]
 
-    frame = pd.DataFrame.from_records(records)
-    if "note" in frame and not frame["note"].astype(bool).any():
-        frame = frame.drop(columns="note")
-    return frame.to_string(index=False)
+
+def render_table(table: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart; a column that is empty everywhere is dropped."""
+    keep = [i for i in range(len(table[0])) if any(row[i] for row in table[1:])]
+    widths = {i: max(len(row[i]) for row in table) for i in keep}
+    return "\n".join("  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in table)
 
 
 def human_report(result: AnalysisResult, *, html: str | None, record: str | None) -> str:
     """The text ``abtest analyze`` prints without ``--json``."""
     decision, settings = result.decision, result.settings
-    level = f"{1 - settings.alpha:.0%}"
     verdict = decision.verdict.value + (f" {decision.variant}" if decision.variant else "")
     if decision.extra_days:
         verdict += f" (about {decision.extra_days} more days)"
     events = result.events
     dropped = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in events.dropped.items() if v)
-    prior = settings.sequential_prior
     plan = [f"observation window {settings.observation_window_hours:g} h"]
     if settings.planned_units_per_variant is not None:
         plan.insert(0, f"planned {settings.planned_units_per_variant:,} units per variant")
-    if prior is not None:
-        plan.append(prior.describe())
+    if settings.sequential_prior is not None:
+        plan.append(settings.sequential_prior.describe())
     lines = [
         f"experiment  {result.experiment}   control {result.control}",
         f"units       {', '.join(f'{v} {n:,}' for v, n in result.units.items())}   "
@@ -121,11 +89,10 @@ def human_report(result: AnalysisResult, *, html: str | None, record: str | None
         f"sequential  {'; '.join(plan)}",
         "",
         "fixed horizon (shown for reference; never drives the verdict)",
-        _table([_fixed_row(row, level) for row in result.rows]),
+        render_table(_fixed_table(result)),
         "",
-        "always-valid (drives the verdict; units whose observation window closed, "
-        "control/variant)",
-        _table([_sequential_row(row, level) for row in result.rows]),
+        "always-valid (drives the verdict; units whose observation window closed)",
+        render_table(_sequential_table(result)),
         "",
         f"verdict     {verdict}",
         *(f"  - {reason}" for reason in decision.reasons),
