@@ -6,10 +6,17 @@
   ``mixing_sd``; else the plan's MDE (relative, or absolute in the primary metric's
   units); else the planned units per variant, turned into the standardised effect that
   sample detects with the rules' power (``minimum_detectable_effect_mean(std=1)``, so
-  ``τ`` is the plan's MDE in SD units and needs no data at all); else the decision rules'
-  ``minimum_effect`` (5 % of the control mean), the change the verdict is built to
-  detect.  Each is a number stated before the experiment and stored in the settings;
-  none is derived from the looks being tested.
+  ``τ`` is the plan's MDE in SD units and needs no data at all); else
+  `DEFAULT_MIXING_SD`, a standardised effect of 0.05 SD.  Each is a number stated before
+  the experiment and stored in the settings; none is derived from the looks being tested.
+
+  Why 0.05 SD without a plan: the boundary is tightest near ``n ≈ 2 r(alpha) / τ²``, about
+  6,300 units per arm (a z statistic of 3.04 rejects there, at alpha 0.05), and degrades
+  slowly on both sides: a million units per arm need z >= 3.62, 200 units per arm
+  z >= 5.58.  A prior much narrower than the effects that occur is the costly mistake:
+  with τ at 5 % of a 12.5 % conversion rate (the rules' ``minimum_effect`` as a prior),
+  200 units per arm would need z >= 13.2, so a 300 % lift (z ≈ 9) would not be detected;
+  hence the default is a standardised effect, not tied to ``minimum_effect``.
 - **The data** (`sequential_row`): one look per day over the units whose per-unit
   observation window has closed (`analysis.data.daily`), each look's effect computed
   with the same function as the fixed-horizon row (proportions, means, ratios).
@@ -37,6 +44,8 @@ from analysis.statistics.results import Effect
 from analysis.statistics.sequential import SequentialResult, sequential_from_effects
 from analysis.statistics.sequential_margin import SequentialMargin, sequential_margin_test
 
+DEFAULT_MIXING_SD = 0.05
+
 
 def stated_prior(
     *,
@@ -46,7 +55,6 @@ def stated_prior(
     planned_units_per_variant: int | None,
     alpha: float,
     power: float,
-    minimum_effect: float,
 ) -> MixingPrior:
     """The mixing prior the settings state (see the module docstring for the order)."""
     if mixing_sd is not None:
@@ -60,7 +68,7 @@ def stated_prior(
             std=1.0, n_per_variant=planned_units_per_variant, alpha=alpha, power=power
         ).absolute
         return MixingPrior(float(d), "sd", "plan")
-    return MixingPrior(minimum_effect, "relative", "default")
+    return MixingPrior(DEFAULT_MIXING_SD, "sd", "default")
 
 
 def metric_prior(

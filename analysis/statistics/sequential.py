@@ -337,8 +337,8 @@ def sequential_test(
         false-positive rate <= alpha however often one looks.
     prior, tau2
         The mixing distribution, fixed before the data (see `sequential_from_effects`).
-        Neither given: ``MixingPrior(0.05, "relative", "default")``, the 5 % change that
-        `analysis.decision.DecisionRules.minimum_effect` asks the test to detect.
+        Neither given: ``MixingPrior(0.05, "sd", "default")``, a standardised effect of
+        0.05 SD (the analysis's default, see `analysis.always_valid`).
 
     Returns
     -------
@@ -374,7 +374,7 @@ def sequential_test(
             )
         )
     if prior is None and tau2 is None:
-        prior = MixingPrior(0.05, "relative", "default")
+        prior = MixingPrior(0.05, "sd", "default")
     return sequential_from_effects(effects, prior=prior, tau2=tau2, alpha=alpha)
 
 
