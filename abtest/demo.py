@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -187,10 +187,13 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     sources = {"exposures": export_dir / "exposures", "outcomes": export_dir / "outcomes"}
     # The simulated sessions happen at once: every outcome arrives within a second of its
     # exposure, so a second is each unit's whole observation window for the always-valid
-    # test (its default, 24 h, assumes real days of traffic).
+    # test (its default, 24 h, assumes real days of traffic).  Analysing as of a second
+    # after the traffic, every unit has been observed for its whole window, whatever the
+    # timing of this run: same seed, same numbers.
+    time.sleep(1.0)
     result = analyze_experiment(
         experiment, sources["exposures"], sources["outcomes"], seed=settings.seed,
-        observation_window=timedelta(seconds=1),
+        observation_window=timedelta(seconds=1), as_of=datetime.now(UTC),
     )  # fmt: skip
     decision = result.decision
     say(f"6. analyse   verdict: {decision.verdict.upper()}"

@@ -20,7 +20,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,6 +101,7 @@ def analyze(
     relative_mde: bool = False,
     mixing_sd: float | None = None,
     observation_window: timedelta | None = None,
+    as_of: datetime | None = None,
     rules: DecisionRules | None = None,
     quantile_method: str = "bootstrap",
     n_boot: int = 1000,
@@ -140,6 +141,10 @@ def analyze(
     observation_window : timedelta, optional
         Per-unit observation window of the sequential looks; default the attribution
         window, else 24 h (`analysis.data.daily`).
+    as_of : datetime, optional
+        The time the data are complete up to, for live data (the service passes the time
+        of the analysis); default, and never less than, the last timestamp in the data.
+        A unit enters the sequential looks once its observation window has closed by then.
     rules : DecisionRules, optional
         Decision thresholds (its ``alpha`` is replaced by ``alpha``).
     quantile_method, n_boot, seed
@@ -165,7 +170,6 @@ def analyze(
     prior = stated_prior(
         mixing_sd=mixing_sd, mde=mde, relative_mde=relative_mde,
         planned_units_per_variant=planned_units_per_variant, alpha=alpha, power=rules.power,
-        minimum_effect=rules.minimum_effect,
     )  # fmt: skip
     settings = AnalysisSettings(
         alpha=alpha,
@@ -181,11 +185,12 @@ def analyze(
         planned_units_per_variant=planned_units_per_variant, mde=mde,
         relative_mde=relative_mde, mixing_sd=mixing_sd,
         observation_window_hours=window.total_seconds() / 3600, sequential_prior=prior,
+        as_of=None if as_of is None else as_of.isoformat(),
     )  # fmt: skip
     agg = join_and_aggregate(
         exposures, outcomes, metrics=[*primary, *guards], experiment=experiment,
         attribution_window=attribution_window, covariate_window=covariate_window,
-        covariates=covariates, observation_window=window,
+        covariates=covariates, observation_window=window, as_of=as_of,
     )  # fmt: skip
     if control not in agg.units:
         raise InvalidInput(

@@ -7,7 +7,10 @@ then analyses the exported files with the experiment's configured metrics
 
 Exported files are immutable once renamed, so the sorted list of their names and sizes is a
 watermark of the data: a result is cached per (experiment, config version, watermark) and
-computed again only when either changes.  The console reads the same cache.
+computed again only when either changes, or when it is older than 1/24 of the observation
+window (``OBSERVATION_HOURS``, 24 by default): the analysis is as of the time it runs, and
+units enter the always-valid test as their observation windows close, new data or not.
+The console reads the same cache.
 
 Errors: unknown experiment 404; 409 when the request is fine but the experiment cannot be
 analysed yet: ``no_metrics`` (no primary metric), ``no_data`` (no exposure exported yet),
@@ -21,6 +24,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -62,8 +66,9 @@ class ExperimentResults:
 
     key: str
     config_version: int
-    watermark: str
+    watermark: str  # the data's, and the time the analysis is as of
     analysis: Any  # analysis.analyze's result: immutable, with to_dict()
+    as_of: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis's own JSON form (what the endpoint serves)."""
@@ -137,9 +142,11 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
                      "experiment")  # fmt: skip
     cache_key = (experiment.key, stored.version, _watermark(exposure_files, outcome_files, root))
     cache: _Cache = app.extensions.setdefault(_EXTENSION, _Cache())
+    window = timedelta(hours=app.config["OBSERVATION_HOURS"])
     with cache.lock:
         hit = cache.get(cache_key)
-        if hit is not None:
+        now = datetime.now(UTC)
+        if hit is not None and hit.as_of is not None and now - hit.as_of < window / 24:
             return hit
         outcomes: Any = (
             root / Kind.OUTCOMES.value
@@ -149,11 +156,13 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
                                "timestamp": pd.Series(dtype="datetime64[us, UTC]")})
         )  # fmt: skip
         try:
-            analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes)
+            analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes,
+                                          observation_window=window, as_of=now)  # fmt: skip
         except InvalidInput as exc:
             raise CannotAnalyze(f"cannot analyse '{experiment.key}' yet: {exc.message}",
                                 exc.field) from exc  # fmt: skip
-        result = ExperimentResults(experiment.key, stored.version, cache_key[2], analysis)
+        result = ExperimentResults(experiment.key, stored.version,
+                                   f"{cache_key[2]}@{now.isoformat()}", analysis, now)  # fmt: skip
         cache.put(cache_key, result)
         return result
 

@@ -28,6 +28,10 @@ def defaults() -> dict[str, Any]:
         "KEY_CACHE_SECONDS": 5.0,
         # A console sign-in ends after this long without a request (and on sign-out).
         "CONSOLE_SESSION_SECONDS": 8 * 3600,
+        # Each unit's observation window for the always-valid verdict of the results
+        # endpoint and the console: a unit counts once this long has passed since its
+        # first exposure, with its outcomes of that span.
+        "OBSERVATION_HOURS": 24.0,
     }
 
 
@@ -37,6 +41,7 @@ _NUMBERS: Final = {
     "MAX_CONTENT_LENGTH": False,
     "KEY_CACHE_SECONDS": True,
     "CONSOLE_SESSION_SECONDS": False,
+    "OBSERVATION_HOURS": False,
 }
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 

@@ -204,3 +204,10 @@ def test_a_sequential_test_without_matured_units_says_why():
                     observation_window=timedelta(minutes=30))  # fmt: skip
     assert short.rows[0].sequential is not None
     assert short.decision.verdict is Verdict.SHIP
+    # Live data read a day later: every unit has been observed for its 24 h by then.
+    as_of = (start.max() + pd.Timedelta(hours=24, seconds=1)).tz_localize("UTC")
+    later = analyze(exposures, outcomes, metrics=["buy:binomial"], as_of=as_of)
+    seq = later.rows[0].sequential
+    assert seq.n_control[-1] + seq.n_variant[-1] == n
+    assert later.settings.as_of == as_of.isoformat()
+    assert later.decision.verdict is Verdict.SHIP

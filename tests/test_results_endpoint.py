@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,12 @@ def test_results_are_analyze_of_the_exported_files(api: Api, export_dir: Path) -
     _traffic(api, range(200))
     body = api.call("GET", "/v1/experiments/exp/results").get_json()
     experiment = api.store.get_experiment("exp").experiment
+    settings = body["settings"]  # the analysis is as of the request's time
     direct = analysis.analyze_experiment(
-        experiment, exposures=export_dir / "exposures" / "exp", outcomes=export_dir / "outcomes"
-    )
+        experiment, exposures=export_dir / "exposures" / "exp", outcomes=export_dir / "outcomes",
+        observation_window=timedelta(hours=settings["observation_window_hours"]),
+        as_of=datetime.fromisoformat(settings["as_of"]),
+    )  # fmt: skip
     assert body == api.client.application.json.loads(
         api.client.application.json.dumps(direct.to_dict())
     )
@@ -129,7 +133,13 @@ def test_results_follow_new_data_and_new_versions(api: Api, app: Any) -> None:
         assert api.call("PUT", "/v1/experiments/exp", config).status_code == 200
         third = experiment_results(app, api.store.get_experiment("exp"))
         assert third is not second and third.config_version == second.config_version + 1
-        assert third.to_dict() == second.to_dict()
+        assert third.as_of >= second.as_of
+        assert _without_as_of(third.to_dict()) == _without_as_of(second.to_dict())
+
+
+def _without_as_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The result without the time it is as of (two requests differ in that only)."""
+    return {**body, "settings": {k: v for k, v in body["settings"].items() if k != "as_of"}}
 
 
 def test_results_before_any_outcome_say_why(api: Api) -> None:

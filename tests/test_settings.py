@@ -31,6 +31,8 @@ def test_environment_overrides_defaults_and_the_mapping_overrides_both(
         ("CONSOLE_SESSION_SECONDS", 0),
         ("CONSOLE_SESSION_SECONDS", float("inf")),
         ("REDIS_SOCKET_TIMEOUT", 0),
+        ("OBSERVATION_HOURS", 0),
+        ("OBSERVATION_HOURS", "a day"),
         ("REDIS_SOCKET_TIMEOUT", True),
         ("MAX_CONTENT_LENGTH", None),
         ("MAX_CONTENT_LENGTH", "1MB"),

@@ -23,7 +23,7 @@ the unit table: no zero rows are ever materialised.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -74,6 +74,7 @@ def join_and_aggregate(
     covariates: Source | None = None,
     daily: bool = True,
     observation_window: timedelta | None = None,
+    as_of: datetime | None = None,
 ) -> Aggregates:
     """Load both sources into a fresh DuckDB connection and run `aggregate`."""
     con = connect()
@@ -91,6 +92,7 @@ def join_and_aggregate(
             use_covariate_table=covariates is not None,
             daily=daily,
             observation_window=observation_window,
+            as_of=as_of,
         )
     finally:
         con.close()
@@ -106,6 +108,7 @@ def aggregate(
     use_covariate_table: bool = False,
     daily: bool = True,
     observation_window: timedelta | None = None,
+    as_of: datetime | None = None,
 ) -> Aggregates:
     """Join the registered ``exposures`` and ``outcomes`` views and aggregate per variant.
 
@@ -115,7 +118,9 @@ def aggregate(
     instead (units missing from it get 0, which keeps CUPED unbiased: any pre-exposure
     covariate does).  ``observation_window``: the per-unit window of the daily looks
     (`analysis.data.daily`); default the attribution window, else
-    `DEFAULT_OBSERVATION_WINDOW`.
+    `DEFAULT_OBSERVATION_WINDOW`.  ``as_of``: the time the data are complete up to (for
+    live data, the time of the analysis); a unit's window has closed when it ends by then.
+    Default (and never less than) the last exposure or counted outcome.
 
     A metric without events (yet) is not an error: its aggregates are zeros and
     `Aggregates.events_missing` names it, so the analysis can say so on its row.
@@ -222,7 +227,7 @@ def aggregate(
             [m for m in metrics if m.type is not MetricType.QUANTILE],
             units,
             window=window,
-            end=span[1],
+            end=_as_of(span[1], as_of),
         )
         if daily and span[1] is not None
         else empty_daily()
@@ -313,6 +318,15 @@ def _metric_aggregates(
     stats: dict[str, SampleStats | PairedStats] = {v: p.y for v, p in paired.items()}
     covariate = paired if (pre_window or covariate_table) else None
     return MetricAggregates(metric, stats, covariate)
+
+
+def _as_of(end: datetime, as_of: datetime | None) -> datetime:
+    """The later of the data's end and ``as_of`` (made naive UTC, as the data are)."""
+    if as_of is None:
+        return end
+    if as_of.tzinfo is not None:
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
+    return max(end, as_of)
 
 
 def _event_counts(con: duckdb.DuckDBPyConnection) -> tuple[EventCounts, dict[str, int]]:

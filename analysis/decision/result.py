@@ -28,7 +28,8 @@ class AnalysisSettings:
 
     ``sequential_prior`` is the mSPRT mixing prior the plan (``planned_units_per_variant``,
     ``mde``) or ``mixing_sd`` state, fixed before the data; ``observation_window_hours``
-    the per-unit window of the sequential looks (`analysis.always_valid`).
+    the per-unit window of the sequential looks (`analysis.always_valid`); ``as_of`` the
+    time the data were complete up to, when it was given (ISO 8601).
     """
 
     alpha: float = 0.05
@@ -50,6 +51,7 @@ class AnalysisSettings:
     mixing_sd: float | None = None
     observation_window_hours: float | None = None
     sequential_prior: MixingPrior | None = None
+    as_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (metrics as ``{name, type, higher_is_better, margin}``)."""
