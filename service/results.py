@@ -8,8 +8,9 @@ then analyses the exported files with the experiment's configured metrics
 Exported files are immutable once renamed, so the sorted list of their names and sizes is a
 watermark of the data: a result is cached per (experiment, config version, watermark) and
 computed again only when either changes, or when it is older than 1/24 of the observation
-window (``OBSERVATION_HOURS``, 24 by default): the analysis is as of the time it runs, and
-units enter the always-valid test as their observation windows close, new data or not.
+window (``OBSERVATION_HOURS``, 24 by default; at least a minute): the analysis is as of the
+time it runs, and units enter the always-valid test as their observation windows close,
+new data or not.
 The console reads the same cache.
 
 Errors: unknown experiment 404; 409 when the request is fine but the experiment cannot be
@@ -40,6 +41,7 @@ bp = Blueprint("results", __name__)
 DEFAULT_EXPORT_DIR: Final = ".abtest/export"
 _CACHE_SIZE: Final = 32
 _EXTENSION: Final = "abtest.results"
+_MIN_REFRESH: Final = timedelta(minutes=1)
 
 
 class NoData(Conflict):
@@ -146,7 +148,8 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
     with cache.lock:
         hit = cache.get(cache_key)
         now = datetime.now(UTC)
-        if hit is not None and hit.as_of is not None and now - hit.as_of < window / 24:
+        fresh = max(window / 24, _MIN_REFRESH)
+        if hit is not None and hit.as_of is not None and now - hit.as_of < fresh:
             return hit
         outcomes: Any = (
             root / Kind.OUTCOMES.value

@@ -70,7 +70,7 @@ def test_the_sequential_interval_contains_its_estimate_on_its_own_data(data):
 
 def test_the_plan_fixes_the_prior_and_is_stored():
     """Planned units give the standardised MDE of the plan as τ; an MDE or a stated prior
-    takes precedence; without any, the rules' 5% of the control mean.  All recorded."""
+    takes precedence; without any, 0.05 per-unit SD.  All recorded."""
     data = synthetic(n=2000, lift=0.2, seed=61)
     plan = analyze(*data, metrics=["purchase:binomial"], planned_units_per_variant=5000)
     scale = float(minimum_detectable_effect_mean(std=1.0, n_per_variant=5000).absolute)
@@ -84,7 +84,7 @@ def test_the_plan_fixes_the_prior_and_is_stored():
     stated = analyze(*data, metrics=["purchase:binomial"], mde=0.02, mixing_sd=0.1)
     assert stated.settings.sequential_prior.to_dict()["source"] == "mixing_sd"
     default = analyze(*data, metrics=["purchase:binomial"])
-    assert default.settings.sequential_prior.to_dict() == {"scale": 0.05, "unit": "relative",
+    assert default.settings.sequential_prior.to_dict() == {"scale": 0.05, "unit": "sd",
                                                            "source": "default"}  # fmt: skip
 
 
