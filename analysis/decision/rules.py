@@ -350,6 +350,7 @@ def _horizon(
     detects the MDE (or ``minimum_effect`` of the control mean) with the rules' power.
     None when neither can be worked out yet (no estimate of the spread)."""
     if planned is not None:
+        notes.append(f"planned {planned:,} units per variant: the horizon of the test")
         return planned
     from analysis.planning.power import sample_size_mean
 
