@@ -14,6 +14,7 @@ from abtest.errors import InvalidInput
 from analysis import SampleStats, default_tau2, sequential_test
 from analysis.statistics.inference import mean_difference
 from analysis.statistics.mixing import MixingPrior
+from analysis.statistics.relative import fieller_statistic
 from analysis.statistics.sequential import (
     always_valid_p_values,
     confidence_sequence,
@@ -189,7 +190,8 @@ def test_a_look_without_evidence_neither_rejects_nor_bounds():
 
 def test_margin_tests_follow_the_metric_direction():
     """Harm beyond the margin and non-inferiority are the shifted one-sided tests, in the
-    harmful direction of the metric, and a relative test keeps V/τ²."""
+    harmful direction of the metric, with the relative SE under the margin; a relative test
+    keeps V/τ²."""
     rng = np.random.default_rng(5)
     c = SampleStats.from_values(rng.normal(100, 10, 4000))
     slow = SampleStats.from_values(rng.normal(112, 10, 4000))
@@ -199,6 +201,9 @@ def test_margin_tests_follow_the_metric_direction():
                                      relative=True)  # fmt: skip
     assert latency.p_harm < 1e-6 and latency.p_non_inferior == 1.0
     assert latency.se**2 / latency.tau2 == pytest.approx(effect.absolute_se**2 / tau2)
+    # The relative SE is taken under the margin, as Fieller's fixed-horizon test takes it.
+    assert latency.se == pytest.approx(fieller_statistic(effect.arms, null=0.05)[1])
+    assert latency.se != pytest.approx(effect.relative_se)
     expected = always_valid_p_values(
         estimate=effect.relative_effect,
         variance=latency.se**2,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abtest.errors import InvalidInput
+from analysis.statistics.relative import fieller_statistic
 from analysis.statistics.results import Effect, json_float
 from analysis.statistics.sequential import always_valid_p_values
 
@@ -78,8 +79,12 @@ def sequential_margin_test(
     tau2 : float
         Mixing variance of the *absolute* effect (from a `MixingPrior`, fixed in
         advance).  For a relative test it is rescaled so that ``V / τ²`` is unchanged:
-        the delta method scales both the estimate's variance and the effect by
-        ``1 / μ_c²``, so the same prior means the same test.
+        the relative scale divides both the estimate's variance and the effect by about
+        ``μ_c²``, so the same prior means the same test.  The relative effect's SE is
+        taken under the margin, ``sqrt(se_v² + λ² se_c²) / |m_c|`` with ``λ`` the ratio
+        the margin implies (`analysis.statistics.relative.fieller_statistic`), as the
+        fixed-horizon test does: the delta method's SE at the estimate made that test
+        anti-conservative on skewed lower-is-better metrics.
     higher_is_better : bool
         Direction of the metric (False for latency, errors, churn).
     relative : bool
@@ -98,19 +103,23 @@ def sequential_margin_test(
     ----------
     Howard, Ramdas, McAuliffe & Sekhon (2021), Ann. Statist. 49, §3.5 (one-sided
     boundaries); Wellek (2010), Testing Statistical Hypotheses of Equivalence and
-    Noninferiority, §2 (the shifted null of non-inferiority).
+    Noninferiority, §2 (the shifted null of non-inferiority); Hauschke, Kieser & Hothorn
+    (1999), Biometrical Journal 41(3) (the ratio test's SE under the null).
     """
     if not margin > 0:
         raise InvalidInput(f"margin must be > 0, got {margin}", field="margin")
     if not tau2 > 0:
         raise InvalidInput(f"tau2 must be > 0, got {tau2}", field="tau2")
     estimate, se = effect.absolute_effect, effect.absolute_se
+    null = -margin if higher_is_better else margin
     if relative:
         if effect.relative_effect is None or effect.relative_se is None:
             raise InvalidInput(effect.relative_reason or "no relative effect", field="relative")
-        scale = (effect.relative_se / se) ** 2 if se > 0 else 0.0
-        estimate, se, tau2 = effect.relative_effect, effect.relative_se, tau2 * scale
-    null = -margin if higher_is_better else margin
+        relative_se = effect.relative_se
+        if effect.arms is not None:  # the SE under the margin, as Fieller's test takes it
+            relative_se = fieller_statistic(effect.arms, null=null)[1]
+        scale = (relative_se / se) ** 2 if se > 0 else 0.0
+        estimate, se, tau2 = effect.relative_effect, relative_se, tau2 * scale
     greater, less = (
         float(
             always_valid_p_values(
