@@ -4,7 +4,7 @@
 the sibling modules on the aggregates only: Welch / z effects with absolute and relative
 CIs, CUPED when a pre-exposure covariate exists, SRM, Holm (or BH) across metrics and
 variants, Bayesian chance to beat control, non-inferiority of guardrails, the always-valid
-tests of `analysis.always_valid` (mSPRT with a prior fixed by the plan, on the units whose
+tests of `analysis.decision.always_valid` (mSPRT with a prior fixed by the plan, on the units whose
 observation window has closed), and finally `analysis.decision.decide`.
 
 Multiple comparisons: the fixed-horizon p-values of the primary and secondary metrics by
@@ -27,7 +27,6 @@ import numpy as np
 
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType
-from analysis.always_valid import always_valid_fields, stated_prior
 from analysis.data.daily import daily_looks
 from analysis.data.join import join_and_aggregate, parse_metric, quantile_level
 from analysis.data.load import Source
@@ -38,6 +37,7 @@ from analysis.data.tables import (
     Aggregates,
     MetricAggregates,
 )
+from analysis.decision.always_valid import always_valid_fields, stated_prior
 from analysis.decision.data_checks import data_warnings
 from analysis.decision.result import AnalysisResult, AnalysisSettings
 from analysis.decision.rows import NO_EVENTS, MetricRow
@@ -130,7 +130,7 @@ def analyze(
     planned_units_per_variant : int, optional
         The plan: the sample at which a test without an always-valid difference ends
         as ``no_difference``; without ``mde`` or ``mixing_sd`` it also fixes the mSPRT
-        prior (`analysis.always_valid.stated_prior`).
+        prior (`analysis.decision.always_valid.stated_prior`).
     mde, relative_mde
         The plan's minimum detectable effect of the primary metric (absolute, or a
         fraction of the control mean with ``relative_mde``): the mSPRT prior's scale

@@ -25,7 +25,7 @@ from analysis import (
     quantile_difference,
     ratio_difference,
 )
-from analysis.always_valid import stated_prior
+from analysis.decision.always_valid import stated_prior
 from analysis.decision.rules import holm_along_last_axis
 from analysis.statistics.mixing import MixingPrior
 from analysis.statistics.sequential import always_valid_p_values

@@ -1,1 +1,2 @@
-"""What an analysis concludes: the rows per metric, the verdict with its reasons, the record."""
+"""What an analysis concludes: the rows per metric (fixed-horizon and always-valid), the verdict
+with its reasons, the whole result and the decision record."""

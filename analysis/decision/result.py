@@ -28,7 +28,7 @@ class AnalysisSettings:
 
     ``sequential_prior`` is the mSPRT mixing prior the plan (``planned_units_per_variant``,
     ``mde``) or ``mixing_sd`` state, fixed before the data; ``observation_window_hours``
-    the per-unit window of the sequential looks (`analysis.always_valid`); ``as_of`` the
+    the per-unit window of the sequential looks (`analysis.decision.always_valid`); ``as_of`` the
     time the data were complete up to, when it was given (ISO 8601).
     """
 

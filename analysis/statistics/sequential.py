@@ -338,7 +338,7 @@ def sequential_test(
     prior, tau2
         The mixing distribution, fixed before the data (see `sequential_from_effects`).
         Neither given: ``MixingPrior(0.05, "sd", "default")``, a standardised effect of
-        0.05 SD (the analysis's default, see `analysis.always_valid`).
+        0.05 SD (the analysis's default, see `analysis.decision.always_valid`).
 
     Returns
     -------
