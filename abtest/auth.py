@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
-
-import redis
+from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys
 from abtest.errors import InvalidInput, NotFound, Unauthorized
+from abtest.redis_client import register_script
+
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
 
 KEY_PREFIX: Final = "abt_"
 _MAX_KEY_LENGTH: Final = 200
@@ -96,9 +98,9 @@ def _now() -> str:
 class ApiKeys:
     """Create, list, revoke and verify keys in one Redis database."""
 
-    def __init__(self, client: redis.Redis[str]) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self._create = client.register_script(keys.CREATE_API_KEY_SCRIPT)
+        self._create = register_script(client, keys.CREATE_API_KEY_SCRIPT)
 
     def create(
         self, role: Role, *, name: str = "", only_if_empty: bool = False
@@ -159,7 +161,7 @@ class ConsoleSessions:
     key is checked on every use, so revoking it ends its sessions too.
     """
 
-    def __init__(self, client: redis.Redis[str], api_keys: ApiKeys, idle_seconds: float) -> None:
+    def __init__(self, client: RedisClient, api_keys: ApiKeys, idle_seconds: float) -> None:
         if idle_seconds <= 0:
             raise InvalidInput("must be a positive number of seconds", "idle_seconds")
         self._redis = client

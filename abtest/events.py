@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -107,20 +107,6 @@ def parse_events(items: object, *, field: str = "events") -> list[Event]:
         )
     now = now_us()
     return [parse_event(item, where=f"{field}[{i}]", now=now) for i, item in enumerate(items)]
-
-
-def encode_events(events: Sequence[Event]) -> list[str]:
-    """Flat stream field values, five per event, in the order the ingest script reads them."""
-    flat: list[str] = []
-    for event in events:
-        flat += [
-            event.event_id,
-            event.unit_id,
-            event.metric,
-            repr(event.value),
-            str(event.timestamp),
-        ]
-    return flat
 
 
 def _parse_timestamp(value: object, field: str, now: int) -> int:

@@ -3,6 +3,11 @@
 Files go to ``DIR/exposures/<experiment>/<YYYY-MM-DD>/`` and ``DIR/outcomes/<YYYY-MM-DD>/``
 (the event's UTC date), named ``<first-id>_<last-id>.parquet`` after the Redis stream ids
 of their rows; see `abtest.export_files` for the layout, the schemas and the readers.
+Every partition of every experiment's exposures and of the events is its own stream (see
+`abtest.keys`), drained on its own with the guarantees below; on Redis Cluster each
+stream's lock, reads and acknowledgements go to the shard that holds it.  Stream ids are
+unique per stream only, so a partition's files carry its partition in their names
+(``<first-id>_<last-id>.p<n>.parquet``).
 
 Exactly once, by construction:
 
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from abtest import keys
+from abtest import keys, layout
 from abtest.errors import AbtestError, InvalidInput
 from abtest.experiment import SLUG
 from abtest.export_files import (
@@ -50,15 +55,17 @@ from abtest.export_files import (
     schema,
     write_durably,
 )
+from abtest.redis_client import register_script
 
 __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
     "export_stream", "files", "read", "read_exposures", "read_outcomes", "schema",
+    "sources_for",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from redis import Redis
+    from abtest.redis_client import AnyRedis
 
 GROUP: Final = "abtest-export"
 CONSUMER: Final = "exporter"  # one consumer name: the lock makes the exporter unique
@@ -80,6 +87,7 @@ class StreamSource:
     stream: str
     kind: Kind
     experiment: str | None = None
+    part: str = ""  # "p<n>" for partition n of a partitioned stream: keeps file names apart
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ class ExportResult:
 class _Lock:
     """A fenced lock on one stream; every Redis call of the exporter goes through it."""
 
-    def __init__(self, redis: Redis[Any], stream: str, ttl: float) -> None:
+    def __init__(self, redis: AnyRedis, stream: str, ttl: float) -> None:
         self.redis = redis
         self.stream = stream
         self.key = keys.export_lock(stream)
@@ -173,9 +181,9 @@ class _Lock:
         self._call(keys.EXPORT_ACK_SCRIPT, GROUP, _ACK_CHUNK, *ids)
 
 
-def _run(redis: Redis[Any], script: str, names: list[str], args: list[str | int]) -> Any:
+def _run(redis: AnyRedis, script: str, names: list[str], args: list[str | int]) -> Any:
     # EVALSHA with a fallback to EVAL: the script text is sent once per server.
-    return redis.register_script(script)(names, args)
+    return register_script(redis, script)(names, args)
 
 
 def _text(value: bytes | str) -> str:
@@ -205,14 +213,18 @@ class _Batch:
     bad: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _split(source: StreamSource, entries: Sequence[tuple[str, dict[str, str] | None]]) -> _Batch:
+def _split(
+    source: StreamSource,
+    entries: Sequence[tuple[str, dict[str, str] | None]],
+    variants: dict[str, str] | None,
+) -> _Batch:
     batch = _Batch()
     by_dir: dict[Path, list[tuple[str, dict[str, Any]]]] = {}
     for entry_id, fields in entries:
         if fields is None:
             continue  # the entry is gone from the stream; there is nothing left to export
         try:
-            row = parse(source.kind, fields)
+            row = parse(source.kind, fields, experiment=source.experiment, variants=variants)
             if source.kind is Kind.EXPOSURES and row["experiment"] != source.experiment:
                 raise ValueError(f"experiment {row['experiment']!r} in the stream of "
                                  f"{source.experiment!r}")  # fmt: skip
@@ -223,8 +235,9 @@ def _split(source: StreamSource, entries: Sequence[tuple[str, dict[str, str] | N
         if source.experiment is not None:
             folder /= source.experiment
         by_dir.setdefault(folder / day(row["timestamp"]), []).append((entry_id, row))
+    suffix = f".{source.part}" if source.part else ""
     for folder, rows in by_dir.items():
-        batch.parts[folder / f"{rows[0][0]}_{rows[-1][0]}.parquet"] = rows
+        batch.parts[folder / f"{rows[0][0]}_{rows[-1][0]}{suffix}.parquet"] = rows
     return batch
 
 
@@ -236,7 +249,7 @@ def _no_hook(step: Step) -> None:
 
 
 def export_stream(
-    redis: Redis[Any],
+    redis: AnyRedis,
     *,
     source: StreamSource,
     out_dir: str | os.PathLike[str],
@@ -278,7 +291,12 @@ def export_stream(
             if not entries:
                 break
             call(Step.READ)
-            batch = _split(source, entries)
+            # Read after the batch: codes only ever grow, so every code in it is known.
+            variants = None
+            if source.experiment is not None:
+                codes = redis.hgetall(keys.variant_codes(source.experiment))
+                variants = {_text(code): _text(variant) for variant, code in codes.items()}
+            batch = _split(source, entries, variants)
             for relative, part in batch.parts.items():
                 path = write_durably(root, relative, parquet_writer(source.kind, part), call)
                 files.append(str(path))
@@ -299,19 +317,48 @@ def export_stream(
     return StreamReport(source.stream, source.kind, rows, tuple(files), quarantined)
 
 
-def discover(redis: Redis[Any]) -> list[StreamSource]:
-    """Every stream to drain: each indexed experiment's exposures, then the outcomes."""
+def _exposure_sources(redis: AnyRedis, experiment: str) -> list[StreamSource]:
+    partitions = layout.partition_count(redis.hget(keys.experiment_meta(experiment), "partitions"))
+    return [
+        StreamSource(stream, Kind.EXPOSURES, experiment, f"p{p}" if partitions > 1 else "")
+        for p, stream in enumerate(layout.exposure_streams(experiment, partitions))
+    ]
+
+
+def _outcome_sources(redis: AnyRedis) -> list[StreamSource]:
+    counts = {int(count) for count in redis.smembers(keys.event_partition_counts())} | {1}
+    sources = []
+    for count in sorted(counts):
+        sources += [
+            StreamSource(keys.outcomes_stream(q, count), Kind.OUTCOMES,
+                         part=f"p{q}of{count}" if count > 1 else "")
+            for q in range(count)
+        ]  # fmt: skip
+    return sources
+
+
+def discover(redis: AnyRedis) -> list[StreamSource]:
+    """Every stream to drain: each experiment's exposure partitions, then every outcome
+    partition of every events partitioning the store was written with."""
     experiments = sorted(_text(k) for k in redis.smembers(keys.experiments_index()))
     found = [
-        StreamSource(keys.exposures_stream(key), Kind.EXPOSURES, key)
+        source
         for key in experiments
         if SLUG.match(key)  # the index only ever holds validated keys; never build odd paths
+        for source in _exposure_sources(redis, key)
     ]
-    return [*found, StreamSource(keys.outcomes_stream(), Kind.OUTCOMES)]
+    return [*found, *_outcome_sources(redis)]
+
+
+def sources_for(redis: AnyRedis, experiment: str) -> list[StreamSource]:
+    """The streams one experiment's analysis needs: its exposures and every outcome stream."""
+    if not SLUG.match(experiment):
+        raise InvalidInput(f"not an experiment key: {experiment!r}", "experiment")
+    return [*_exposure_sources(redis, experiment), *_outcome_sources(redis)]
 
 
 def export(
-    redis: Redis[Any],
+    redis: AnyRedis,
     *,
     sources: Sequence[StreamSource] | None = None,
     out_dir: str | os.PathLike[str],

@@ -77,8 +77,26 @@ def day(timestamp_us: int) -> str:
     return (_EPOCH + timedelta(days=timestamp_us // _US_PER_DAY)).isoformat()
 
 
-def parse(kind: Kind, fields: Mapping[str, str]) -> dict[str, Any]:
-    """One stream entry -> one row; raises ValueError naming what is wrong."""
+_COMPACT: Final = {"u": "unit_id", "t": "timestamp", "c": "config_version"}
+
+
+def parse(
+    kind: Kind,
+    fields: Mapping[str, str],
+    *,
+    experiment: str | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One stream entry -> one row; raises ValueError naming what is wrong.
+
+    A compact exposure entry (``u``, ``v``, ``t``, ``c``: see `abtest.keys`) becomes the same
+    row as a long one, with ``experiment`` and the variant code's key (``variants``) filled in.
+    """
+    if kind is Kind.EXPOSURES and "v" in fields:
+        if experiment is None or variants is None or fields["v"] not in variants:
+            raise ValueError(f"unknown variant code {fields['v']!r}")
+        long = {name: fields[short] for short, name in _COMPACT.items() if short in fields}
+        fields = {**long, "experiment": experiment, "variant": variants[fields["v"]]}
     if kind is Kind.EXPOSURES:
         names = ("unit_id", "experiment", "variant", "timestamp", "config_version")
     else:

@@ -5,43 +5,127 @@ Nothing else builds a key string or holds a script; ``tests/test_keys.py`` pins 
 rendered name and checks that no other module calls Redis from Lua, so this module doubles
 as the storage layout's documentation.
 
-Layout (``K`` is an experiment key, a slug that cannot contain braces)::
+Layout (``K`` is an experiment key, a slug without braces or colons)::
 
     abtest:experiments                 SET     keys of every experiment ever created (the index)
-    abtest:{K}:meta                    HASH    version, config (JSON), created_at, updated_at
+    abtest:{K}:meta                    HASH    version, config (JSON), created_at, updated_at,
+                                               partitions (absent: 1); unpartitioned, also the
+                                               sticky table's lh, ls, ln (see below)
     abtest:{K}:history                 LIST    one JSON audit entry per version (time, key id, diff)
-    abtest:{K}:assignments             HASH    unit_id -> variant key (the sticky assignment)
-    abtest:{K}:exposures               STREAM  one entry per first exposure of a unit
-    abtest:{K}:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
-    abtest:{events}:outcomes           STREAM  every accepted outcome event
-    abtest:{events}:seen:<YYYYMMDD>    SET     event ids accepted that UTC day (expire, see events)
+    abtest:{K}:variants                HASH    variant key -> code 0, 1, ... (append-only)
+    abtest:<U>:state                   HASH    partitioned only: version (copy), lh, ls, ln
+    abtest:<U>:units:<n>               HASH    unit_id -> variant code: bucket n of the sticky map
+    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c
+    abtest:<U>:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
+    abtest:<E>:outcomes                STREAM  accepted outcome events
+    abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
+    abtest:<E>:ids:<YYYYMMDD>:<n>      HASH    12-byte digest of an event id -> '' (bucket n)
+    abtest:event-partitions            SET     every event partition count ever written with
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
     <stream>:export-lock               STRING  one exporter per stream at a time (token, TTL)
     abtest:console:secret              STRING  the console's session-signing secret (random)
 
-Every key of one experiment carries the hash tag ``{K}``, and each Lua script touches keys of
-one tag only (one experiment, ``{events}`` or ``{apikeys}``), so the same scripts run on
-Redis Cluster.  The experiment index is written outside the scripts for the same reason.
+**Hash tags and partitions.**  Every Lua script touches keys of one hash tag only, so each
+runs on one Redis Cluster shard.  The tags:
+
+* ``{K}``: an experiment's definition (meta, history, variant codes).
+* ``<U>``, per-unit state of partition ``p`` of ``P`` (``P`` is fixed when the experiment is
+  created, the ``partitions`` field of its meta): ``{K}`` when ``P == 1``, else
+  ``{K:p<p>}`` or ``{K:p<p>.<j>}`` (`_tag`: the suffix spreads the partitions evenly over
+  the slot space, hence over the masters).  A unit's partition is `unit_partition` (a
+  hash of its id), so one experiment with 100M units spreads over ``P`` slots.  Each
+  assign script checks the config version atomically with its write: against meta's
+  ``version`` when ``P == 1``, against the partition's ``state`` copy otherwise.  A config
+  write copies the new version into every partition (`RAISE_VERSION_SCRIPT`, one atomic
+  call each, only ever upwards) before it returns, and any worker that finds a partition
+  behind the version it loaded raises it too, so a partition is never left behind for
+  long.
+* ``<E>``, events partition ``q`` of ``Q`` (the service's ``EVENT_PARTITIONS``): ``{events}``
+  when ``Q == 1``, else ``{events:<q>}`` or ``{events:<q>.<j>}``, chosen the same way.  An
+  event's partition is `event_partition` (a hash of its event id), so a retried event
+  meets its first copy's dedupe table.
+* ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
+  ever used alone.
+
+A rule for every future key: an experiment's definition-level data under ``{K}``; anything
+that grows with units (sticky state, exposures, per-unit attributes, holdout exposures) under
+the unit's partition tag ``<U>``, checked against the partition's version copy; anything that
+grows with traffic across experiments (events, alerts) under a partition tag like ``<E>``
+chosen by a hash of its own id; one script = one tag.
+
+**Compact per-unit state.**  The sticky map and the accepted-id tables are *linear hash
+tables* (Litwin 1980) of small Redis hashes: about `LINEAR_HASH_LOAD` entries per bucket,
+below the 128 entries up to which Redis keeps a hash as a listpack (``ziplist`` in 6.2;
+``hash-max-ziplist-entries``), which costs a few bytes of overhead per entry instead of
+about 70.  ``lh`` (level), ``ls`` (split pointer) and ``ln`` (entries) locate a bucket in one
+step: ``n = h mod 2**lh``, and ``h mod 2**(lh+1)`` when that is below ``ls``; each insert
+past the load splits bucket ``ls``.  ``h`` is `unit_bucket_hash` for units and
+`digest_bucket_hash` for event-id digests.  Bucket names are derived inside the scripts
+from a declared key with the same hash tag, so they stay in the script's slot.  Units whose
+id is longer than 64 bytes make their bucket a plain hash (``hash-max-ziplist-value``).
+
+**Stored values.**  A sticky entry holds the variant's *code* (its index in the
+experiment's append-only ``variants`` table), never its key; an exposure entry holds
+``u`` unit_id, ``v`` variant code, ``t`` timestamp (integer epoch microseconds, UTC) and
+``c`` config_version, and its experiment is its stream's.  Export decodes codes with the
+``variants`` table.
 
 Contracts relied on by ``abtest export`` and the analysis:
 
-* Exposure stream `exposures_stream` entry fields: ``unit_id``, ``experiment``, ``variant``,
-  ``timestamp`` (integer epoch microseconds, UTC), ``config_version`` (integer).  One entry
-  per unit and experiment: the unit's first exposure.
-* Outcome stream `outcomes_stream` entry fields: ``event_id``, ``unit_id``, ``metric``,
-  ``value`` (Python ``repr`` of a finite float), ``timestamp`` (integer epoch microseconds,
-  UTC).  Duplicates by ``event_id`` are dropped at ingest within the window documented in
-  `abtest.events`.
-* `experiments_index` lists every experiment key, so every exposure stream can be drained.
+* Exposure streams: one entry per unit and experiment, the unit's first exposure; fields
+  as above (entries written before the compact layout have ``unit_id``, ``experiment``,
+  ``variant``, ``timestamp``, ``config_version``, and export reads both).
+* Outcome streams: ``event_id``, ``unit_id``, ``metric``, ``value`` (a finite number: the
+  digits of an integral value, else its Python ``repr``), ``timestamp`` (integer epoch
+  microseconds, UTC).  Duplicates by
+  ``event_id`` are dropped at ingest within the window documented in `abtest.events`.
+* `experiments_index` lists every experiment key and `event_partition_counts` every events
+  partitioning used, so every stream can be drained.
+
+**Stores written before this layout** (one Redis, ``P == Q == 1``) keep working without a
+migration step: streams, counters, meta and history keep their names; an experiment's old
+sticky hash ``abtest:{K}:assignments`` (unit_id -> variant key, `legacy_assignments`) is
+read by the assign script when a unit is not in the new table, and moved into it on that
+unit's next request; event ids in the old per-day sets ``abtest:{events}:seen:<YYYYMMDD>``
+(`legacy_seen_events`) still count as seen until those sets expire (at most 8 days).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 from typing import Final
 
+from redis.crc import key_slot
+
 PREFIX: Final = "abtest"
+LINEAR_HASH_LOAD: Final = 48  # mean entries per bucket before a split; Redis keeps 128 packed
+EVENT_DIGEST_BYTES: Final = 12  # 96 bits: a false duplicate among 1e10 ids has p < 1e-9
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag(name: str, partition: int, partitions: int) -> str:
+    """The hash tag of one partition: ``{name}`` unpartitioned, else ``{name:p<n>}`` (events:
+    ``{events:<n>}``), with ``.<j>`` appended for the first ``j`` that puts the tag's slot in
+    the partition's share of the 16,384 slots (``[n*16384/P, (n+1)*16384/P)``).  Clusters
+    give each master a contiguous slot range, so partitions spread evenly over masters."""
+    if partitions < 1 or not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} of {partitions}")
+    if partitions == 1:
+        return f"{{{name}}}"
+    base = f"{name}:{'' if name == 'events' else 'p'}{partition}"
+    low, high = partition * _SLOTS // partitions, (partition + 1) * _SLOTS // partitions
+    for j in itertools.count():
+        tag = base if j == 0 else f"{base}.{j}"
+        if low <= key_slot(tag.encode("utf-8")) < high:
+            return f"{{{tag}}}"
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count is endless
+
+
+_SLOTS: Final = 16_384
 
 
 def experiments_index() -> str:
@@ -50,7 +134,7 @@ def experiments_index() -> str:
 
 
 def experiment_meta(experiment_key: str) -> str:
-    """HASH with the current config (JSON), its version and timestamps."""
+    """HASH with the current config (JSON), its version, timestamps and partition count."""
     return f"{PREFIX}:{{{experiment_key}}}:meta"
 
 
@@ -59,29 +143,60 @@ def experiment_history(experiment_key: str) -> str:
     return f"{PREFIX}:{{{experiment_key}}}:history"
 
 
-def assignments(experiment_key: str) -> str:
-    """HASH unit_id -> sticky variant key."""
+def variant_codes(experiment_key: str) -> str:
+    """HASH variant key -> its code (what sticky entries and exposures store)."""
+    return f"{PREFIX}:{{{experiment_key}}}:variants"
+
+
+def unit_state(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """HASH holding the version checked by assign and the sticky table's position.
+
+    The experiment's meta when it has one partition, else the partition's own copy.
+    """
+    if partitions == 1:
+        return experiment_meta(experiment_key)
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:state"
+
+
+def sticky_buckets(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """Name prefix of the sticky map's buckets: bucket ``n`` is ``<prefix>:<n>``."""
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:units"
+
+
+def exposures_stream(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """STREAM of first exposures of one experiment (one partition of it)."""
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:exposures"
+
+
+def exposure_counts(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """HASH of exposure counters: total per variant and per UTC day and variant."""
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:counts"
+
+
+def legacy_assignments(experiment_key: str) -> str:
+    """HASH unit_id -> variant key: the sticky map of stores written before the compact layout."""
     return f"{PREFIX}:{{{experiment_key}}}:assignments"
 
 
-def exposures_stream(experiment_key: str) -> str:
-    """STREAM of first exposures of one experiment."""
-    return f"{PREFIX}:{{{experiment_key}}}:exposures"
+def outcomes_stream(partition: int = 0, partitions: int = 1) -> str:
+    """STREAM of accepted outcome events (one partition of them)."""
+    return f"{PREFIX}:{_tag('events', partition, partitions)}:outcomes"
 
 
-def exposure_counts(experiment_key: str) -> str:
-    """HASH of exposure counters: total per variant and per UTC day and variant."""
-    return f"{PREFIX}:{{{experiment_key}}}:counts"
+def seen_events(day: str, partition: int = 0, partitions: int = 1) -> str:
+    """HASH (table position) of event ids accepted on one UTC day, ``day`` as ``YYYYMMDD``;
+    its buckets are ``<name>:<n>``."""
+    return f"{PREFIX}:{_tag('events', partition, partitions)}:ids:{day}"
 
 
-def outcomes_stream() -> str:
-    """STREAM of every accepted outcome event."""
-    return f"{PREFIX}:{{events}}:outcomes"
-
-
-def seen_events(day: str) -> str:
-    """SET of event ids accepted on one UTC day, ``day`` as ``YYYYMMDD``."""
+def legacy_seen_events(day: str) -> str:
+    """SET of event ids accepted on one UTC day, as stores before the compact layout kept them."""
     return f"{PREFIX}:{{events}}:seen:{day}"
+
+
+def event_partition_counts() -> str:
+    """SET of every events partition count the store was written with (export drains all)."""
+    return f"{PREFIX}:event-partitions"
 
 
 def api_keys_by_hash() -> str:
@@ -114,37 +229,137 @@ def console_session(digest: str) -> str:
     return f"{PREFIX}:console:session:{digest}"
 
 
+# -- partition and bucket functions (stable: changing one moves stored data) ----------------
+
+
+def unit_partition(unit_id: str, partitions: int) -> int:
+    """The partition of ``unit_id``: bytes 4-7 of sha1(unit_id, UTF-8), big-endian, mod P.
+
+    Bytes 0-3 are `unit_bucket_hash`, so the two choices are independent.
+    """
+    if partitions == 1:
+        return 0
+    digest = hashlib.sha1(unit_id.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[4:8], "big") % partitions
+
+
+def unit_bucket_hash(unit_id: str) -> int:
+    """Bytes 0-3 of sha1(unit_id, UTF-8) as an integer (the scripts compute it with
+    ``redis.sha1hex``): places the unit in its partition's sticky table."""
+    return int(hashlib.sha1(unit_id.encode("utf-8"), usedforsecurity=False).hexdigest()[:8], 16)
+
+
+def event_digest(event_id: str) -> bytes:
+    """The `EVENT_DIGEST_BYTES`-byte BLAKE2b digest of an event id: what dedupe tables store."""
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=EVENT_DIGEST_BYTES).digest()
+
+
+def digest_bucket_hash(digest: bytes) -> int:
+    """Bytes 0-3 of an event digest, big-endian: places the id in a day's table."""
+    return int.from_bytes(digest[:4], "big")
+
+
+def event_partition(digest: bytes, partitions: int) -> int:
+    """The partition of an event: bytes 8-11 of its `event_digest`, big-endian, mod Q."""
+    return int.from_bytes(digest[8:12], "big") % partitions
+
+
+def bucket_of(h: int, level: int, split: int) -> int:
+    """The linear hash table's bucket for hash ``h`` (what the scripts compute)."""
+    b = h % (1 << level)
+    return h % (1 << (level + 1)) if b < split else b
+
+
 # -- Lua scripts ---------------------------------------------------------------------------
 # Every script gets its key names through KEYS[] (from the functions above) and touches the
 # keys of one hash tag only.  Registered by the modules that run them (`abtest.store`,
 # `abtest.auth`, `abtest.export`).
 
-# KEYS: meta, assignments, exposures stream, counts of one experiment.  Checks the caller's
-# config version, returns a stored (sticky) variant, or stores the computed one and logs
-# the first exposure.  Replies {0, version} stale, {1, ''} nothing to store, {2, variant}
-# already stored, {3, variant} stored now.
-ASSIGN_SCRIPT: Final = """
-local version = redis.call('HGET', KEYS[1], 'version')
-if version ~= ARGV[1] then return {0, version or ''} end
-if ARGV[2] == 'check' then return {1, ''} end
-local stored = redis.call('HGET', KEYS[2], ARGV[3])
-if stored then return {2, stored} end
-if ARGV[4] == '' then return {1, ''} end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'unit_id', ARGV[3], 'experiment', ARGV[7],
-           'variant', ARGV[4], 'timestamp', ARGV[5], 'config_version', ARGV[1])
-redis.call('HINCRBY', KEYS[4], 'v:' .. ARGV[4], 1)
-redis.call('HINCRBY', KEYS[4], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 1)
-return {3, ARGV[4]}
+# Linear hashing over small hashes (see the module docstring), shared by the scripts that
+# keep tables: lh_state reads a table's position, lh_bucket finds a hash's bucket and
+# lh_grow counts one more entry, splitting the next bucket when the table is full.  A split
+# rewrites both buckets (DEL + HSET), which also packs a bucket that had outgrown a listpack.
+_LINEAR_HASHING: Final = f"""
+local LOAD = {LINEAR_HASH_LOAD}
+local function lh_state(level, split, count)
+  return {{level = tonumber(level or '0'), split = tonumber(split or '0'),
+          count = tonumber(count or '0')}}
+end
+local function lh_bucket(t, h)
+  local m = 2 ^ t.level
+  local b = h % m
+  if b < t.split then b = h % (2 * m) end
+  return b
+end
+local function lh_grow(t, prefix, hash_of, touched)
+  t.count = t.count + 1
+  local m = 2 ^ t.level
+  if t.count <= LOAD * (m + t.split) then return end
+  local old, new = prefix .. ':' .. t.split, prefix .. ':' .. (t.split + m)
+  local entries = redis.call('HGETALL', old)
+  redis.call('DEL', old)
+  local keep, move = {{}}, {{}}
+  for i = 1, #entries, 2 do
+    local side = move
+    if hash_of(entries[i]) % (2 * m) == t.split then side = keep end
+    side[#side + 1] = entries[i]
+    side[#side + 1] = entries[i + 1]
+  end
+  if #keep > 0 then redis.call('HSET', old, unpack(keep)) touched[old] = true end
+  if #move > 0 then redis.call('HSET', new, unpack(move)) touched[new] = true end
+  t.split = t.split + 1
+  if t.split == m then t.level, t.split = t.level + 1, 0 end
+end
 """
 
+# KEYS: unit state (version, table position), exposures stream, counts, sticky bucket
+# prefix of the unit's partition; unpartitioned experiments add the legacy sticky hash and
+# the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code ('':
+# nothing to store), timestamp µs, UTC day, variant key.  Checks the caller's config
+# version, returns a stored (sticky) variant, or stores the computed one and logs the
+# first exposure.  Replies {0, version} stale, {1, ''} nothing to store, {2, code} already
+# stored, {3, code} stored now, {4, variant key} stored in the legacy hash only.
+ASSIGN_SCRIPT: Final = (
+    _LINEAR_HASHING
+    + """
+local function unit_hash(u) return tonumber(string.sub(redis.sha1hex(u), 1, 8), 16) end
+local state = redis.call('HMGET', KEYS[1], 'version', 'lh', 'ls', 'ln')
+if state[1] ~= ARGV[1] then return {0, state[1] or ''} end
+if ARGV[2] == 'check' then return {1, ''} end
+local unit = ARGV[3]
+local t = lh_state(state[2], state[3], state[4])
+local bucket = KEYS[4] .. ':' .. lh_bucket(t, unit_hash(unit))
+local stored = redis.call('HGET', bucket, unit)
+if stored then return {2, stored} end
+local code, moved = ARGV[4], false
+if KEYS[5] then
+  local old = redis.call('HGET', KEYS[5], unit)
+  if old then
+    code = redis.call('HGET', KEYS[6], old)
+    if not code then return {4, old} end
+    redis.call('HDEL', KEYS[5], unit)
+    moved = true
+  end
+end
+if code == '' then return {1, ''} end
+redis.call('HSET', bucket, unit, code)
+lh_grow(t, KEYS[4], unit_hash, {})
+redis.call('HSET', KEYS[1], 'lh', t.level, 'ls', t.split, 'ln', t.count)
+if moved then return {2, code} end
+redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
+redis.call('HINCRBY', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[7], 1)
+return {3, code}
+"""
+)
+
 # KEYS: meta, history of one experiment.  Compare-and-set of a new version plus its audit
-# entry; ARGV[1] == '' means "create".
+# entry; ARGV[1] == '' means "create" (ARGV[6]: the partition count, fixed from then on).
 WRITE_VERSION_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
   if current then return 0 end
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[4])
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[4], 'partitions', ARGV[6])
 elseif current ~= ARGV[1] then
   return 0
 end
@@ -153,30 +368,80 @@ redis.call('RPUSH', KEYS[2], ARGV[5])
 return 1
 """
 
-# KEYS[1] outcome stream, KEYS[2] today's seen-id set, KEYS[3..] earlier days' sets.
-RECORD_EVENTS_SCRIPT: Final = """
+# KEYS: a partition's unit state.  Raises its version copy to ARGV[1], never lowers it.
+RAISE_VERSION_SCRIPT: Final = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'version', ARGV[1]) end
+return 1
+"""
+
+# KEYS: variant codes of one experiment.  Gives each variant key of ARGV that has no code
+# the next free one (codes are never reused, so a stored code always means one variant).
+VARIANT_CODES_SCRIPT: Final = """
+local n = redis.call('HLEN', KEYS[1])
+for i = 1, #ARGV do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], n) == 1 then n = n + 1 end
+end
+return n
+"""
+
+# KEYS[1] outcome stream, KEYS[2] today's id table, then the earlier days' tables, then
+# ARGV[2] legacy per-day id sets.  ARGV[1]: seconds the ids are kept; then six values per
+# event: digest, event_id, unit_id, metric, value, timestamp.  Replies {accepted, duplicates}.
+RECORD_EVENTS_SCRIPT: Final = (
+    _LINEAR_HASHING
+    + """
+local function digest_hash(d)
+  local a, b, c, e = string.byte(d, 1, 4)
+  return ((a * 256 + b) * 256 + c) * 256 + e
+end
+local tables = {}
+local last = #KEYS - tonumber(ARGV[2])
+for k = 2, last do
+  local raw = redis.call('HMGET', KEYS[k], 'lh', 'ls', 'ln')
+  tables[k] = lh_state(raw[1], raw[2], raw[3])
+end
+local today, touched = tables[2], {}
 local accepted, duplicates, batch = 0, 0, {}
-for i = 2, #ARGV, 5 do
-  local id = ARGV[i]
-  local seen = batch[id]
+for i = 3, #ARGV, 6 do
+  local digest, id = ARGV[i], ARGV[i + 1]
+  local h = digest_hash(digest)
+  local seen = batch[digest]
   if not seen then
-    for k = 2, #KEYS do
+    for k = 2, last do
+      local t = tables[k]
+      if t.count > 0 and redis.call('HEXISTS', KEYS[k] .. ':' .. lh_bucket(t, h), digest) == 1 then
+        seen = true
+        break
+      end
+    end
+  end
+  if not seen then
+    for k = last + 1, #KEYS do
       if redis.call('SISMEMBER', KEYS[k], id) == 1 then seen = true break end
     end
   end
   if seen then
     duplicates = duplicates + 1
   else
-    batch[id] = true
-    redis.call('SADD', KEYS[2], id)
-    redis.call('XADD', KEYS[1], '*', 'event_id', id, 'unit_id', ARGV[i + 1],
-               'metric', ARGV[i + 2], 'value', ARGV[i + 3], 'timestamp', ARGV[i + 4])
+    batch[digest] = true
+    local bucket = KEYS[2] .. ':' .. lh_bucket(today, h)
+    redis.call('HSET', bucket, digest, '')
+    touched[bucket] = true
+    lh_grow(today, KEYS[2], digest_hash, touched)
+    redis.call('XADD', KEYS[1], '*', 'event_id', id, 'unit_id', ARGV[i + 2],
+               'metric', ARGV[i + 3], 'value', ARGV[i + 4], 'timestamp', ARGV[i + 5])
     accepted = accepted + 1
   end
 end
-if accepted > 0 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+if accepted > 0 then
+  redis.call('HSET', KEYS[2], 'lh', today.level, 'ls', today.split, 'ln', today.count)
+  touched[KEYS[2]] = true
+  for key in pairs(touched) do redis.call('EXPIRE', key, ARGV[1]) end
+end
 return {accepted, duplicates}
 """
+)
 
 # KEYS: a lock.  Deletes it only while it still holds the caller's token.
 RELEASE_LOCK_SCRIPT: Final = """

@@ -1,12 +1,14 @@
 """The Redis store: experiments with versions and an audit trail, sticky assignment with
 exposure logging, idempotent outcome events and API keys.
 
-Key names and Lua scripts come from `abtest.keys` only.  The scripts are registered once per
-store and get their keys through ``KEYS[]``; each touches keys of one hash tag, so they run
-on Redis Cluster unchanged.  ``assign`` is one round trip (EVALSHA): the script checks that the
-worker's cached config is current, returns a stored (sticky) variant if the unit has one,
-and otherwise stores the computed variant, appends the first exposure to the experiment's
-stream and bumps the counters.  Concurrent requests for one unit therefore cannot disagree.
+Key names and Lua scripts come from `abtest.keys` only (the layout, its partitions and
+hash tags are described there).  The scripts are registered once per store and get their
+keys through ``KEYS[]``; each touches keys of one hash tag, so they run on one Redis Cluster
+shard.  ``assign`` is one round trip (EVALSHA): the script checks that the worker's cached
+config is current, returns a stored (sticky) variant if the unit has one, and otherwise
+stores the computed variant, appends the first exposure to the stream of the unit's
+partition and bumps the counters.  Concurrent requests for one unit therefore cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -18,21 +20,33 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
-import redis
-
-from abtest import keys
+from abtest import keys, layout
+from abtest.assign_calls import (
+    MAX_BATCH_ASSIGNMENTS,
+    AssignRequest,
+    CachedExperiment,
+    read_reply,
+    script_call,
+)
 from abtest.assignment import Assignment, Reason
-from abtest.assignment import assign as assign_pure
 from abtest.auth import ApiKey, ApiKeys, Role
 from abtest.changes import diff, moved_unit_problems
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
-from abtest.events import DEDUPE_WINDOW_DAYS, Event, encode_events
+from abtest.events import Event
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.redis_client import register_script
 from abtest.thread_connections import ThreadConnections
 
-_DAY_SECONDS: Final = 86_400
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
+
+__all__ = [
+    "MAX_BATCH_ASSIGNMENTS", "MAX_REASON_LENGTH", "AssignRequest", "ExposureCounts", "Store",
+    "StoredExperiment",
+]  # fmt: skip
+
 _LOCK_MS: Final = 10_000
 MAX_REASON_LENGTH: Final = 2_000
 
@@ -87,55 +101,6 @@ class ExposureCounts:
         }
 
 
-class _Cached(NamedTuple):
-    version: int
-    experiment: Experiment
-    sticky: Mapping[str, Assignment]  # variant key -> the Assignment a sticky unit gets
-    keys: tuple[str, str, str, str]
-
-
-# Redis runs a batch's script calls back to back, so a bigger batch would delay every other
-# client for longer (about 60 µs per call on a 2-core machine: 6 ms for 100).
-MAX_BATCH_ASSIGNMENTS: Final = 100
-
-
-class AssignRequest(NamedTuple):
-    """One unit to assign in `Store.assign_many`."""
-
-    experiment: str
-    unit_id: str
-    attributes: Mapping[str, Any] | None = None
-
-
-def _script_call(
-    cached: _Cached, unit_id: str, attributes: Mapping[str, Any] | None
-) -> tuple[Assignment, tuple[Any, ...]]:
-    """The pure assignment and the `keys.ASSIGN_SCRIPT` arguments that record it."""
-    experiment = cached.experiment
-    result = assign_pure(experiment, unit_id, attributes)
-    sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
-    variant = result.variant if result.reason is Reason.ASSIGNED else None
-    now = time.time_ns() // 1000
-    return result, (
-        cached.version, "sticky" if sticky else "check", unit_id, variant or "", now,
-        time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), experiment.key,
-    )  # fmt: skip
-
-
-def _answer(cached: _Cached, result: Assignment, reply: Any) -> tuple[Assignment, int] | None:
-    """The `keys.ASSIGN_SCRIPT`'s reply as an answer; None when the cached config was stale."""
-    if isinstance(reply, Exception):
-        raise reply
-    code, value = reply
-    if code == 0:
-        return None
-    if code == 2:
-        # A variant removed by a forced update is no longer servable: the unit falls back
-        # to the recomputed result, without a second exposure.
-        return cached.sticky.get(value, result), cached.version
-    return result, cached.version
-
-
 def _ship_reason(reason: object) -> str | None:
     """A ship reason, stripped; None when absent or blank."""
     if reason is None:
@@ -153,24 +118,48 @@ def _now_iso() -> str:
 
 
 class Store:
-    """All reads and writes of abtest state in one Redis database.
+    """All reads and writes of abtest state in one Redis database or Redis Cluster.
 
     The store caches parsed experiments per config version; every assignment checks the
     version inside its script, so a cached config is never used once a newer one exists.
     One store per process (it is thread-safe: the cache is only ever replaced, not mutated
     in place, redis-py's pool is thread-safe, and the per-request scripts run on each
     thread's own connection, `abtest.thread_connections`).
+
+    ``unit_partitions``: how many partitions an experiment created by this store gets
+    (fixed for its lifetime).  ``event_partitions``: how many partitions events are
+    spread over.  ``wait_replicas``: writes are confirmed by that many replicas (``WAIT``,
+    at most ``wait_timeout_ms``) before they are reported, else `StoreUnavailable`-like
+    errors (503).  See `abtest.keys` for what each means for the layout.
     """
 
-    def __init__(self, client: redis.Redis[str]) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        unit_partitions: int = 1,
+        event_partitions: int = 1,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
+    ) -> None:
+        if unit_partitions < 1 or event_partitions < 1:
+            raise InvalidInput("partition counts must be at least 1", "partitions")
         self.redis = client
         self.api_keys = ApiKeys(client)
-        self._assign = client.register_script(keys.ASSIGN_SCRIPT)
-        self._write_version = client.register_script(keys.WRITE_VERSION_SCRIPT)
-        self._record_events = client.register_script(keys.RECORD_EVENTS_SCRIPT)
-        self._release_lock = client.register_script(keys.RELEASE_LOCK_SCRIPT)
-        self._cache: dict[str, _Cached] = {}
-        self._scripts = ThreadConnections(client)  # the per-request scripts' connections
+        self.unit_partitions = unit_partitions
+        self.event_partitions = event_partitions
+        self._assign = register_script(client, keys.ASSIGN_SCRIPT)
+        self._write_version = register_script(client, keys.WRITE_VERSION_SCRIPT)
+        self._raise_version = register_script(client, keys.RAISE_VERSION_SCRIPT)
+        self._variant_codes = register_script(client, keys.VARIANT_CODES_SCRIPT)
+        self._record_events = register_script(client, keys.RECORD_EVENTS_SCRIPT)
+        self._release_lock = register_script(client, keys.RELEASE_LOCK_SCRIPT)
+        self._cache: dict[str, CachedExperiment] = {}
+        self._legacy_seen_days: list[str] | None = None  # found on the first event batch
+        # the per-request scripts' connections
+        self._scripts = ThreadConnections(
+            client, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms
+        )
 
     # -- experiments --------------------------------------------------------------------
     def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
@@ -231,7 +220,7 @@ class Store:
         new = Experiment.from_dict(
             {**config, "key": key, "status": old.status.value, "winner": old.winner}
         )
-        if not force and (old.status is Status.RUNNING or self.redis.exists(keys.assignments(key))):
+        if not force and (old.status is Status.RUNNING or self._has_assigned_units(key)):
             problems = moved_unit_problems(old, new)
             if problems:
                 raise Conflict(
@@ -294,11 +283,14 @@ class Store:
         """
         for _ in range(4):
             cached = self._cache.get(experiment_key) or self._load(experiment_key)
-            result, args = _script_call(cached, unit_id, attributes)
-            answer = _answer(cached, result, self._scripts.evalsha(self._assign, cached.keys, args))
+            result, partition, args = script_call(cached, unit_id, attributes)
+            reply = self._scripts.evalsha(
+                self._assign, cached.partitions[partition], args, write=True
+            )
+            answer = read_reply(cached, result, reply)
             if answer is not None:
                 return answer
-            self._forget(cached)  # our cached config is stale (or the experiment is gone)
+            self._stale(cached, partition, reply[1])
         raise StoreUnavailable("the experiment kept changing during assignment; retry")
 
     def assign_many(
@@ -324,15 +316,19 @@ class Store:
                 cached = self._cache.get(request.experiment) or self._load(request.experiment)
             except NotFound as exc:
                 raise NotFound(exc.message, f"{field}[{index}].experiment") from None
-            planned.append((cached, *_script_call(cached, request.unit_id, request.attributes)))
+            planned.append((cached, *script_call(cached, request.unit_id, request.attributes)))
         replies = self._scripts.evalsha_many(
-            self._assign, [(cached.keys, args) for cached, _, args in planned]
+            self._assign,
+            [(cached.partitions[partition], args) for cached, _, partition, args in planned],
+            write=True,
         )
         answers = []
-        for index, ((cached, result, _), reply) in enumerate(zip(planned, replies, strict=True)):
-            answer = _answer(cached, result, reply)
+        for index, ((cached, result, partition, _), reply) in enumerate(
+            zip(planned, replies, strict=True)
+        ):
+            answer = read_reply(cached, result, reply)
             if answer is None:
-                self._forget(cached)
+                self._stale(cached, partition, reply[1])
                 try:
                     answer = self.assign(*requests[index])
                 except NotFound as exc:  # deleted from Redis behind the service's back
@@ -351,34 +347,42 @@ class Store:
         experiment = self.get_experiment(key).experiment
         variants = dict.fromkeys(experiment.variant_keys, 0)
         daily: dict[str, dict[str, int]] = {}
-        for field, count in self.redis.hgetall(keys.exposure_counts(key)).items():
-            kind, _, rest = field.partition(":")
-            if kind == "v":
-                variants[rest] = int(count)
-            elif kind == "d":
-                day, _, variant = rest.partition(":")
-                daily.setdefault(day, dict.fromkeys(experiment.variant_keys, 0))[variant] = int(
-                    count
-                )
+        for name in layout.count_keys(key, self._partitions_of(key)):
+            for field, count in self.redis.hgetall(name).items():
+                kind, _, rest = field.partition(":")
+                if kind == "v":
+                    variants[rest] = variants.get(rest, 0) + int(count)
+                elif kind == "d":
+                    day, _, variant = rest.partition(":")
+                    counts = daily.setdefault(day, dict.fromkeys(experiment.variant_keys, 0))
+                    counts[variant] = counts.get(variant, 0) + int(count)
         return ExposureCounts(key, variants, daily)
 
     # -- events -------------------------------------------------------------------------
     def record_events(self, events: Sequence[Event]) -> tuple[int, int]:
         """Append events not seen within the dedupe window; ``(accepted, duplicates)``.
 
-        One script call: the whole batch is accepted atomically or, if Redis fails, not at all.
+        One script call per events partition (`keys.event_partition`), all pipelined: each
+        partition's share is accepted atomically or not at all.  If a call fails (its shard
+        is down), the error is raised after the others were applied; the client's retry of
+        the whole batch is safe, since the events already in count as duplicates.
         """
         if not events:
             return 0, 0
-        today = int(time.time()) // _DAY_SECONDS
-        days = [time.strftime("%Y%m%d", time.gmtime((today - i) * _DAY_SECONDS))
-                for i in range(DEDUPE_WINDOW_DAYS + 1)]  # fmt: skip
-        accepted, duplicates = self._scripts.evalsha(
-            self._record_events,
-            [keys.outcomes_stream(), *(keys.seen_events(d) for d in days)],
-            [(DEDUPE_WINDOW_DAYS + 1) * _DAY_SECONDS, *encode_events(events)],
+        if self._legacy_seen_days is None:
+            self.redis.sadd(keys.event_partition_counts(), self.event_partitions)
+            self._legacy_seen_days = (
+                [d for d in layout.days() if self.redis.exists(keys.legacy_seen_events(d))]
+                if self.event_partitions == 1 else []
+            )  # fmt: skip
+        calls = layout.event_calls(
+            events, self.event_partitions, legacy_days=self._legacy_seen_days
         )
-        return int(accepted), int(duplicates)
+        replies = self._scripts.evalsha_many(self._record_events, calls, write=True)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(r[0]) for r in replies), sum(int(r[1]) for r in replies)
 
     # -- API keys -----------------------------------------------------------------------
     def create_api_key(self, role: Role, *, name: str = "") -> tuple[str, ApiKey]:
@@ -405,24 +409,64 @@ class Store:
         return self.api_keys.verify(token)
 
     # -- internals ----------------------------------------------------------------------
-    def _load(self, key: str) -> _Cached:
+    def _load(self, key: str) -> CachedExperiment:
         stored = self.get_experiment(key)
         experiment = stored.experiment
-        cached = _Cached(
+        # Read after the config: codes only ever grow, so these cover every stored one.
+        codes = self.redis.hgetall(keys.variant_codes(key))
+        if any(variant not in codes for variant in experiment.variant_keys):
+            self._variant_codes(keys=[keys.variant_codes(key)], args=experiment.variant_keys)
+            codes = self.redis.hgetall(keys.variant_codes(key))
+        partitions = self._partitions_of(key)
+        cached = CachedExperiment(
             stored.version,
             experiment,
             {v.key: Assignment(key, v.key, Reason.ASSIGNED, v.payload)
              for v in experiment.variants},
-            (keys.experiment_meta(key), keys.assignments(key), keys.exposures_stream(key),
-             keys.exposure_counts(key)),
+            codes,
+            {code: variant for variant, code in codes.items()},
+            tuple(layout.unit_script_keys(key, p, partitions) for p in range(partitions)),
         )  # fmt: skip
         self._cache = {**self._cache, key: cached}  # replaced, never mutated: thread-safe reads
         return cached
 
-    def _forget(self, cached: _Cached) -> None:
+    def _forget(self, cached: CachedExperiment) -> None:
         key = cached.experiment.key
         if self._cache.get(key) is cached:  # not a newer entry another call already loaded
             self._cache = {k: v for k, v in self._cache.items() if k != key}
+
+    def _stale(self, cached: CachedExperiment, partition: int, seen: str) -> None:
+        """After a version mismatch: catch a lagging partition up, or drop a stale cache."""
+        key = cached.experiment.key
+        if (
+            len(cached.partitions) > 1
+            and int(seen or 0) < cached.version
+            and int(self.redis.hget(keys.experiment_meta(key), "version") or 0) >= cached.version
+        ):
+            # Meta holds our version (or a newer one); its writer has not yet (or never, if it
+            # died) copied it here.  Copies only move up, so this is safe to repeat.
+            self._scripts.evalsha(
+                self._raise_version, cached.partitions[partition][:1], [cached.version],
+                write=True,
+            )  # fmt: skip
+        else:
+            self._forget(cached)
+
+    def _partitions_of(self, key: str) -> int:
+        return layout.partition_count(self.redis.hget(keys.experiment_meta(key), "partitions"))
+
+    def _raise_versions(self, key: str, version: int, partitions: int) -> None:
+        """Copy a committed version into every partition of ``key`` (before a write returns)."""
+        if partitions == 1:
+            return  # the assign script reads meta's own version
+        calls = [([keys.unit_state(key, p, partitions)], [version]) for p in range(partitions)]
+        for reply in self._scripts.evalsha_many(self._raise_version, calls, write=True):
+            if isinstance(reply, Exception):
+                raise reply
+
+    def _has_assigned_units(self, key: str) -> bool:
+        names = [*layout.count_keys(key, self._partitions_of(key)), keys.legacy_assignments(key)]
+        return any(self.redis.exists(name) for name in names)
 
     def _write(
         self,
@@ -445,13 +489,15 @@ class Store:
             "config": config,
             **(note or {}),
         }
+        partitions = self.unit_partitions if current is None else self._partitions_of(new.key)
         written = self._write_version(
             keys=[keys.experiment_meta(new.key), keys.experiment_history(new.key)],
             args=["" if current is None else current.version, version, json.dumps(config), now,
-                  json.dumps(entry)],
+                  json.dumps(entry), partitions],
         )  # fmt: skip
         if not int(written):
             return None
+        self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at
         return StoredExperiment(new, version, created, now)
 

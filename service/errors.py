@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import redis
 from flask import Flask, Response, jsonify
+from redis.exceptions import RedisClusterException
 from werkzeug.exceptions import HTTPException
 
 from abtest.errors import (
@@ -59,9 +60,14 @@ def _abtest_error(exc: AbtestError) -> tuple[Response, int]:
 STORE_UNAVAILABLE_MESSAGE: Final = "the store is unavailable; see the server log"
 
 
-def store_unavailable(exc: redis.RedisError) -> tuple[Response, int]:
-    """503 with a generic message: Redis's own text names its address, which stays in the log."""
-    _log.warning("redis error: %s", exc)
+def store_unavailable(exc: Exception) -> tuple[Response, int]:
+    """503 with a generic message: Redis's own text names its address, which stays in the log.
+
+    A Redis Cluster in failover or resharding (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a refused
+    node, an uncovered slot: some of them not `redis.RedisError`) is a moment to retry, not
+    a server bug.
+    """
+    _log.warning("redis error: %s: %s", type(exc).__name__, exc)
     return error_response(503, StoreUnavailable.code, STORE_UNAVAILABLE_MESSAGE)
 
 
@@ -80,5 +86,6 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers on ``app``."""
     app.register_error_handler(AbtestError, _abtest_error)
     app.register_error_handler(redis.RedisError, store_unavailable)
+    app.register_error_handler(RedisClusterException, store_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

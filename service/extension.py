@@ -6,33 +6,44 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import redis
 from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from abtest.auth import ApiKey, ConsoleSessions
+from abtest.redis_client import connect
 from abtest.store import Store
 from service.errors import register_error_handlers
 from service.metrics import Metrics
 from service.security import register_auth
+
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
 
 
 class Abtest:
     """Builds and holds everything the views need; one per app, none at import time."""
 
     def __init__(self, app: Flask) -> None:
-        self.redis: redis.Redis[str] = redis.Redis.from_url(
-            app.config["REDIS_URL"],
+        config = app.config
+        self.redis: RedisClient = connect(
+            config["REDIS_URL"],
             decode_responses=True,
-            socket_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
-            socket_connect_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
+            socket_connect_timeout=config["REDIS_SOCKET_TIMEOUT"],
             # One quick retry covers a dropped pooled connection; more would only delay
             # the 503 when Redis is really down.
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
-        self.store = Store(self.redis)
+        self.store = Store(
+            self.redis,
+            unit_partitions=config["UNIT_PARTITIONS"],
+            event_partitions=config["EVENT_PARTITIONS"],
+            wait_replicas=config["REDIS_WAIT_REPLICAS"],
+            wait_timeout_ms=config["REDIS_WAIT_TIMEOUT_MS"],
+        )
         self.metrics = Metrics()
         self.key_cache = KeyCache(float(app.config["KEY_CACHE_SECONDS"]))
         self.console_sessions = ConsoleSessions(

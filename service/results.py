@@ -31,9 +31,8 @@ from typing import Any, Final
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from abtest import keys
 from abtest.errors import Conflict, InvalidInput
-from abtest.export import Kind, StreamSource, export, files
+from abtest.export import Kind, export, files, sources_for
 from abtest.store import StoredExperiment
 
 bp = Blueprint("results", __name__)
@@ -129,13 +128,7 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
         raise NoMetrics(f"'{experiment.key}' has no primary metric", "primary_metric")
     ext = app.extensions["abtest"]
     root = export_dir(app)
-    export(
-        ext.redis,
-        sources=[StreamSource(keys.exposures_stream(experiment.key), Kind.EXPOSURES,
-                              experiment.key),
-                 StreamSource(keys.outcomes_stream(), Kind.OUTCOMES)],
-        out_dir=root,
-    )  # fmt: skip
+    export(ext.redis, sources=sources_for(ext.redis, experiment.key), out_dir=root)
     exposure_dir = root / Kind.EXPOSURES.value / experiment.key
     exposure_files = sorted(p for p in exposure_dir.rglob("*.parquet") if p.is_file())
     outcome_files = files(root, Kind.OUTCOMES)

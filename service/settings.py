@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from flask import Config
 
 from abtest.errors import InvalidInput
+from abtest.redis_client import SCHEMES
 
 
 def defaults() -> dict[str, Any]:
@@ -21,6 +22,13 @@ def defaults() -> dict[str, Any]:
         # Redis, and one name for the service and the CLI means one store.
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "REDIS_SOCKET_TIMEOUT": 2.0,  # seconds; past it a request fails with 503, not hangs
+        # Partitions (hash tags) for events and for each new experiment's per-unit state;
+        # on Redis Cluster a few per shard spread the load (see abtest.keys).
+        "EVENT_PARTITIONS": 1,
+        "UNIT_PARTITIONS": 1,
+        # Writes wait for this many replicas (Redis WAIT) before they are acknowledged.
+        "REDIS_WAIT_REPLICAS": 0,
+        "REDIS_WAIT_TIMEOUT_MS": 100,
         # Bodies over this many bytes are refused with 413 before they are parsed.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         # A verified API key is trusted this long per worker: a revocation takes effect in
@@ -43,7 +51,13 @@ _NUMBERS: Final = {
     "CONSOLE_SESSION_SECONDS": False,
     "OBSERVATION_HOURS": False,
 }
-_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+# The integer settings and their smallest allowed value.
+_COUNTS: Final = {
+    "EVENT_PARTITIONS": 1,
+    "UNIT_PARTITIONS": 1,
+    "REDIS_WAIT_REPLICAS": 0,
+    "REDIS_WAIT_TIMEOUT_MS": 1,
+}
 
 
 def load(overrides: Mapping[str, Any] | None = None) -> Config:
@@ -74,12 +88,18 @@ def check(config: Mapping[str, Any]) -> None:
         if not usable:
             wanted = "a number >= 0" if zero_allowed else "a number > 0"
             raise InvalidInput(f"must be {wanted} (env ABTEST_{name}), got {value!r}", name)
+    for name, least in _COUNTS.items():
+        value = config.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidInput(
+                f"must be a whole number >= {least} (env ABTEST_{name}), got {value!r}", name
+            )
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
-    if scheme not in _REDIS_SCHEMES:
+    if scheme not in SCHEMES:
         # Only the scheme is echoed: the URL may carry the Redis password.
         raise InvalidInput(
-            "must be a redis://, rediss:// or unix:// URL (env ABTEST_REDIS_URL), "
-            f"got {scheme or 'no'} scheme",
+            "must be a redis://, rediss://, unix:// or redis+cluster:// URL "
+            f"(env ABTEST_REDIS_URL), got {scheme or 'no'} scheme",
             "REDIS_URL",
         )

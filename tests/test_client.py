@@ -25,6 +25,7 @@ from abtest.embedded import free_port
 from abtest.errors import InvalidInput, NotFound, Unauthorized
 from abtest.experiment import Experiment
 from tests.conftest import Api, example_config, serve, simple_config
+from tests.stored import exposure_rows, outcome_entries
 
 RANKER_UNITS = [
     ("qa-alice", {"country": "US", "app_version": 1}),  # forced
@@ -49,7 +50,7 @@ def make_client(api: Api) -> Iterator[Callable[..., Client]]:
 
 def outcome_ids(r: redis.Redis) -> list[str]:
     """event_id of every entry in the outcomes stream, in order."""
-    return [fields["event_id"] for _, fields in r.xrange(keys.outcomes_stream())]
+    return [fields["event_id"] for fields in outcome_entries(r)]
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
@@ -78,7 +79,7 @@ def test_assign_returns_the_services_sticky_answer(
         assert answer.to_dict()["reason"] == expected.reason.value
     in_experiment = sum(assign(experiment, u, a).in_experiment for u, a in RANKER_UNITS)
     assert 0 < in_experiment < len(RANKER_UNITS)
-    assert redis_client.xlen(keys.exposures_stream("ranker-v2")) == in_experiment
+    assert len(exposure_rows(redis_client, "ranker-v2")) == in_experiment
 
 
 def test_assignments_lists_every_live_experiment_with_attributes(
@@ -277,6 +278,7 @@ def test_events_are_flushed_at_interpreter_exit(
 # -- local evaluation ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("redis_topology", ["single", "cluster"], indirect=True)
 def test_local_evaluation_agrees_with_the_service_and_reports_each_exposure_once(
     api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
@@ -291,9 +293,10 @@ def test_local_evaluation_agrees_with_the_service_and_reports_each_exposure_once
     remote = make_client(url)
     for unit, attributes in RANKER_UNITS:
         assert remote.assign("ranker-v2", unit, attributes) == answers[unit]
-    exposed = {f["unit_id"] for _, f in redis_client.xrange(keys.exposures_stream("ranker-v2"))}
+    rows = exposure_rows(redis_client, "ranker-v2")
+    exposed = {row["unit_id"] for row in rows}
     assert exposed == {u for u, a in answers.items() if a.in_experiment}
-    assert redis_client.xlen(keys.exposures_stream("ranker-v2")) == len(exposed) > 0
+    assert len(rows) == len(exposed) > 0
     stats = local.stats()
     assert (stats.exposures_sent, stats.mismatches) == (len(exposed), 0)
 
@@ -319,7 +322,7 @@ def test_local_evaluation_sends_exposures_in_batches(
     for i in range(250):
         local.assign("checkout", f"u{i}")
     assert local.flush(timeout=20)
-    assert redis_client.xlen(keys.exposures_stream("checkout")) == 250
+    assert len(exposure_rows(redis_client, "checkout")) == 250
     assert local.stats().exposures_sent == 250
     assert _requests_to(api.client, "/v1/assign/batch") == 3
     assert _requests_to(api.client, "/v1/assign") == 0
@@ -337,9 +340,9 @@ def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
     local.assign("gone", "u0")
     redis_client.delete(keys.experiment_meta("gone"))
     assert local.flush(timeout=20)
-    assert sorted(
-        f["unit_id"] for _, f in redis_client.xrange(keys.exposures_stream("checkout"))
-    ) == [f"u{i}" for i in range(5)]
+    assert sorted(row["unit_id"] for row in exposure_rows(redis_client, "checkout")) == [
+        f"u{i}" for i in range(5)
+    ]
     stats = local.stats()
     assert (stats.exposures_sent, stats.exposures_dropped) == (5, 1)
     assert _requests_to(api.client, "/v1/assign") == 5

@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from abtest import keys
-from tests.conftest import Api, simple_config
+from abtest.redis_client import connect
+from tests.conftest import CLUSTER_PARTITIONS, Api, simple_config
+from tests.stored import exposure_rows, outcome_entries
+
+BOTH = pytest.mark.parametrize("redis_topology", ["single", "cluster"], indirect=True)
 
 METRICS = {
     "primary_metric": {"name": "purchase", "type": "binomial"},
@@ -25,11 +28,15 @@ def export_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(redis_url: str, redis_client: redis.Redis, export_dir: Path) -> Any:
+def app(
+    redis_url: str, redis_client: redis.Redis, export_dir: Path, partitions: dict[str, int]
+) -> Any:
     """The real app, exporting into `export_dir`."""
     from service import create_app
 
-    return create_app({"TESTING": True, "REDIS_URL": redis_url, "EXPORT_DIR": str(export_dir)})
+    return create_app({"TESTING": True, "REDIS_URL": redis_url, "EXPORT_DIR": str(export_dir),
+                       "UNIT_PARTITIONS": partitions["unit_partitions"],
+                       "EVENT_PARTITIONS": partitions["event_partitions"]})  # fmt: skip
 
 
 def _traffic(api: Api, units: range, *, buyers_every: int = 3) -> dict[str, dict[str, float]]:
@@ -56,6 +63,7 @@ def _traffic(api: Api, units: range, *, buyers_every: int = 3) -> dict[str, dict
     return sent
 
 
+@BOTH
 def test_results_match_the_sent_data(api: Api, export_dir: Path) -> None:
     """Units, conversion rates and revenue means in the results are those that were sent."""
     api.create_experiment(simple_config(**METRICS))
@@ -103,14 +111,15 @@ def test_results_are_analyze_of_the_exported_files(api: Api, export_dir: Path) -
     )
 
 
+@BOTH
 def test_results_drain_the_streams(api: Api, redis_client: redis.Redis, export_dir: Path) -> None:
     """The request exports the buffered exposures and outcomes into the export directory."""
     api.create_experiment(simple_config(**METRICS))
     _traffic(api, range(50))
-    assert redis_client.xlen(keys.exposures_stream("exp")) == 50
+    assert len(exposure_rows(redis_client, "exp")) == 50
     assert api.call("GET", "/v1/experiments/exp/results").status_code == 200
-    assert redis_client.xlen(keys.exposures_stream("exp")) == 0
-    assert redis_client.xlen(keys.outcomes_stream()) == 0
+    assert exposure_rows(redis_client, "exp") == []
+    assert outcome_entries(redis_client) == []
     assert list((export_dir / "exposures" / "exp").rglob("*.parquet"))
     assert list((export_dir / "outcomes").rglob("*.parquet"))
 
@@ -185,3 +194,39 @@ def test_results_errors(
     error = response.get_json()["error"]
     assert (error["code"], error["field"]) == expected[1:]
     assert error["message"]
+
+
+def test_the_same_experiment_gives_the_same_numbers_on_one_server_and_on_a_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Assign, events, export and analysis on one Redis and on a partitioned Redis Cluster:
+    the same traffic gives the same results, number for number."""
+    from service import create_app
+
+    bodies = []
+    for name, partitions in (("redis_server", 1), ("redis_cluster", CLUSTER_PARTITIONS)):
+        url = request.getfixturevalue(name).url
+        client = connect(url, decode_responses=True)
+        client.flushall()
+        try:
+            app = create_app(
+                {
+                    "TESTING": True,
+                    "REDIS_URL": url,
+                    "EXPORT_DIR": str(tmp_path / name),
+                    "UNIT_PARTITIONS": partitions,
+                    "EVENT_PARTITIONS": partitions,
+                }
+            )
+            api = Api(app.test_client(), app.extensions["abtest"].store)
+            api.create_experiment(simple_config(**METRICS))
+            _traffic(api, range(300))
+            response = api.call("GET", "/v1/experiments/exp/results")
+            assert response.status_code == 200, response.get_json()
+            bodies.append(response.get_json())
+        finally:
+            client.flushall()
+            client.close()
+    assert len(list((tmp_path / "redis_cluster" / "exposures").rglob("*.p3.parquet"))) > 0
+    assert bodies[0] == bodies[1]
+    assert sum(v["units"] for v in bodies[0]["variants"]) == 300

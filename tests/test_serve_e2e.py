@@ -27,7 +27,7 @@ CLI = [sys.executable, "-c", "from abtest.cli import run; run()"]
 class Server:
     """A running `abtest serve` child process."""
 
-    def __init__(self, data_dir: Path, *options: str) -> None:
+    def __init__(self, data_dir: Path, *options: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
@@ -46,7 +46,8 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir.parent)},  # no ABTEST_REDIS_URL
+            # no ABTEST_REDIS_URL
+            env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir.parent), **(env or {})},
         )
         self.lines: list[str] = []
         assert self.process.stdout is not None
@@ -269,3 +270,51 @@ def test_memory_dir_falls_back_to_the_system_default(monkeypatch):
     """Where /dev/shm cannot be written, the files go to the system's temporary directory."""
     monkeypatch.setattr(os, "access", lambda *_args: False)
     assert memory_dir() is None
+
+
+@pytest.mark.slow
+def test_serve_and_export_on_a_redis_cluster(redis_cluster, tmp_path):
+    """``abtest serve --redis-url redis+cluster://...`` with partitioned events and units, then
+    ``abtest export`` from the cluster: every exposure and event arrives once."""
+    from abtest.export import read_exposures, read_outcomes
+    from abtest.redis_client import connect
+
+    client = connect(redis_cluster.url)
+    client.flushall()
+    partitions = {"ABTEST_EVENT_PARTITIONS": "4", "ABTEST_UNIT_PARTITIONS": "4"}
+    server = Server(tmp_path / "data", "--redis-url", redis_cluster.url, env=partitions)
+    try:
+        admin = server.admin_key
+        assert admin is not None
+        config = json.loads(EXAMPLE.read_text())
+        assert server.request("POST", "/v1/experiments", config, admin)[0] == 201
+        assert server.request("POST", "/v1/experiments/ranker-v2/start", None, admin)[0] == 200
+        units = [
+            {
+                "experiment": "ranker-v2",
+                "unit_id": f"user-{i}",
+                "attributes": {"country": "DE", "app_version": 500},
+            }
+            for i in range(100)
+        ]
+        status, body = server.request("POST", "/v1/assign/batch", {"requests": units}, admin)
+        assert status == 200
+        exposed = {a["unit_id"]: a["variant"] for a in body["assignments"] if a["in_experiment"]}
+        events = [{"event_id": f"e{i}", "unit_id": f"user-{i}", "metric": "purchase"}
+                  for i in range(100)]  # fmt: skip
+        assert server.request("POST", "/v1/events", {"events": events}, admin)[1] == {
+            "accepted": 100, "duplicates": 0}  # fmt: skip
+        assert server.request("POST", "/v1/events", {"events": events}, admin)[1] == {
+            "accepted": 0, "duplicates": 100}  # fmt: skip
+    finally:
+        assert server.stop() == 0
+    out = tmp_path / "export"
+    assert main(["export", "--redis-url", redis_cluster.url, "--out", str(out)]) == 0
+    rows = read_exposures(out).to_pylist()
+    assert {r["unit_id"]: r["variant"] for r in rows} == exposed
+    assert len(rows) == len(exposed) > 0
+    assert sorted(read_outcomes(out).column("event_id").to_pylist()) == sorted(
+        e["event_id"] for e in events
+    )
+    client.flushall()
+    client.close()

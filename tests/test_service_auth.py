@@ -46,6 +46,7 @@ def test_admin_key_may_use_sdk_routes(api):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("redis_topology", ["single", "cluster"], indirect=True)
 def test_keys_create_list_revoke_over_http(api, client):
     """A created key works, appears in the list without its secret, and stops after revoke."""
     created = api.call("POST", "/v1/keys", {"role": "sdk", "name": "mobile"})

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from abtest import keys
 from abtest.embedded import free_port
 from service import create_app
+from service.errors import STORE_UNAVAILABLE_MESSAGE
+from tests.conftest import Api
+from tests.stored import exposure_rows, outcome_entries, sticky_variant
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,8 @@ def test_bad_batch_assign_requests(api, client, redis_client, data, status, fiel
 def _assert_refused_and_nothing_stored(response, redis_client, status, field):
     assert response.status_code == status, response.get_data()
     assert response.get_json()["error"]["field"] == field
-    assert redis_client.exists(keys.assignments("exp"), keys.exposures_stream("exp")) == 0
+    assert exposure_rows(redis_client, "exp") == []
+    assert sticky_variant(redis_client, "exp", "u1") is None
 
 
 def test_oversized_body_is_413(api, client, redis_client):
@@ -89,7 +92,7 @@ def test_oversized_body_is_413(api, client, redis_client):
     response = client.post("/v1/events", data=data, headers=api.headers("sdk"))
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
-    assert redis_client.exists(keys.outcomes_stream()) == 0
+    assert outcome_entries(redis_client) == []
 
 
 @pytest.mark.parametrize(
@@ -124,3 +127,26 @@ def test_redis_down_is_503(down_client, method, path, body):
     )
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "store_unavailable"
+
+
+def test_a_write_no_replica_confirmed_is_503_and_safe_to_retry(redis_url, redis_client):
+    """With REDIS_WAIT_REPLICAS=1 and no replica, an assign and an event batch answer 503
+    (generic body); the retry without the wait neither exposes nor counts twice."""
+    waiting = create_app({"TESTING": True, "REDIS_URL": redis_url, "REDIS_WAIT_REPLICAS": 1,
+                          "REDIS_WAIT_TIMEOUT_MS": 5})  # fmt: skip
+    api = Api(waiting.test_client(), waiting.extensions["abtest"].store)
+    api.create_experiment()
+    response = api.call("POST", "/v1/assign", {"experiment": "exp", "unit_id": "u1"}, role="sdk")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == {
+        "code": "store_unavailable",
+        "message": STORE_UNAVAILABLE_MESSAGE,
+        "field": None,
+    }
+    events = [{"event_id": "e1", "unit_id": "u1", "metric": "m"}]
+    assert api.send_events(events).status_code == 503
+    plain = create_app({"TESTING": True, "REDIS_URL": redis_url})
+    retry = Api(plain.test_client(), plain.extensions["abtest"].store)
+    retry.assign("exp", "u1")
+    assert retry.send_events(events).get_json() == {"accepted": 0, "duplicates": 1}
+    assert len(exposure_rows(redis_client, "exp")) == 1

@@ -10,6 +10,8 @@ from abtest import keys
 from abtest.experiment import Experiment
 from tests.conftest import example_config, simple_config
 
+REDIS_TOPOLOGIES = ("single", "cluster")
+
 
 def test_create_get_list(api):
     """POST creates a draft (version 1) whose config round-trips; GET and list show it."""
@@ -133,6 +135,7 @@ def test_srm_p_value_is_small_for_a_broken_split(api, store):
     rng = np.random.default_rng(7)
     counts = rng.multinomial(2000, [0.5, 0.5])
     faked = {"v:control": int(counts[0]), "v:treatment": int(counts[1])}
-    api.store.redis.hset(keys.exposure_counts("exp"), mapping=faked)
+    partitions = api.store.unit_partitions
+    api.store.redis.hset(keys.exposure_counts("exp", partitions - 1, partitions), mapping=faked)
     body = api.call("GET", "/v1/experiments/exp/exposures").get_json()
     assert body["srm"]["p_value"] < 1e-10

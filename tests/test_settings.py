@@ -38,6 +38,13 @@ def test_environment_overrides_defaults_and_the_mapping_overrides_both(
         ("MAX_CONTENT_LENGTH", "1MB"),
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", 6379),
+        ("REDIS_URL", "redis+sentinel://host:26379"),
+        ("EVENT_PARTITIONS", 0),
+        ("EVENT_PARTITIONS", 2.5),
+        ("UNIT_PARTITIONS", "many"),
+        ("UNIT_PARTITIONS", True),
+        ("REDIS_WAIT_REPLICAS", -1),
+        ("REDIS_WAIT_TIMEOUT_MS", 0),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(name: str, value: object) -> None:
@@ -64,3 +71,14 @@ def test_a_bad_environment_value_is_refused_too(monkeypatch: pytest.MonkeyPatch)
 def test_zero_key_cache_seconds_is_allowed() -> None:
     """0 turns the key cache off (every request asks Redis), which is a valid choice."""
     assert create_app({"KEY_CACHE_SECONDS": 0}).config["KEY_CACHE_SECONDS"] == 0
+
+
+def test_partitions_and_replica_waits_reach_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ABTEST_EVENT_PARTITIONS and ABTEST_UNIT_PARTITIONS configure the app's store; a
+    redis+cluster:// URL is accepted."""
+    monkeypatch.setenv("ABTEST_EVENT_PARTITIONS", "8")
+    config = settings.load({"UNIT_PARTITIONS": 4, "REDIS_URL": "redis+cluster://:pw@h1:7000"})
+    assert (config["EVENT_PARTITIONS"], config["UNIT_PARTITIONS"]) == (8, 4)
+    app = create_app({"UNIT_PARTITIONS": 4, "EVENT_PARTITIONS": 8})
+    store = app.extensions["abtest"].store
+    assert (store.unit_partitions, store.event_partitions) == (4, 8)

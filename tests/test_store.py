@@ -22,8 +22,12 @@ from abtest.errors import (
 )
 from abtest.events import Event, parse_events
 from abtest.experiment import Experiment, Status
+from abtest.redis_client import connect
 from abtest.store import MAX_BATCH_ASSIGNMENTS, AssignRequest, Store
 from tests.conftest import simple_config
+from tests.stored import exposure_rows, outcome_entries, sticky_variant
+
+REDIS_TOPOLOGIES = ("single", "cluster")
 
 
 def running(store: Store, key: str = "exp", **changes: object) -> Experiment:
@@ -32,9 +36,9 @@ def running(store: Store, key: str = "exp", **changes: object) -> Experiment:
     return store.start_experiment(key, key_id="test").experiment
 
 
-def exposures(client: redis.Redis, key: str = "exp") -> list[dict[str, str]]:
-    """Every entry of the experiment's exposure stream."""
-    return [fields for _, fields in client.xrange(keys.exposures_stream(key))]
+def exposures(client: redis.Redis, key: str = "exp") -> list[dict[str, object]]:
+    """Every buffered exposure of the experiment (all partitions), as export rows."""
+    return exposure_rows(client, key)
 
 
 def test_first_assignment_is_stored_and_exposed_once(store, redis_client):
@@ -44,26 +48,26 @@ def test_first_assignment_is_stored_and_exposed_once(store, redis_client):
     for _ in range(3):
         assert store.assign("exp", "u1", None) == (first, version)
     assert first == assign_pure(experiment, "u1")
-    assert redis_client.hget(keys.assignments("exp"), "u1") == first.variant
+    assert sticky_variant(redis_client, "exp", "u1") == first.variant
     [entry] = exposures(redis_client)
     assert entry["unit_id"] == "u1"
     assert entry["experiment"] == "exp"
     assert entry["variant"] == first.variant
-    assert entry["config_version"] == str(version) == "2"
-    assert int(entry["timestamp"]) > 1_700_000_000_000_000  # epoch microseconds
+    assert entry["config_version"] == version == 2
+    assert entry["timestamp"] > 1_700_000_000_000_000  # epoch microseconds
 
 
 @pytest.mark.slow
-def test_sixteen_threads_one_exposure_per_unit(redis_url, redis_client):
+def test_sixteen_threads_one_exposure_per_unit(redis_url, redis_client, partitions):
     """16 threads (each its own store, like workers) assigning 1,000 units: one exposure each."""
-    Store(redis_client).create_experiment(simple_config(), key_id="t")
-    Store(redis_client).start_experiment("exp", key_id="t")
+    Store(redis_client, **partitions).create_experiment(simple_config(), key_id="t")
+    Store(redis_client, **partitions).start_experiment("exp", key_id="t")
     units = [f"unit-{i}" for i in range(1000)]
     results: list[dict[str, str]] = [{} for _ in range(16)]
     barrier = threading.Barrier(16)
 
     def work(slot: int) -> None:
-        store = Store(redis.Redis.from_url(redis_url, decode_responses=True))
+        store = Store(connect(redis_url, decode_responses=True), **partitions)
         barrier.wait()
         order = units if slot % 2 else units[::-1]
         for unit in order:
@@ -78,7 +82,7 @@ def test_sixteen_threads_one_exposure_per_unit(redis_url, redis_client):
     stream = exposures(redis_client)
     assert len(stream) == 1000
     assert sorted(e["unit_id"] for e in stream) == sorted(units)
-    counts = Store(redis_client).exposure_counts("exp")
+    counts = Store(redis_client, **partitions).exposure_counts("exp")
     assert counts.total == 1000
     assert counts.variants == {
         v: sum(1 for r in results[0].values() if r == v) for v in counts.variants
@@ -160,13 +164,14 @@ def test_not_targeted_units_are_not_stored(store, redis_client):
     running(store, targeting=[{"attribute": "country", "op": "eq", "value": "DE"}])
     result, _ = store.assign("exp", "u1", {"country": "FR"})
     assert result.reason is Reason.NOT_TARGETED
-    assert redis_client.hlen(keys.assignments("exp")) == 0
+    assert sticky_variant(redis_client, "exp", "u1") is None
+    assert exposures(redis_client) == []
     assert store.assign("exp", "u1", {"country": "DE"})[0].reason is Reason.ASSIGNED
 
 
-def test_cached_config_is_refreshed_after_another_store_changes_it(redis_client):
+def test_cached_config_is_refreshed_after_another_store_changes_it(redis_client, partitions):
     """A worker's cached config is never used once another worker stored a newer version."""
-    worker, admin = Store(redis_client), Store(redis_client)
+    worker, admin = Store(redis_client, **partitions), Store(redis_client, **partitions)
     running(admin)
     assert worker.assign("exp", "u1", None)[1] == 2
     admin.stop_experiment("exp", key_id="t")
@@ -201,21 +206,23 @@ def test_assign_many_with_an_unknown_experiment_assigns_nobody(store, redis_clie
     with pytest.raises(NotFound) as caught:
         store.assign_many([AssignRequest("exp", "u1"), AssignRequest("nope", "u2")])
     assert caught.value.field == "requests[1].experiment"
-    assert redis_client.hlen(keys.assignments("exp")) == 0
+    assert sticky_variant(redis_client, "exp", "u1") is None
     assert exposures(redis_client) == []
     with pytest.raises(PayloadTooLarge):
         store.assign_many([AssignRequest("exp", f"u{i}") for i in range(MAX_BATCH_ASSIGNMENTS + 1)])
     assert exposures(redis_client) == []
     store.assign("exp", "u0")  # cached by this store, then removed from Redis directly
+    for partition in range(store.unit_partitions):
+        redis_client.delete(keys.unit_state("exp", partition, store.unit_partitions))
     redis_client.delete(keys.experiment_meta("exp"))
     with pytest.raises(NotFound) as caught:
         store.assign_many([AssignRequest("exp", "u1")])
     assert caught.value.field == "requests[0].experiment"
 
 
-def test_assign_many_reassigns_requests_made_with_a_stale_config(redis_client):
+def test_assign_many_reassigns_requests_made_with_a_stale_config(redis_client, partitions):
     """Calls built from a config another worker has since replaced are made again, current."""
-    worker, admin = Store(redis_client), Store(redis_client)
+    worker, admin = Store(redis_client, **partitions), Store(redis_client, **partitions)
     running(admin)
     worker.assign("exp", "u0")
     admin.stop_experiment("exp", key_id="t")
@@ -339,7 +346,7 @@ def test_events_are_idempotent_by_event_id(store, redis_client):
     ])  # fmt: skip
     assert store.record_events(batch) == (2, 1)
     assert store.record_events(batch) == (0, 3)
-    entries = [f for _, f in redis_client.xrange(keys.outcomes_stream())]
+    entries = sorted(outcome_entries(redis_client), key=lambda e: e["event_id"])
     assert [e["event_id"] for e in entries] == ["e1", "e2"]
     assert entries[1] == {"event_id": "e2", "unit_id": "u1", "metric": "revenue", "value": "12.5",
                           "timestamp": "1714564800000000"}  # fmt: skip
@@ -347,11 +354,13 @@ def test_events_are_idempotent_by_event_id(store, redis_client):
 
 
 def test_event_ids_are_remembered_for_the_window_only(store, redis_client):
-    """Seen ids live in per-day sets that expire after the documented window."""
+    """Seen ids live in per-day tables that expire after the documented window."""
     store.record_events([Event("e1", "u1", "m", 1.0, 1_714_564_800_000_000)])
-    [seen] = redis_client.keys("abtest:{events}:seen:*")
-    assert 7 * 86_400 < redis_client.ttl(seen) <= 8 * 86_400
-    redis_client.delete(seen)  # what expiry does after the window
+    seen = list(redis_client.scan_iter(match="abtest:{events*}:ids:*"))
+    assert len(seen) == 2  # the day's table position and its one bucket
+    for name in seen:
+        assert 7 * 86_400 < redis_client.ttl(name) <= 8 * 86_400
+        redis_client.delete(name)  # what expiry does after the window
     assert store.record_events([Event("e1", "u1", "m", 1.0, 1_714_564_800_000_000)]) == (1, 0)
 
 

@@ -155,3 +155,17 @@ def test_pipelined_calls_load_a_forgotten_script_again(redis_client):
     assert scripts.evalsha_many(script, [([], ["warm"])]) == ["warm"]
     redis_client.script_flush()
     assert scripts.evalsha_many(script, [([], ["x"]), ([], ["y"])]) == ["x", "y"]
+
+
+@pytest.mark.parametrize("redis_topology", ["cluster"], indirect=True)
+def test_pipelined_calls_over_several_shards_answer_in_call_order(redis_client):
+    """On a cluster, calls whose keys live on different masters are sent to each at once and
+    answered in the order given."""
+    script = redis_client.register_script("return ARGV[1]")
+    names = [f"{{k{i}}}" for i in range(30)]
+    nodes = {redis_client.get_node_from_key(name).name for name in names}
+    assert len(nodes) == 3
+    replies = ThreadConnections(redis_client).evalsha_many(
+        script, [([name], [name]) for name in names]
+    )
+    assert replies == names

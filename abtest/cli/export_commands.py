@@ -7,12 +7,12 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from abtest.cli.store_options import add_store_arguments, choose_store
 
 if TYPE_CHECKING:
-    from redis import Redis
+    from abtest.redis_client import AnyRedis
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,16 +33,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 @contextlib.contextmanager
-def _connect(args: argparse.Namespace) -> Iterator[Redis[Any]]:
-    import redis
-
+def _connect(args: argparse.Namespace) -> Iterator[AnyRedis]:
     from abtest.embedded import open_redis
+    from abtest.redis_client import connect
 
     # open_redis uses the server that `abtest serve` runs on the data dir, or starts one on
     # its store for the duration of the export (and refuses a data dir without a store).
     store = choose_store(args)
     with open_redis(store.redis_url, store.data_dir) as resolved:
-        client = redis.Redis.from_url(resolved)
+        client = connect(resolved)
         try:
             yield client
         finally:
@@ -65,7 +64,7 @@ def _export(args: argparse.Namespace) -> int:
     try:
         with _connect(args) as client:
             result = export(client, out_dir=out, batch_size=batch_size)
-    except redis.RedisError as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
         raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
     summary = result.to_dict()
     if args.json:

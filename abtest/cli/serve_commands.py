@@ -98,6 +98,7 @@ def serve(
     import redis
 
     from abtest.embedded import EmbeddedRedis, appendfsync_setting
+    from abtest.redis_client import connect
     from abtest.store import Store
     from service import settings
 
@@ -126,10 +127,10 @@ def serve(
             app_config.setdefault("EXPORT_DIR", str(Path(data_dir).resolve() / "export"))
         # A bad setting stops here, in one line, before a key is made or a worker boots.
         settings.load(app_config)
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client = connect(redis_url, decode_responses=True)
         try:
             admin_key = Store(client).create_first_admin_key()
-        except redis.RedisError as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
         finally:
             client.close()
@@ -274,14 +275,15 @@ def _with_store(args: argparse.Namespace, action: Callable[[Any], int]) -> int:
     import redis
 
     from abtest.embedded import open_redis
+    from abtest.redis_client import connect
     from abtest.store import Store
 
     store = choose_store(args)
     with open_redis(store.redis_url, store.data_dir) as url:
-        client = redis.Redis.from_url(url, decode_responses=True)
+        client = connect(url, decode_responses=True)
         try:
             return action(Store(client))
-        except redis.RedisError as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
         finally:
             client.close()
