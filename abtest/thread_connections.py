@@ -182,7 +182,8 @@ class ThreadConnections:
                         self._refresh(cluster)
                         node = cluster.nodes_manager.get_node(*asking[index])
                 else:
-                    slot = cluster.keyslot(calls[index][0][0])
+                    names = calls[index][0]
+                    slot = cluster.keyslot(names[0]) if names else 0  # keyless: any node
                     node = cluster.nodes_manager.get_node_from_slot(slot)  # type: ignore[arg-type]
                 if node is None:
                     raise redis.exceptions.ClusterDownError("no node serves a call's slot")

@@ -166,6 +166,6 @@ def test_pipelined_calls_over_several_shards_answer_in_call_order(redis_client):
     nodes = {redis_client.get_node_from_key(name).name for name in names}
     assert len(nodes) == 3
     replies = ThreadConnections(redis_client).evalsha_many(
-        script, [([name], [name]) for name in names]
+        script, [([name], [name]) for name in names] + [([], ["no key"])]
     )
-    assert replies == names
+    assert replies == [*names, "no key"]
