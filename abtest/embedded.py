@@ -142,6 +142,18 @@ def _prepare_child() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def spawn(config: Path) -> subprocess.Popen[bytes]:
+    """Start `redis_executable` with the config file ``config`` (umask 077; it gets SIGTERM
+    when this process dies)."""
+    return subprocess.Popen(
+        [redis_executable(), str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_prepare_child,  # noqa: PLW1509 - no threads are started before it
+    )
+
+
 class EmbeddedRedis:
     """A redis-server child process owning ``data_dir``; use as a context manager.
 
@@ -214,13 +226,7 @@ class EmbeddedRedis:
             ),
             encoding="utf-8",
         )
-        self._process = subprocess.Popen(
-            [redis_executable(), str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_prepare_child,  # noqa: PLW1509 - no threads are started before it
-        )
+        self._process = spawn(config)
         # No retries: the loop below is the retry, without redis-py's backoff sleeps.
         client = redis.Redis(
             host="127.0.0.1", port=self.port, password=self.password, retry=Retry(NoBackoff(), 0)

@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 import redis
 
-from abtest.embedded import free_port, redis_executable
+from abtest.embedded import free_port, spawn
 from abtest.errors import StoreUnavailable
 
 SLOTS: Final = 16_384
@@ -123,15 +122,7 @@ class LocalCluster:
             ]),
             encoding="utf-8",
         )  # fmt: skip
-        from abtest.embedded import _prepare_child
-
-        node.process = subprocess.Popen(
-            [redis_executable(), str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_prepare_child,  # noqa: PLW1509 - no threads are started before it
-        )
+        node.process = spawn(config)
         _wait(lambda: bool(self.client(node.port).ping()), f"node {node.port} start")
 
     def _build(self) -> None:
@@ -209,26 +200,25 @@ class LocalCluster:
         return sum(int(self.client(p).info("memory")["used_memory"]) for p in self.master_ports())
 
     def stop(self) -> None:
-        """Stop every node (SIGTERM, then SIGKILL after a few seconds)."""
+        """Stop every node: SIGTERM to all at once, SIGKILL to any still up after 10 s."""
+        running = [n.process for n in self.nodes if n.process is not None]
         for node in self.nodes:
-            process, node.process = node.process, None
-            if process is not None and process.poll() is None:
+            node.process = None
+        for process in running:
+            if process.poll() is None:
                 process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        deadline = time.monotonic() + 10
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def __enter__(self) -> LocalCluster:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

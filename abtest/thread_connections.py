@@ -148,7 +148,8 @@ class ThreadConnections:
         replies: list[Any] = []
 
         def call() -> list[Any]:
-            replies[:] = _send_and_read(conn, script, calls, wait, asking=False)
+            _send(conn, script, calls, wait, asking=False)
+            replies[:] = _read(conn, len(calls), wait, asking=False)
             return replies
 
         try:
@@ -158,7 +159,7 @@ class ThreadConnections:
             raise
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             self._single.script_load(script.script)  # type: ignore[attr-defined,no-untyped-call]
-            replies[:] = _send_and_read(conn, script, calls, wait, asking=False)
+            call()
         _raise_unconfirmed(replies)
         return replies
 
@@ -323,18 +324,6 @@ def _read(conn: Any, count: int, wait: tuple[str, int, int] | None, asking: bool
             )
             replies = [unconfirmed if not isinstance(r, Exception) else r for r in replies]
     return replies
-
-
-def _send_and_read(
-    conn: Any,
-    script: Script,
-    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
-    wait: tuple[str, int, int] | None,
-    *,
-    asking: bool,
-) -> list[Any]:
-    _send(conn, script, calls, wait, asking=asking)
-    return _read(conn, len(calls), wait, asking)
 
 
 def _raise_unconfirmed(replies: list[Any]) -> None:
