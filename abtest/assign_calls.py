@@ -52,6 +52,7 @@ def script_call(
         cached.version, "sticky" if sticky else "check", unit_id,
         "" if variant is None else cached.codes[variant], now,
         time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), variant or "",
+        keys.unit_bucket_hash(unit_id),
     )  # fmt: skip
 
 

@@ -277,7 +277,8 @@ def bucket_of(h: int, level: int, split: int) -> int:
 
 # Linear hashing over small hashes (see the module docstring), shared by the scripts that
 # keep tables: lh_state reads a table's position, lh_bucket finds a hash's bucket and
-# lh_grow counts one more entry, splitting the next bucket when the table is full.  A split
+# lh_grow counts one more entry, splitting the next bucket when the table is full (it then
+# returns true and marks the rewritten buckets in ``touched``).  A split
 # rewrites both buckets (DEL + HSET), which also packs a bucket that had outgrown a listpack.
 _LINEAR_HASHING: Final = f"""
 local LOAD = {LINEAR_HASH_LOAD}
@@ -294,7 +295,7 @@ end
 local function lh_grow(t, prefix, hash_of, touched)
   t.count = t.count + 1
   local m = 2 ^ t.level
-  if t.count <= LOAD * (m + t.split) then return end
+  if t.count <= LOAD * (m + t.split) then return false end
   local old, new = prefix .. ':' .. t.split, prefix .. ':' .. (t.split + m)
   local entries = redis.call('HGETALL', old)
   redis.call('DEL', old)
@@ -305,20 +306,23 @@ local function lh_grow(t, prefix, hash_of, touched)
     side[#side + 1] = entries[i]
     side[#side + 1] = entries[i + 1]
   end
-  if #keep > 0 then redis.call('HSET', old, unpack(keep)) touched[old] = true end
-  if #move > 0 then redis.call('HSET', new, unpack(move)) touched[new] = true end
+  if #keep > 0 then redis.call('HSET', old, unpack(keep)) end
+  if #move > 0 then redis.call('HSET', new, unpack(move)) end
+  touched[old], touched[new] = true, true  -- rewritten (or to be created later) afresh
   t.split = t.split + 1
   if t.split == m then t.level, t.split = t.level + 1, 0 end
+  return true
 end
 """
 
 # KEYS: unit state (version, table position), exposures stream, counts, sticky bucket
 # prefix of the unit's partition; unpartitioned experiments add the legacy sticky hash and
-# the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code ('':
-# nothing to store), timestamp µs, UTC day, variant key.  Checks the caller's config
-# version, returns a stored (sticky) variant, or stores the computed one and logs the
-# first exposure.  Replies {0, version} stale, {1, ''} nothing to store, {2, code} already
-# stored, {3, code} stored now, {4, variant key} stored in the legacy hash only.
+# the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code
+# ('': nothing to store), timestamp µs, UTC day, variant key, `unit_bucket_hash` of the
+# unit.  Checks the caller's config version, returns a stored (sticky) variant, or stores
+# the computed one and logs the first exposure.  Replies {0, version} stale, {1, ''}
+# nothing to store, {2, code} already stored, {3, code} stored now, {4, variant key}
+# stored in the legacy hash only.
 ASSIGN_SCRIPT: Final = (
     _LINEAR_HASHING
     + """
@@ -328,7 +332,7 @@ if state[1] ~= ARGV[1] then return {0, state[1] or ''} end
 if ARGV[2] == 'check' then return {1, ''} end
 local unit = ARGV[3]
 local t = lh_state(state[2], state[3], state[4])
-local bucket = KEYS[4] .. ':' .. lh_bucket(t, unit_hash(unit))
+local bucket = KEYS[4] .. ':' .. lh_bucket(t, tonumber(ARGV[8]))
 local stored = redis.call('HGET', bucket, unit)
 if stored then return {2, stored} end
 local code, moved = ARGV[4], false
@@ -343,8 +347,11 @@ if KEYS[5] then
 end
 if code == '' then return {1, ''} end
 redis.call('HSET', bucket, unit, code)
-lh_grow(t, KEYS[4], unit_hash, {})
-redis.call('HSET', KEYS[1], 'lh', t.level, 'ls', t.split, 'ln', t.count)
+if lh_grow(t, KEYS[4], unit_hash, {}) then
+  redis.call('HSET', KEYS[1], 'lh', t.level, 'ls', t.split, 'ln', t.count)
+else
+  redis.call('HSET', KEYS[1], 'ln', t.count)
+end
 if moved then return {2, code} end
 redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
@@ -387,7 +394,9 @@ return n
 
 # KEYS[1] outcome stream, KEYS[2] today's id table, then the earlier days' tables, then
 # ARGV[2] legacy per-day id sets.  ARGV[1]: seconds the ids are kept; then six values per
-# event: digest, event_id, unit_id, metric, value, timestamp.  Replies {accepted, duplicates}.
+# event: digest, event_id, unit_id, metric, value, timestamp.  Replies {accepted,
+# duplicates}.  Each bucket of today's table gets its expiry when it is created or
+# rewritten by a split (a full window from then), not on every write.
 RECORD_EVENTS_SCRIPT: Final = (
     _LINEAR_HASHING
     + """
@@ -401,7 +410,7 @@ for k = 2, last do
   local raw = redis.call('HMGET', KEYS[k], 'lh', 'ls', 'ln')
   tables[k] = lh_state(raw[1], raw[2], raw[3])
 end
-local today, touched = tables[2], {}
+local today, touched, known = tables[2], {}, {}
 local accepted, duplicates, batch = 0, 0, {}
 for i = 3, #ARGV, 6 do
   local digest, id = ARGV[i], ARGV[i + 1]
@@ -426,8 +435,11 @@ for i = 3, #ARGV, 6 do
   else
     batch[digest] = true
     local bucket = KEYS[2] .. ':' .. lh_bucket(today, h)
+    if known[bucket] == nil then  -- a bucket gets its expiry once, when it is created
+      known[bucket] = redis.call('EXISTS', bucket) == 1
+      if not known[bucket] then touched[bucket] = true end
+    end
     redis.call('HSET', bucket, digest, '')
-    touched[bucket] = true
     lh_grow(today, KEYS[2], digest_hash, touched)
     redis.call('XADD', KEYS[1], '*', 'event_id', id, 'unit_id', ARGV[i + 2],
                'metric', ARGV[i + 3], 'value', ARGV[i + 4], 'timestamp', ARGV[i + 5])

@@ -59,6 +59,8 @@ def test_event_ids_stay_deduplicated_across_table_splits(store, redis_client):
     found = buckets(redis_client, "abtest:{events*}:ids:*")
     assert len(found) > 5000 / keys.LINEAR_HASH_LOAD / 2
     assert {redis_client.object("encoding", b) for b in found} == {"ziplist"}
+    # Every bucket, created or rewritten by a split, expires after the window.
+    assert all(7 * 86_400 < redis_client.ttl(b) <= 8 * 86_400 for b in found)
 
 
 @pytest.mark.parametrize("redis_topology", ["single"], indirect=True)
