@@ -22,44 +22,49 @@ the mSPRT of Johari et al. (2017) assumes such i.i.d. per-unit observations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
+import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
-from analysis.data.metric_spec import interval_sql, source_metrics, sql_list, value_sql
+from analysis.data.metric_spec import micros, source_metrics, sql_list, value_sql
 from analysis.statistics.aggregates import PairedStats
 
 if TYPE_CHECKING:
-    import duckdb
-
+    from analysis.data.engines import Engine
     from analysis.data.tables import Aggregates
+
+DAY_US: Final = 86_400_000_000
+_SUMS: Final = ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy")
 
 
 def daily_aggregates(
-    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
     metrics: Sequence[Metric],
-    units: Mapping[str, int],
+    variants: Sequence[str | None],
     *,
     window: timedelta,
-    end: datetime,
+    end_us: int,
 ) -> pd.DataFrame:
     """Cumulative aggregates per day of the units whose observation window has closed.
 
     Parameters
     ----------
-    con : duckdb connection
-        With ``_assigned`` and ``_events`` (see `analysis.data.join.aggregate`).
+    engine : Engine
+        With ``_units`` and ``_unit_values`` (see `analysis.data.join.aggregate`), whose
+        ``oc`` / ``os`` hold each unit's events inside its observation window.
     metrics : sequence of Metric
         Binomial, count, sum and ratio metrics (quantile metrics have no per-unit value).
-    units : mapping
-        The variants (their order is kept).
+    variants : sequence of str or None
+        The variants in the order of their codes; None for a code left out (no units).
     window : timedelta
         The per-unit observation window ``W`` (> 0).
-    end : datetime
-        The end of the data: a unit whose window closes after it is not in any look.
+    end_us : int
+        The end of the data (epoch microseconds): a unit whose window closes after it is
+        in no look.
 
     Returns
     -------
@@ -68,56 +73,80 @@ def daily_aggregates(
         the days from the first window to close up to the day of ``end``.
     """
     metrics = list(metrics)
-    if not metrics or not units:
+    if not metrics or not variants:
         return empty_daily()
-    closes = f"first_ts + {interval_sql(window)}"
-    matured = (f"SELECT unit_id, variant, {closes} AS closes, CAST({closes} AS DATE) AS day "
-               f"FROM _assigned WHERE {closes} <= $end")  # fmt: skip
+    w = micros(window)
+    closed = f"first_us + {w} <= {end_us}"
+    day = f"(first_us + {w}) // {DAY_US}"
+    # The engine returns what each day adds; the running sums over days are taken here.
+    arrived = engine.frame(
+        f"SELECT code, {day} AS day, count(*) AS n FROM _units "
+        f"WHERE NOT crossed AND {closed} GROUP BY code, {day}"
+    )
+    if arrived.empty:
+        return empty_daily()
     parts = []
     for metric in metrics:
         if metric.type is MetricType.RATIO:
             num, den = source_metrics(metric)
-            y = f"coalesce(sum(e.value) FILTER (WHERE e.metric = {sql_list([num])}), 0)"
-            x = f"coalesce(sum(e.value) FILTER (WHERE e.metric = {sql_list([den])}), 0)"
-            names = [num, den]
+            per_unit = (
+                f"SELECT code, first_us, sum(os) FILTER (WHERE metric = {sql_list([num])}) AS y, "
+                f"sum(os) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
+                f"WHERE oc > 0 AND metric IN ({sql_list([num, den])}) AND {closed} "
+                "GROUP BY unit_id, code, first_us"
+            )
+            y, x = "coalesce(y, 0)", "coalesce(x, 0)"
         else:
-            y = value_sql(metric.type, "count(*)", "sum(e.value)")
-            x, names = "0.0", [metric.name]
+            per_unit = (
+                f"SELECT code, first_us, {value_sql(metric.type, 'oc', 'os')} AS y, 0.0 AS x "
+                f"FROM _unit_values WHERE oc > 0 AND metric = {sql_list([metric.name])} "
+                f"AND {closed}"
+            )
+            y, x = "y", "x"
         # Units without events add nothing to the sums; their count comes from `arrived`.
         parts.append(
-            f"SELECT {sql_list([metric.name])} AS metric, m.variant, m.day, {y} AS y, {x} AS x "
-            f"FROM _matured AS m JOIN _events AS e USING (unit_id) "
-            f"WHERE e.post AND e.ts < m.closes AND e.metric IN ({sql_list(names)}) "
-            "GROUP BY m.unit_id, m.variant, m.day"
+            f"SELECT {sql_list([metric.name])} AS metric, code, {day} AS day, sum({y}) AS sum_y, "
+            f"sum({x}) AS sum_x, sum({y} * {y}) AS sum_yy, sum({x} * {x}) AS sum_xx, "
+            f"sum({x} * {y}) AS sum_xy FROM ({per_unit}) AS u GROUP BY code, {day}"
         )
-    sql = f"""
-        WITH _matured AS ({matured}),
-        arrived AS (SELECT day, variant, count(*) AS n FROM _matured GROUP BY ALL),
-        sums AS (SELECT metric, variant, day, sum(y) AS y, sum(x) AS x, sum(y * y) AS yy,
-                 sum(x * x) AS xx, sum(x * y) AS xy FROM ({" UNION ALL ".join(parts)})
-                 GROUP BY ALL),
-        grid AS (SELECT CAST(g.d AS DATE) AS day, v.variant, k.metric
-                 FROM range((SELECT min(day) FROM arrived), CAST($end AS DATE) + 1,
-                            INTERVAL 1 DAY) AS g(d),
-                 (SELECT unnest([{sql_list(list(units))}]) AS variant) AS v,
-                 (SELECT unnest([{sql_list([m.name for m in metrics])}]) AS metric) AS k)
-        SELECT grid.day, grid.variant, grid.metric,
-               CAST(sum(coalesce(arrived.n, 0)) OVER w AS BIGINT) AS n,
-               sum(coalesce(sums.y, 0)) OVER w AS sum_y, sum(coalesce(sums.x, 0)) OVER w AS sum_x,
-               sum(coalesce(sums.yy, 0)) OVER w AS sum_yy,
-               sum(coalesce(sums.xx, 0)) OVER w AS sum_xx,
-               sum(coalesce(sums.xy, 0)) OVER w AS sum_xy
-        FROM grid LEFT JOIN arrived USING (day, variant) LEFT JOIN sums USING (metric, variant, day)
-        WINDOW w AS (PARTITION BY grid.metric, grid.variant ORDER BY grid.day)
-        ORDER BY grid.metric, grid.variant, grid.day
-    """
-    frame = con.execute(sql, {"end": end}).df()
-    if frame.empty:
-        return empty_daily()
-    frame["day"] = pd.to_datetime(frame["day"]).dt.date
-    for column in ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy"):
-        frame[column] = frame[column].astype(float)
-    return frame
+    sums = engine.frame(" UNION ALL ".join(parts))
+    return _cumulative(metrics, variants, arrived, sums, end_us)
+
+
+def _cumulative(
+    metrics: Sequence[Metric],
+    variants: Sequence[str | None],
+    arrived: pd.DataFrame,
+    sums: pd.DataFrame,
+    end_us: int,
+) -> pd.DataFrame:
+    """Running sums over every day from the first window to close to the day of the end."""
+    days = np.arange(int(arrived["day"].min()), end_us // DAY_US + 1, dtype=np.int64)
+    grid = pd.MultiIndex.from_product(
+        [[m.name for m in metrics], [c for c, v in enumerate(variants) if v is not None], days],
+        names=["metric", "code", "day"],
+    )
+    n = arrived.astype({"code": np.int64, "day": np.int64, "n": np.int64}).set_index(
+        ["code", "day"]
+    )["n"]
+    frame = pd.DataFrame(index=grid).reset_index()
+    frame["n"] = n.reindex(pd.MultiIndex.from_arrays([frame["code"], frame["day"]])).to_numpy()
+    if not sums.empty:
+        sums = sums.astype({"code": np.int64, "day": np.int64})
+        added = sums.set_index(["metric", "code", "day"])[list(_SUMS)].astype(float)
+        frame[list(_SUMS)] = added.reindex(grid).to_numpy()
+    else:
+        frame[list(_SUMS)] = 0.0
+    frame = frame.fillna({"n": 0, **dict.fromkeys(_SUMS, 0.0)})
+    running = frame.groupby(["metric", "code"], sort=False)[["n", *_SUMS]].cumsum()
+    out = pd.DataFrame({
+        "day": [d.date() for d in pd.to_datetime(frame["day"] * DAY_US, unit="us")],
+        "variant": [variants[c] for c in frame["code"]],
+        "metric": frame["metric"],
+        "n": running["n"].astype(np.int64),
+        **{c: running[c].astype(float) for c in _SUMS},
+    })  # fmt: skip
+    return out.sort_values(["metric", "variant", "day"], ignore_index=True)
 
 
 def empty_daily() -> pd.DataFrame:

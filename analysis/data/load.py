@@ -1,9 +1,11 @@
-"""Reading exposures and outcomes: the one module of `analysis` that touches files and frames.
+"""Reading exposures and outcomes: the one module of `analysis` that validates input data.
 
-Sources are pandas DataFrames, single Parquet or CSV files, or directories of Parquet files
-as ``abtest export`` writes them (searched recursively).  Nothing is read into Python
-memory: each source becomes a typed, validated DuckDB view over the original data, so the
-join in `analysis.data.join` runs inside the engine however large the files are.
+Sources are pandas DataFrames, single Parquet or CSV files, or folders of Parquet files as
+``abtest export`` writes them (searched recursively), as local paths or fsspec URLs
+(`analysis.data.sources`).  Nothing is read into Python memory: each source becomes a
+typed, validated view inside the engine (`analysis.data.engines`: DuckDB by default,
+or Spark), so the join in `analysis.data.join` runs there however large the files are.
+The validation is written once, in DuckDB's SQL, and runs on either engine.
 
 Schemas (extra columns are ignored):
 
@@ -12,26 +14,33 @@ Schemas (extra columns are ignored):
   or a null value means 1, as in ``POST /v1/events``)
 
 Timestamps may be timestamps (with or without a time zone; naive ones are taken as UTC),
-dates, ISO-8601 strings, or numbers of seconds since the Unix epoch.
+dates, ISO-8601 strings, or numbers of seconds since the Unix epoch.  The views hold them
+as ``ts`` (a naive UTC timestamp) and ``ts_us`` (microseconds since the epoch, what the
+join computes with).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import pandas as pd
 
 from abtest.errors import InvalidInput
+from analysis.data.engines.duckdb import DuckDBEngine, connect
+from analysis.data.sources import Source, fingerprint, locate
 
 if TYPE_CHECKING:
     import duckdb
 
-Source = pd.DataFrame | str | os.PathLike[str]
-"""A DataFrame, a ``.parquet`` / ``.csv`` file, or a directory of Parquet files."""
+    from analysis.data.engines import Engine
+
+__all__ = [
+    "EXPOSURE_COLUMNS", "OUTCOME_COLUMNS", "Source", "connect", "fingerprint",
+    "read_exposures", "read_outcomes", "register_covariates", "register_exposures",
+    "register_outcomes",
+]  # fmt: skip
 
 EXPOSURE_COLUMNS: Final = ("unit_id", "experiment", "variant", "timestamp")
 OUTCOME_COLUMNS: Final = ("event_id", "unit_id", "metric", "timestamp")
@@ -42,21 +51,23 @@ _INT_PREFIXES: Final = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "
 _NUMERIC_PREFIXES: Final = (*_INT_PREFIXES, "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection with UTC as its time zone."""
+def _engine(con: Engine | duckdb.DuckDBPyConnection) -> Engine:
     import duckdb
 
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    # Row order of intermediate tables is irrelevant here; keeping it costs time and memory.
-    con.execute("SET preserve_insertion_order = false")
-    return con
+    return DuckDBEngine(con) if isinstance(con, duckdb.DuckDBPyConnection) else con
 
 
 def register_exposures(
-    con: duckdb.DuckDBPyConnection, source: Source, *, name: str = "exposures"
+    con: Engine | duckdb.DuckDBPyConnection,
+    source: Source,
+    *,
+    name: str = "exposures",
+    experiment: str | None = None,
 ) -> None:
-    """Create the validated view ``name(unit_id, experiment, variant, ts, config_version)``.
+    """Create the validated view ``name(unit_id, experiment, variant, ts, ts_us, config_version)``.
+
+    ``con``: an engine or a DuckDB connection.  ``experiment``: when given and a folder
+    holds ``experiment=<key>/`` (the export's layout), only that folder is read.
 
     Raises
     ------
@@ -64,38 +75,42 @@ def register_exposures(
         The source is missing, empty, lacks a column, or has a column of the wrong type or
         with nulls; ``field`` names the column (``exposures.variant``).
     """
-    raw, glob = _register_raw(con, source, name)
-    types = _column_types(con, raw, name, EXPOSURE_COLUMNS)
+    engine = _engine(con)
+    raw, files = _register_raw(engine, source, name, experiment)
+    types = _column_types(engine, raw, name, EXPOSURE_COLUMNS)
     for column in ("experiment", "variant"):
         _require_text(types, column, name)
     _require_key(types, "unit_id", name)
     version = (
         "CAST(config_version AS VARCHAR)" if "config_version" in types else "CAST(NULL AS VARCHAR)"
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
+    ts_us = _epoch_us_sql(types["timestamp"], name)
+    engine.view(
+        name,
+        f"SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
         f"CAST(experiment AS VARCHAR) AS experiment, CAST(variant AS VARCHAR) AS variant, "
-        f"{_timestamp_sql(types['timestamp'], name)} AS ts, {version} AS config_version "
-        f"FROM {raw}"
+        f"make_timestamp({ts_us}) AS ts, {ts_us} AS ts_us, {version} AS config_version "
+        f"FROM {raw}",
     )
     _check_rows(
-        con, raw=raw, name=name, not_null=("unit_id", "experiment", "variant", "timestamp"),
-        types=types, parquet_glob=glob,
+        engine, raw=raw, name=name, not_null=("unit_id", "experiment", "variant", "timestamp"),
+        types=types, files=files,
     )  # fmt: skip
 
 
 def register_outcomes(
-    con: duckdb.DuckDBPyConnection, source: Source, *, name: str = "outcomes"
+    con: Engine | duckdb.DuckDBPyConnection, source: Source, *, name: str = "outcomes"
 ) -> None:
-    """Create the validated view ``name(event_id, unit_id, metric, value, ts)``.
+    """Create the validated view ``name(event_id, unit_id, metric, value, ts, ts_us)``.
 
     Raises
     ------
     InvalidInput
         As `register_exposures`; also when ``value`` is not numeric or not finite.
     """
-    raw, glob = _register_raw(con, source, name)
-    types = _column_types(con, raw, name, OUTCOME_COLUMNS)
+    engine = _engine(con)
+    raw, files = _register_raw(engine, source, name, None)
+    types = _column_types(engine, raw, name, OUTCOME_COLUMNS)
     _require_text(types, "metric", name)
     _require_key(types, "unit_id", name)
     _require_key(types, "event_id", name)
@@ -107,26 +122,29 @@ def register_outcomes(
         value = "COALESCE(CAST(value AS DOUBLE), 1.0)"
     else:
         value = "1.0"
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT CAST(event_id AS VARCHAR) AS event_id, "
+    ts_us = _epoch_us_sql(types["timestamp"], name)
+    engine.view(
+        name,
+        f"SELECT CAST(event_id AS VARCHAR) AS event_id, "
         f"CAST(unit_id AS VARCHAR) AS unit_id, CAST(metric AS VARCHAR) AS metric, "
-        f"{value} AS value, {_timestamp_sql(types['timestamp'], name)} AS ts FROM {raw}"
+        f"{value} AS value, make_timestamp({ts_us}) AS ts, {ts_us} AS ts_us FROM {raw}",
     )
     _check_rows(
-        con, raw=raw, name=name, not_null=("event_id", "unit_id", "metric", "timestamp"),
-        types=types, parquet_glob=glob,
+        engine, raw=raw, name=name, not_null=("event_id", "unit_id", "metric", "timestamp"),
+        types=types, files=files,
     )  # fmt: skip
     if "value" in types:
-        bad = con.execute(
-            f"SELECT count(*) FROM {raw} "
-            "WHERE value IS NOT NULL AND NOT isfinite(CAST(value AS DOUBLE))"
-        ).fetchall()[0]
+        number = "CAST(value AS DOUBLE)"
+        bad = engine.rows(
+            f"SELECT count(*) FROM {raw} WHERE value IS NOT NULL "
+            f"AND (isnan({number}) OR abs({number}) = CAST('inf' AS DOUBLE))"
+        )[0]
         if bad and bad[0]:
             raise InvalidInput(f"{name}.value has {bad[0]} non-finite value(s)", f"{name}.value")
 
 
 def register_covariates(
-    con: duckdb.DuckDBPyConnection, source: Source, *, name: str = "covariates"
+    con: Engine | duckdb.DuckDBPyConnection, source: Source, *, name: str = "covariates"
 ) -> None:
     """Create the view ``name(unit_id, metric, value)``: one pre-exposure value per unit.
 
@@ -135,115 +153,89 @@ def register_covariates(
     InvalidInput
         Missing columns, an empty source, or a non-numeric ``value``.
     """
-    raw, _ = _register_raw(con, source, name)
-    types = _column_types(con, raw, name, ("unit_id", "metric", "value"))
+    engine = _engine(con)
+    raw, _ = _register_raw(engine, source, name, None)
+    types = _column_types(engine, raw, name, ("unit_id", "metric", "value"))
     _require_key(types, "unit_id", name)
     _require_text(types, "metric", name)
     if not types["value"].startswith(_NUMERIC_PREFIXES):
         raise InvalidInput(f"column 'value' of {name} must be numeric", f"{name}.value")
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
-        f"CAST(metric AS VARCHAR) AS metric, CAST(value AS DOUBLE) AS value FROM {raw}"
+    engine.view(
+        name,
+        "SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
+        f"CAST(metric AS VARCHAR) AS metric, CAST(value AS DOUBLE) AS value FROM {raw}",
     )
 
 
 def read_exposures(source: Source) -> pd.DataFrame:
     """Validated exposures as a DataFrame (``timestamp`` as naive UTC datetimes)."""
-    con = connect()
-    register_exposures(con, source)
-    frame: pd.DataFrame = con.execute(
+    engine = DuckDBEngine()
+    register_exposures(engine, source)
+    return engine.frame(
         "SELECT unit_id, experiment, variant, ts AS timestamp, config_version FROM exposures"
-    ).df()
-    return frame
+    )
 
 
 def read_outcomes(source: Source) -> pd.DataFrame:
     """Validated outcomes as a DataFrame (``timestamp`` as naive UTC datetimes)."""
-    con = connect()
-    register_outcomes(con, source)
-    frame: pd.DataFrame = con.execute(
-        "SELECT event_id, unit_id, metric, value, ts AS timestamp FROM outcomes"
-    ).df()
-    return frame
-
-
-def fingerprint(source: Source) -> str:
-    """SHA-256 of the input data, re-derivable by anyone holding the same inputs.
-
-    Files: the bytes of every file (a directory's Parquet files in sorted relative-path
-    order, each preceded by its path).  DataFrames: pandas' stable row hashes
-    (`pandas.util.hash_pandas_object`, index excluded) of the columns in sorted order.
-    """
-    digest = hashlib.sha256()
-    if isinstance(source, pd.DataFrame):
-        frame = source[sorted(source.columns, key=str)]
-        digest.update(",".join(map(str, frame.columns)).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        return digest.hexdigest()
-    path = Path(source)
-    files = [path] if path.is_file() else _parquet_files(path)
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    engine = DuckDBEngine()
+    register_outcomes(engine, source)
+    return engine.frame("SELECT event_id, unit_id, metric, value, ts AS timestamp FROM outcomes")
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _parquet_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.parquet") if p.is_file())
-
-
 def _register_raw(
-    con: duckdb.DuckDBPyConnection, source: Source, name: str
-) -> tuple[str, str | None]:
-    """Expose ``source`` as the view ``_raw_<name>``; return its name and Parquet glob."""
+    engine: Engine, source: Source, name: str, experiment: str | None
+) -> tuple[str, list[str] | None]:
+    """Expose ``source`` as the view ``_raw_<name>``; return its name and Parquet files."""
     raw = f"_raw_{name}"
-    glob: str | None = None
     if isinstance(source, pd.DataFrame):
-        con.register(raw, source)
+        engine.scan_frame(raw, source)
         return raw, None
     if not isinstance(source, str | os.PathLike):
         raise InvalidInput(
             f"{name} must be a DataFrame or a path, not {type(source).__name__}", name
         )
-    path = Path(source)
-    if path.is_dir():
-        if not _parquet_files(path):
-            raise InvalidInput(f"{name}: no Parquet files in directory {path}", name)
-        glob = str(path / "**" / "*.parquet")
-        scan = f"read_parquet({_quote(glob)}, union_by_name = true)"
-    elif path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            glob = str(path)
-            scan = f"read_parquet({_quote(glob)})"
-        elif suffix == ".csv":
-            scan = f"read_csv({_quote(str(path))}, header = true, auto_detect = true)"
+    try:
+        location = locate(source)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc.message}", name) from None
+    shown = os.fspath(source)
+    files: list[str] | None = None
+    try:
+        if location.is_dir():
+            if experiment is not None and location.join(f"experiment={experiment}").is_dir():
+                location = location.join(f"experiment={experiment}")  # the export's partition
+            files = location.parquet_files()
+            if not files:
+                raise InvalidInput(f"{name}: no Parquet files in directory {shown}", name)
+            engine.scan_parquet(raw, location, files)
+        elif location.is_file():
+            suffix = location.path.rpartition(".")[2].lower()
+            if suffix == "parquet":
+                files = [location.path]
+                engine.scan_parquet(raw, location, files)
+            elif suffix == "csv":
+                engine.scan_csv(raw, location)
+            else:
+                raise InvalidInput(f"{name}: {shown} is neither .parquet nor .csv", name)
         else:
-            raise InvalidInput(f"{name}: {path} is neither .parquet nor .csv", name)
-    else:
-        raise InvalidInput(f"{name}: {path} does not exist", name)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {raw} AS SELECT * FROM {scan}")
-    except Exception as exc:  # duckdb raises many error types for unreadable files
-        raise InvalidInput(f"{name}: cannot read {path}: {_first_line(exc)}", name) from exc
-    return raw, glob
+            raise InvalidInput(f"{name}: {shown} does not exist", name)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # engines and filesystems raise many error types
+        raise InvalidInput(f"{name}: cannot read {shown}: {_first_line(exc)}", name) from exc
+    return raw, files
 
 
-def _column_types(
-    con: duckdb.DuckDBPyConnection, raw: str, name: str, required: Sequence[str]
-) -> dict[str, str]:
+def _column_types(engine: Engine, raw: str, name: str, required: Sequence[str]) -> dict[str, str]:
     try:
-        count = con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0]
+        count = engine.rows(f"SELECT count(*) FROM {raw}")[0]
     except Exception as exc:  # e.g. a corrupt Parquet file found only when scanned
         raise InvalidInput(f"{name}: cannot read the data: {_first_line(exc)}", name) from exc
     if not count or not count[0]:
         raise InvalidInput(f"{name} is empty (no rows)", name)
-    rows = con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()
-    types = {str(row[0]): str(row[1]).upper() for row in rows}
+    types = engine.column_types(raw)
     missing = [c for c in required if c not in types]
     if missing:
         raise InvalidInput(
@@ -269,20 +261,20 @@ def _require_key(types: dict[str, str], column: str, name: str) -> None:
         )
 
 
-def _timestamp_sql(column_type: str, name: str) -> str:
-    """SQL turning the ``timestamp`` column into a naive UTC TIMESTAMP.
+def _epoch_us_sql(column_type: str, name: str) -> str:
+    """SQL turning the ``timestamp`` column into microseconds since the Unix epoch (UTC).
 
-    Through epoch microseconds: plain arithmetic, where a cast of TIMESTAMPTZ goes
-    through ICU time-zone rules and is several times slower on 10M rows.
+    Plain arithmetic on the stored microseconds, where a cast of TIMESTAMPTZ goes through
+    ICU time-zone rules and is several times slower on 10M rows.
     """
-    if column_type.startswith("TIMESTAMP WITH TIME ZONE"):
-        return "make_timestamp(epoch_us(timestamp))"
     if column_type.startswith(("TIMESTAMP", "DATE")):
-        return "CAST(timestamp AS TIMESTAMP)"
+        if column_type.startswith("DATE"):
+            return "epoch_us(CAST(timestamp AS TIMESTAMP))"
+        return "epoch_us(timestamp)"
     if column_type.startswith(_TEXT_TYPES):
-        return "make_timestamp(epoch_us(CAST(timestamp AS TIMESTAMPTZ)))"
+        return "epoch_us(CAST(timestamp AS TIMESTAMPTZ))"
     if column_type.startswith(_NUMERIC_PREFIXES):
-        return "make_timestamp(CAST(round(timestamp * 1e6) AS BIGINT))"
+        return "CAST(round(timestamp * 1e6) AS BIGINT)"
     raise InvalidInput(
         f"column 'timestamp' of {name} must be a timestamp, date, ISO string or epoch "
         f"seconds, not {column_type}",
@@ -291,29 +283,25 @@ def _timestamp_sql(column_type: str, name: str) -> str:
 
 
 def _check_rows(
-    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
     *,
     raw: str,
     name: str,
     not_null: Sequence[str],
     types: dict[str, str],
-    parquet_glob: str | None,
+    files: list[str] | None,
 ) -> None:
     """Nulls per required column and unparsable timestamps.
 
-    Parquet files carry null counts in their row-group statistics; they answer without a
-    scan of 10M rows.  Other sources (and files without statistics) are scanned once.
+    Parquet files carry null counts in their row-group statistics; where the engine reads
+    them, they answer without a scan.  Other sources (and files without statistics) are
+    scanned once.
     """
     nulls: dict[str, int] | None = None
-    if parquet_glob is not None:
-        rows = con.execute(
-            "SELECT path_in_schema, sum(stats_null_count), "
-            "count(*) FILTER (WHERE stats_null_count IS NULL) "
-            f"FROM parquet_metadata({_quote(parquet_glob)}) GROUP BY 1"
-        ).fetchall()
-        found = {str(r[0]): (int(r[1] or 0), int(r[2])) for r in rows}
-        if all(c in found and found[c][1] == 0 for c in not_null):
-            nulls = {c: found[c][0] for c in not_null}
+    if files is not None:
+        found = engine.parquet_null_counts(files)
+        if all(found.get(c) is not None for c in not_null):
+            nulls = {c: int(found[c] or 0) for c in not_null}
     parse_check = types["timestamp"].startswith(_TEXT_TYPES)
     if nulls is None or parse_check:
         parts = [f"count(*) FILTER (WHERE {c} IS NULL)" for c in not_null]
@@ -324,7 +312,7 @@ def _check_rows(
             else "0"
         )
         try:
-            row = con.execute(f"SELECT {', '.join(parts)} FROM {raw}").fetchall()[0]
+            row = engine.rows(f"SELECT {', '.join(parts)} FROM {raw}")[0]
         except Exception as exc:  # e.g. a corrupt Parquet file found only when scanned
             raise InvalidInput(f"{name}: cannot read the data: {_first_line(exc)}", name) from exc
         nulls = dict(zip(not_null, (int(v) for v in row[:-1]), strict=True))
@@ -338,10 +326,6 @@ def _check_rows(
             raise InvalidInput(
                 f"{name}.{column} has {nulls[column]} missing value(s)", f"{name}.{column}"
             )
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -67,6 +67,6 @@ def sql_list(names: Sequence[str]) -> str:
     return ", ".join("'" + n.replace("'", "''") + "'" for n in names)
 
 
-def interval_sql(window: timedelta) -> str:
-    """A DuckDB interval literal of ``window`` (whole microseconds)."""
-    return f"INTERVAL {int(window.total_seconds() * 1_000_000)} MICROSECONDS"
+def micros(span: timedelta) -> int:
+    """``span`` in whole microseconds (exact: no float rounding)."""
+    return span // timedelta(microseconds=1)

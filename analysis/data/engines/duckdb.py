@@ -1,0 +1,100 @@
+"""The default engine: DuckDB in this process, over local files or fsspec URLs.
+
+Nothing is read into Python memory: each source is a view over the original files, so
+the join runs inside DuckDB however large they are (out of core when needed).  Remote URLs
+are read through their fsspec filesystem, registered with the connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+    from analysis.data.sources import Location
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection with UTC as its time zone."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    # Row order of intermediate tables is irrelevant here; keeping it costs time and memory.
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+class DuckDBEngine:
+    """An `analysis.data.engines.Engine` over one DuckDB connection.
+
+    ``con``: an existing connection to work in (left open by `close`); default a new one.
+    """
+
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.owned = con is None
+        self.con = connect() if con is None else con
+        self._filesystems: set[str] = set()
+
+    def _register_filesystem(self, location: Location) -> None:
+        if location.fs is not None and location.protocol not in self._filesystems:
+            self.con.register_filesystem(location.fs)
+            self._filesystems.add(location.protocol)
+
+    def scan_frame(self, relation: str, frame: pd.DataFrame) -> None:
+        self.con.register(relation, frame)
+
+    def scan_parquet(self, relation: str, location: Location, files: list[str]) -> None:
+        self._register_filesystem(location)
+        # Hive partitioning off: the files carry every column, and a folder named
+        # experiment=... must not become a second `experiment` column.
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT * FROM read_parquet("
+            f"[{', '.join(map(quote, files))}], union_by_name = true, hive_partitioning = false)"
+        )
+
+    def scan_csv(self, relation: str, location: Location) -> None:
+        self._register_filesystem(location)
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT * FROM "
+            f"read_csv({quote(location.path)}, header = true, auto_detect = true)"
+        )
+
+    def column_types(self, relation: str) -> dict[str, str]:
+        rows = self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        return {str(row[0]): str(row[1]).upper() for row in rows}
+
+    def parquet_null_counts(self, files: list[str]) -> dict[str, int | None]:
+        # Row-group statistics answer without a scan of 10M rows.
+        rows = self.con.execute(
+            "SELECT path_in_schema, sum(stats_null_count), "
+            "count(*) FILTER (WHERE stats_null_count IS NULL) "
+            f"FROM parquet_metadata([{', '.join(map(quote, files))}]) GROUP BY 1"
+        ).fetchall()
+        return {str(r[0]): None if int(r[2]) else int(r[1] or 0) for r in rows}
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        frame: pd.DataFrame = self.con.execute(sql).df()
+        return frame
+
+    def view(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def table(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def close(self) -> None:
+        if self.owned:
+            self.con.close()
+
+
+def quote(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
