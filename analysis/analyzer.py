@@ -106,6 +106,8 @@ def analyze(
     quantile_method: str = "bootstrap",
     n_boot: int = 1000,
     seed: int = 0,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> AnalysisResult:
     """Analyse one experiment: the first metric is primary, the others secondary.
 
@@ -150,6 +152,11 @@ def analyze(
     quantile_method, n_boot, seed
         Quantile metrics: "bootstrap" (unit-clustered, ``n_boot`` replicates from
         ``seed``) or "asymptotic" (O(events)); see `analysis.statistics.quantile`.
+    engine, spark_master
+        Where the join runs: "duckdb" (default, in this process) or "spark" (pyspark,
+        ``pip install 'abtest[spark]'``; the active session, else a new one on
+        ``spark_master``, default ``local[*]``).  Same rules, same numbers
+        (`analysis.data.engines`).
 
     Raises
     ------
@@ -190,7 +197,8 @@ def analyze(
     agg = join_and_aggregate(
         exposures, outcomes, metrics=[*primary, *guards], experiment=experiment,
         attribution_window=attribution_window, covariate_window=covariate_window,
-        covariates=covariates, observation_window=window, as_of=as_of,
+        covariates=covariates, observation_window=window, as_of=as_of, engine=engine,
+        spark_master=spark_master,
     )  # fmt: skip
     if control not in agg.units:
         raise InvalidInput(

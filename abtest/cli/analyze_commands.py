@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--exposures",
         required=True,
         metavar="PATH",
-        help="Parquet/CSV file or directory written by `abtest export`",
+        help="Parquet/CSV file or directory written by `abtest export` (path or URL: "
+        "s3://, gs://, any fsspec URL)",
     )
     cmd.add_argument(
         "--outcomes",
@@ -107,6 +108,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="per-unit observation window of the always-valid test "
         "(default: --attribution-hours, else 24)",
     )
+    cmd.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where the join runs: DuckDB in this process (default) or Apache Spark "
+        "(pip install 'abtest[spark]')",
+    )
+    cmd.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="with --engine spark: the master of a new session (default local[*])",
+    )
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.add_argument("--html", metavar="REPORT.html", help="write the HTML report")
     cmd.add_argument("--record", metavar="PATH", help="write the decision record (JSON)")
@@ -118,7 +131,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must lie in (0, 0.5), got {args.alpha}")
-    settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction}
+    settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction,
+                                "engine": args.engine}  # fmt: skip
+    if args.spark_master is not None:
+        if args.engine != "spark":
+            raise UsageError("--spark-master needs --engine spark")
+        settings["spark_master"] = args.spark_master
     for flag, name in (("--attribution-hours", "attribution_hours"),
                        ("--observation-hours", "observation_hours")):  # fmt: skip
         hours = getattr(args, name)

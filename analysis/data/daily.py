@@ -1,7 +1,7 @@
 """Daily cumulative aggregates: the series behind the sequential test and the chart.
 
-Reads the ``_assigned`` view and ``_events`` table that `analysis.data.join.aggregate`
-builds.
+Reads the ``_units`` and ``_unit_values`` tables that `analysis.data.join.aggregate`
+builds; its sums ride along in `analysis.data.moments`' one statement.
 
 Every look uses a per-unit observation window ``W``: a unit enters the series once ``W``
 has passed since its first exposure (on the day its window closes, and only if it closed
@@ -23,115 +23,90 @@ the mSPRT of Johari et al. (2017) assumes such i.i.d. per-unit observations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
-from analysis.data.metric_spec import micros, source_metrics, sql_list, value_sql
+from analysis.data.metric_spec import source_metrics, sql_list, value_sql
 from analysis.statistics.aggregates import PairedStats
 
 if TYPE_CHECKING:
-    from analysis.data.engines import Engine
     from analysis.data.tables import Aggregates
 
 DAY_US: Final = 86_400_000_000
 _SUMS: Final = ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy")
 
 
-def daily_aggregates(
-    engine: Engine,
+def daily_per_unit_sql(metric: Metric, *, window_us: int, end_us: int) -> tuple[str, str]:
+    """``(code, first_us, y, x)`` per unit whose observation window closed by ``end_us``,
+    from its events inside the window (``oc``, ``os`` of ``_unit_values``), and the SQL of
+    the day the window closed.  Units without events add nothing to the sums; their count
+    comes from the unit table (`cumulative`'s ``arrived``)."""
+    closed = f"first_us + {window_us} <= {end_us}"
+    day = f"(first_us + {window_us}) // {DAY_US}"
+    if metric.type is MetricType.RATIO:
+        num, den = source_metrics(metric)
+        per_unit = (
+            f"SELECT code, first_us, sum(os) FILTER (WHERE metric = {sql_list([num])}) AS y, "
+            f"sum(os) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
+            f"WHERE oc > 0 AND metric IN ({sql_list([num, den])}) AND {closed} "
+            "GROUP BY unit_id, code, first_us"
+        )
+        return (
+            "SELECT code, first_us, coalesce(y, 0) AS y, coalesce(x, 0) AS x "
+            f"FROM ({per_unit}) AS r",
+            day,
+        )
+    return (
+        f"SELECT code, first_us, {value_sql(metric.type, 'oc', 'os')} AS y, 0.0 AS x "
+        f"FROM _unit_values WHERE oc > 0 AND metric = {sql_list([metric.name])} AND {closed}",
+        day,
+    )
+
+
+def cumulative(
     metrics: Sequence[Metric],
     variants: Sequence[str | None],
     *,
-    window: timedelta,
-    end_us: int,
-) -> pd.DataFrame:
-    """Cumulative aggregates per day of the units whose observation window has closed.
-
-    Parameters
-    ----------
-    engine : Engine
-        With ``_units`` and ``_unit_values`` (see `analysis.data.join.aggregate`), whose
-        ``oc`` / ``os`` hold each unit's events inside its observation window.
-    metrics : sequence of Metric
-        Binomial, count, sum and ratio metrics (quantile metrics have no per-unit value).
-    variants : sequence of str or None
-        The variants in the order of their codes; None for a code left out (no units).
-    window : timedelta
-        The per-unit observation window ``W`` (> 0).
-    end_us : int
-        The end of the data (epoch microseconds): a unit whose window closes after it is
-        in no look.
-
-    Returns
-    -------
-    DataFrame
-        ``day, variant, metric, n, sum_y, sum_x, sum_yy, sum_xx, sum_xy``, cumulative over
-        the days from the first window to close up to the day of ``end``.
-    """
-    metrics = list(metrics)
-    if not metrics or not variants:
-        return empty_daily()
-    w = micros(window)
-    closed = f"first_us + {w} <= {end_us}"
-    day = f"(first_us + {w}) // {DAY_US}"
-    # The engine returns what each day adds; the running sums over days are taken here.
-    arrived = engine.frame(
-        f"SELECT code, {day} AS day, count(*) AS n FROM _units "
-        f"WHERE NOT crossed AND {closed} GROUP BY code, {day}"
-    )
-    if arrived.empty:
-        return empty_daily()
-    parts = []
-    for metric in metrics:
-        if metric.type is MetricType.RATIO:
-            num, den = source_metrics(metric)
-            per_unit = (
-                f"SELECT code, first_us, sum(os) FILTER (WHERE metric = {sql_list([num])}) AS y, "
-                f"sum(os) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
-                f"WHERE oc > 0 AND metric IN ({sql_list([num, den])}) AND {closed} "
-                "GROUP BY unit_id, code, first_us"
-            )
-            y, x = "coalesce(y, 0)", "coalesce(x, 0)"
-        else:
-            per_unit = (
-                f"SELECT code, first_us, {value_sql(metric.type, 'oc', 'os')} AS y, 0.0 AS x "
-                f"FROM _unit_values WHERE oc > 0 AND metric = {sql_list([metric.name])} "
-                f"AND {closed}"
-            )
-            y, x = "y", "x"
-        # Units without events add nothing to the sums; their count comes from `arrived`.
-        parts.append(
-            f"SELECT {sql_list([metric.name])} AS metric, code, {day} AS day, sum({y}) AS sum_y, "
-            f"sum({x}) AS sum_x, sum({y} * {y}) AS sum_yy, sum({x} * {x}) AS sum_xx, "
-            f"sum({x} * {y}) AS sum_xy FROM ({per_unit}) AS u GROUP BY code, {day}"
-        )
-    sums = engine.frame(" UNION ALL ".join(parts))
-    return _cumulative(metrics, variants, arrived, sums, end_us)
-
-
-def _cumulative(
-    metrics: Sequence[Metric],
-    variants: Sequence[str | None],
     arrived: pd.DataFrame,
     sums: pd.DataFrame,
     end_us: int,
 ) -> pd.DataFrame:
-    """Running sums over every day from the first window to close to the day of the end."""
-    days = np.arange(int(arrived["day"].min()), end_us // DAY_US + 1, dtype=np.int64)
+    """The daily series: running sums over every day from the first window to close to
+    the day of the end of the data.
+
+    Parameters
+    ----------
+    metrics : sequence of Metric
+        Binomial, count, sum and ratio metrics (quantile metrics have no per-unit value).
+    variants : sequence of str or None
+        The variants in the order of their codes; None for a code left out (no units).
+    arrived : DataFrame
+        ``code, close_day, units``: units whose window closed that day (by the end).
+    sums : DataFrame
+        ``metric, code, day, sum_y, sum_x, sum_yy, sum_xx, sum_xy`` of those units' values.
+    end_us : int
+        The end of the data, epoch microseconds.
+
+    Returns
+    -------
+    DataFrame
+        ``day, variant, metric, n, sum_y, sum_x, sum_yy, sum_xx, sum_xy``, cumulative.
+    """
+    metrics = list(metrics)
+    if not metrics or arrived.empty:
+        return empty_daily()
+    days = np.arange(int(arrived["close_day"].min()), end_us // DAY_US + 1, dtype=np.int64)
     grid = pd.MultiIndex.from_product(
         [[m.name for m in metrics], [c for c, v in enumerate(variants) if v is not None], days],
         names=["metric", "code", "day"],
     )
-    n = arrived.astype({"code": np.int64, "day": np.int64, "n": np.int64}).set_index(
-        ["code", "day"]
-    )["n"]
     frame = pd.DataFrame(index=grid).reset_index()
+    n = arrived.astype(np.int64).set_index(["code", "close_day"])["units"]
     frame["n"] = n.reindex(pd.MultiIndex.from_arrays([frame["code"], frame["day"]])).to_numpy()
-    if not sums.empty:
+    if len(sums):
         sums = sums.astype({"code": np.int64, "day": np.int64})
         added = sums.set_index(["metric", "code", "day"])[list(_SUMS)].astype(float)
         frame[list(_SUMS)] = added.reindex(grid).to_numpy()

@@ -34,7 +34,7 @@ import pandas as pd
 
 from abtest.errors import InvalidInput
 from abtest.experiment import Metric, MetricType
-from analysis.data.daily import DAY_US, daily_aggregates, empty_daily
+from analysis.data.daily import DAY_US, cumulative, empty_daily
 from analysis.data.engines import open_engine
 from analysis.data.load import Source, register_covariates, register_exposures, register_outcomes
 from analysis.data.metric_spec import (
@@ -43,17 +43,15 @@ from analysis.data.metric_spec import (
     quantile_level,
     source_metrics,
     sql_list,
-    value_sql,
 )
+from analysis.data.moments import metric_aggregates, moments_sql
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
     DEFAULT_OBSERVATION_WINDOW,
     Aggregates,
     EventCounts,
-    MetricAggregates,
     QuantileSample,
 )
-from analysis.statistics.aggregates import PairedStats, SampleStats
 
 if TYPE_CHECKING:
     from analysis.data.engines import Engine
@@ -144,45 +142,49 @@ def aggregate(
     window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
     _build_units(engine, experiment, variants)
     _build_events(engine, names, attribution_window, covariate_window, window)
-    events, metric_events, post_span = _event_counts(engine)
-    summary = _unit_summary(engine, variants)
+    events, metric_events, span = _event_counts(engine, names)
+    # The end of the data bounds the looks: a unit is in them once its window closed by then.
+    looks_end = None if span[1] is None else max(span[1], _as_of_us(as_of))
+    summary = _unit_summary(engine, variants, micros(window), looks_end)
     assigned = summary[~summary["crossed"]]
     counts = assigned.groupby("variant")["units"].sum()
     units = {v: int(counts[v]) for v in variants if v in counts.index}  # variants with units
-    excluded = int(summary.loc[summary["crossed"], "units"].sum())
-    firsts = (
-        [int(assigned["first_min"].min()), int(assigned["first_max"].max())]
-        if len(assigned)
-        else []
-    )
-    start_us = min([*firsts[:1], *post_span[:1]], default=None)
-    end_us = max([*firsts[1:], *post_span[1:]], default=None)
+    sums = engine.frame(
+        moments_sql(metrics, pre_window=covariate_window is not None,
+                    covariate_table=use_covariate_table, window_us=micros(window),
+                    daily_end_us=looks_end if daily else None)
+    )  # fmt: skip
     results = {
-        m.name: _metric_aggregates(engine, m, variants=variants, units=units,
-                                   pre_window=covariate_window is not None,
-                                   covariate_table=use_covariate_table)
+        m.name: metric_aggregates(
+            m, sums, variants, units, covariate=covariate_window is not None or use_covariate_table,
+            samples=_quantile_samples(engine, m, variants, units)
+            if m.type is MetricType.QUANTILE else None,
+        )
         for m in metrics
     }  # fmt: skip
     per_day = pd.DataFrame(assigned.groupby(["day", "variant"], as_index=False)["units"].sum())
     per_day["day"] = pd.to_datetime(per_day["day"] * DAY_US, unit="us")
+    matured = assigned[assigned["matured"]]
     daily_frame = (
-        daily_aggregates(
-            engine,
+        cumulative(
             [m for m in metrics if m.type is not MetricType.QUANTILE],
             [v if v in units else None for v in variants],
-            window=window,
-            end_us=max(end_us, _as_of_us(as_of)),
+            arrived=pd.DataFrame(
+                matured.groupby(["code", "close_day"], as_index=False)["units"].sum()
+            ),
+            sums=sums[sums["day"] >= 0],
+            end_us=looks_end,
         )
-        if daily and end_us is not None
+        if daily and looks_end is not None and len(matured)
         else empty_daily()
     )
     return Aggregates(
         experiment=experiment,
         config_versions=versions,
         units=units,
-        excluded_units=excluded,
-        start=_datetime(start_us),
-        end=_datetime(end_us),
+        excluded_units=int(summary.loc[summary["crossed"], "units"].sum()),
+        start=_datetime(span[0]),
+        end=_datetime(span[1]),
         metrics=results,
         daily=daily_frame,
         exposures_per_day=per_day.sort_values(["day", "variant"], ignore_index=True),
@@ -294,108 +296,58 @@ def _build_events(
     )
 
 
-def _unit_summary(engine: Engine, variants: Sequence[str]) -> pd.DataFrame:
-    """Units by variant, crossover and day of first exposure, with their first and last."""
+def _unit_summary(
+    engine: Engine, variants: Sequence[str], window_us: int, end_us: int | None
+) -> pd.DataFrame:
+    """Units by variant, crossover, day of first exposure, day their observation window
+    closes and whether it closed by ``end_us``: every count the result needs, in one scan."""
+    close = f"(first_us + {window_us})"
+    matured = f"{close} <= {end_us}" if end_us is not None else "FALSE"
     frame = engine.frame(
-        "SELECT code, crossed, first_us // 86400000000 AS day, count(*) AS units, "
-        "min(first_us) AS first_min, max(first_us) AS first_max FROM _units "
-        "GROUP BY code, crossed, first_us // 86400000000"
+        f"SELECT code, crossed, first_us // {DAY_US} AS day, {close} // {DAY_US} AS close_day, "
+        f"{matured} AS matured, count(*) AS units FROM _units GROUP BY code, crossed, "
+        f"first_us // {DAY_US}, {close} // {DAY_US}, {matured}"
     )
     frame["variant"] = [variants[int(c)] for c in frame["code"]]
-    frame["crossed"] = frame["crossed"].astype(bool)
-    frame["units"] = frame["units"].astype(np.int64)
-    return frame
+    for column in ("crossed", "matured"):
+        frame[column] = frame[column].astype(bool)
+    return frame.astype({"units": np.int64, "code": np.int64, "day": np.int64,
+                         "close_day": np.int64})  # fmt: skip
 
 
-def _event_counts(engine: Engine) -> tuple[EventCounts, dict[str, int], list[int]]:
-    """Where each deduplicated event went (see `EventCounts`), counts per name, and the
-    first and last counted event."""
+def _event_counts(
+    engine: Engine, names: Sequence[str]
+) -> tuple[EventCounts, dict[str, int], tuple[int | None, int | None]]:
+    """Where each deduplicated event went (see `EventCounts`), counted events per name, and
+    the span of the data (first to last exposure or counted event), in one query."""
+    live = "NOT crossed"
+    per_name = [f"count(*) FILTER (WHERE {live} AND post AND metric = {sql_list([n])})"
+                for n in names]  # fmt: skip
     row = engine.rows(
-        "SELECT count(*), coalesce(sum(copies), 0), "
-        "count(*) FILTER (WHERE code IS NULL), count(*) FILTER (WHERE crossed), "
-        "count(*) FILTER (WHERE NOT crossed AND post), "
-        "count(*) FILTER (WHERE NOT crossed AND pre), "
-        "count(*) FILTER (WHERE NOT crossed AND NOT post AND NOT pre AND ts_us < first_us), "
-        "count(*) FILTER (WHERE NOT crossed AND NOT post AND ts_us >= first_us), "
-        "min(ts_us) FILTER (WHERE NOT crossed AND post), "
-        "max(ts_us) FILTER (WHERE NOT crossed AND post) FROM _events"
+        "SELECT count(*), coalesce(sum(copies), 0), count(*) FILTER (WHERE code IS NULL), "
+        f"count(*) FILTER (WHERE crossed), count(*) FILTER (WHERE {live} AND post), "
+        f"count(*) FILTER (WHERE {live} AND pre), "
+        f"count(*) FILTER (WHERE {live} AND NOT post AND NOT pre AND ts_us < first_us), "
+        f"count(*) FILTER (WHERE {live} AND NOT post AND ts_us >= first_us), "
+        f"min(ts_us) FILTER (WHERE {live} AND post), max(ts_us) FILTER (WHERE {live} AND post), "
+        "(SELECT min(first_us) FROM _units WHERE NOT crossed), "
+        f"(SELECT max(first_us) FROM _units WHERE NOT crossed), {', '.join(per_name)} "
+        "FROM _events"
     )[0]
     total, copies, unknown, crossover, counted, covariate, before, outside = map(int, row[:8])
-    per_metric = engine.rows(
-        "SELECT metric, count(*) FROM _events WHERE NOT crossed AND post GROUP BY metric"
-    )
     counts = EventCounts(
         total=total, counted=counted, covariate=covariate, unknown_unit=unknown,
         crossover_unit=crossover, before_exposure=before, outside_window=outside,
         duplicates=copies - total,
     )  # fmt: skip
-    span = [] if row[8] is None else [int(row[8]), int(row[9])]
-    return counts, {str(k): int(v) for k, v in per_metric}, span
-
-
-_MOMENTS: Final = (
-    "SELECT code, sum(y), sum(x), sum(y * y), sum(x * x), sum(x * y) FROM ({}) AS m GROUP BY code"
-)
-
-
-def _paired(
-    engine: Engine, per_unit_sql: str, variants: Sequence[str], units: Mapping[str, int]
-) -> dict[str, PairedStats]:
-    rows = {int(r[0]): r[1:] for r in engine.rows(_MOMENTS.format(per_unit_sql))}
-    out = {}
-    for code, variant in enumerate(variants):
-        if variant in units:
-            sums = rows.get(code, (0.0,) * 5)
-            out[variant] = PairedStats(units[variant], *(float(s or 0.0) for s in sums))
-    return out
-
-
-def _metric_aggregates(
-    engine: Engine,
-    metric: Metric,
-    *,
-    variants: Sequence[str],
-    units: Mapping[str, int],
-    pre_window: bool,
-    covariate_table: bool,
-) -> MetricAggregates:
-    if metric.type is MetricType.QUANTILE:
-        samples = _quantile_samples(engine, metric, variants)
-        return MetricAggregates(metric, {}, None, {v: samples[v] for v in units})
-    if metric.type is MetricType.RATIO:
-        num, den = source_metrics(metric)
-        sql = (
-            f"SELECT code, sum(s) FILTER (WHERE metric = {sql_list([num])}) AS y, "
-            f"sum(s) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
-            f"WHERE metric IN ({sql_list([num, den])}) GROUP BY unit_id, code"
-        )
-        per_unit = f"SELECT code, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql}) AS r"
-        return MetricAggregates(metric, dict(_paired(engine, per_unit, variants, units)))
-    y = value_sql(metric.type, "c", "s")
-    name = sql_list([metric.name])
-    if covariate_table:
-        sql = (
-            f"SELECT coalesce(v.code, c.code) AS code, coalesce({y}, 0) AS y, "
-            "coalesce(c.x, 0) AS x "
-            f"FROM (SELECT * FROM _unit_values WHERE metric = {name}) AS v "
-            "FULL JOIN (SELECT k.unit_id, a.code, CAST(k.value AS DOUBLE) AS x "
-            "FROM covariates AS k JOIN _units AS a ON k.unit_id = a.unit_id "
-            f"WHERE NOT a.crossed AND k.metric = {name}) AS c ON v.unit_id = c.unit_id"
-        )
-        paired = _paired(engine, sql, variants, units)
-    else:
-        x = value_sql(metric.type, "pc", "ps") if pre_window else "0.0"
-        paired = _paired(
-            engine, f"SELECT code, {y} AS y, {x} AS x FROM _unit_values WHERE metric = {name}",
-            variants, units,
-        )  # fmt: skip
-    stats: dict[str, SampleStats | PairedStats] = {v: p.y for v, p in paired.items()}
-    covariate = paired if (pre_window or covariate_table) else None
-    return MetricAggregates(metric, stats, covariate)
+    starts = [int(v) for v in (row[8], row[10]) if v is not None]
+    ends = [int(v) for v in (row[9], row[11]) if v is not None]
+    per_metric = {n: int(c) for n, c in zip(names, row[12:], strict=True) if c}
+    return counts, per_metric, (min(starts, default=None), max(ends, default=None))
 
 
 def _quantile_samples(
-    engine: Engine, metric: Metric, variants: Sequence[str]
+    engine: Engine, metric: Metric, variants: Sequence[str], units: Mapping[str, int]
 ) -> dict[str, QuantileSample]:
     """Every counted event value of the metric with its unit: exact, collected whole.
 
@@ -411,8 +363,9 @@ def _quantile_samples(
     variant_codes = frame["code"].to_numpy(dtype=np.int64)
     samples = {}
     for code, variant in enumerate(variants):
-        mask = variant_codes == code
-        samples[variant] = QuantileSample(values[mask], codes[mask].astype(np.int64))
+        if variant in units:
+            mask = variant_codes == code
+            samples[variant] = QuantileSample(values[mask], codes[mask].astype(np.int64))
     return samples
 
 

@@ -131,16 +131,8 @@ def register_outcomes(
     )
     _check_rows(
         engine, raw=raw, name=name, not_null=("event_id", "unit_id", "metric", "timestamp"),
-        types=types, files=files,
+        types=types, files=files, finite="value" in types,
     )  # fmt: skip
-    if "value" in types:
-        number = "CAST(value AS DOUBLE)"
-        bad = engine.rows(
-            f"SELECT count(*) FROM {raw} WHERE value IS NOT NULL "
-            f"AND (isnan({number}) OR abs({number}) = CAST('inf' AS DOUBLE))"
-        )[0]
-        if bad and bad[0]:
-            raise InvalidInput(f"{name}.value has {bad[0]} non-finite value(s)", f"{name}.value")
 
 
 def register_covariates(
@@ -156,6 +148,7 @@ def register_covariates(
     engine = _engine(con)
     raw, _ = _register_raw(engine, source, name, None)
     types = _column_types(engine, raw, name, ("unit_id", "metric", "value"))
+    _check_rows(engine, raw=raw, name=name, not_null=(), types=types, files=None)
     _require_key(types, "unit_id", name)
     _require_text(types, "metric", name)
     if not types["value"].startswith(_NUMERIC_PREFIXES):
@@ -230,12 +223,9 @@ def _register_raw(
 
 def _column_types(engine: Engine, raw: str, name: str, required: Sequence[str]) -> dict[str, str]:
     try:
-        count = engine.rows(f"SELECT count(*) FROM {raw}")[0]
-    except Exception as exc:  # e.g. a corrupt Parquet file found only when scanned
+        types = engine.column_types(raw)
+    except Exception as exc:  # e.g. a corrupt Parquet file
         raise InvalidInput(f"{name}: cannot read the data: {_first_line(exc)}", name) from exc
-    if not count or not count[0]:
-        raise InvalidInput(f"{name} is empty (no rows)", name)
-    types = engine.column_types(raw)
     missing = [c for c in required if c not in types]
     if missing:
         raise InvalidInput(
@@ -290,35 +280,44 @@ def _check_rows(
     not_null: Sequence[str],
     types: dict[str, str],
     files: list[str] | None,
+    finite: bool = False,
 ) -> None:
-    """Nulls per required column and unparsable timestamps.
+    """Rows at all, nulls per required column, unparsable timestamps, non-finite values.
 
-    Parquet files carry null counts in their row-group statistics; where the engine reads
-    them, they answer without a scan.  Other sources (and files without statistics) are
-    scanned once.
+    One query (on Spark every query is a job: one scan, not four).  Parquet files carry
+    null counts in their row-group statistics; where the engine reads them, they answer
+    without scanning those columns.
     """
     nulls: dict[str, int] | None = None
-    if files is not None:
+    if files is not None and not_null:
         found = engine.parquet_null_counts(files)
         if all(found.get(c) is not None for c in not_null):
             nulls = {c: int(found[c] or 0) for c in not_null}
-    parse_check = types["timestamp"].startswith(_TEXT_TYPES)
-    if nulls is None or parse_check:
-        parts = [f"count(*) FILTER (WHERE {c} IS NULL)" for c in not_null]
-        parts.append(
-            "count(*) FILTER (WHERE timestamp IS NOT NULL "
-            "AND TRY_CAST(timestamp AS TIMESTAMPTZ) IS NULL)"
-            if parse_check
-            else "0"
-        )
-        try:
-            row = engine.rows(f"SELECT {', '.join(parts)} FROM {raw}")[0]
-        except Exception as exc:  # e.g. a corrupt Parquet file found only when scanned
-            raise InvalidInput(f"{name}: cannot read the data: {_first_line(exc)}", name) from exc
-        nulls = dict(zip(not_null, (int(v) for v in row[:-1]), strict=True))
-        if row[-1]:
+    parts = ["count(*)"]
+    if nulls is None:
+        parts += [f"count(*) FILTER (WHERE {c} IS NULL)" for c in not_null]
+    if not_null and types["timestamp"].startswith(_TEXT_TYPES):
+        parts.append("count(*) FILTER (WHERE timestamp IS NOT NULL "
+                     "AND TRY_CAST(timestamp AS TIMESTAMPTZ) IS NULL)")  # fmt: skip
+    if finite:
+        number = "CAST(value AS DOUBLE)"
+        parts.append(f"count(*) FILTER (WHERE isnan({number}) "
+                     f"OR abs({number}) = CAST('inf' AS DOUBLE))")  # fmt: skip
+    try:
+        row = list(engine.rows(f"SELECT {', '.join(parts)} FROM {raw}")[0])
+    except Exception as exc:  # e.g. a corrupt Parquet file found only when scanned
+        raise InvalidInput(f"{name}: cannot read the data: {_first_line(exc)}", name) from exc
+    if not row[0]:
+        raise InvalidInput(f"{name} is empty (no rows)", name)
+    row = row[1:]
+    if nulls is None:
+        nulls = dict(zip(not_null, (int(v) for v in row[: len(not_null)]), strict=True))
+        row = row[len(not_null) :]
+    if not_null and types["timestamp"].startswith(_TEXT_TYPES):
+        unparsed, row = row[0], row[1:]
+        if unparsed:
             raise InvalidInput(
-                f"{name}.timestamp has {row[-1]} value(s) that are not ISO-8601 timestamps",
+                f"{name}.timestamp has {unparsed} value(s) that are not ISO-8601 timestamps",
                 f"{name}.timestamp",
             )
     for column in not_null:
@@ -326,6 +325,8 @@ def _check_rows(
             raise InvalidInput(
                 f"{name}.{column} has {nulls[column]} missing value(s)", f"{name}.{column}"
             )
+    if finite and row[0]:
+        raise InvalidInput(f"{name}.value has {row[0]} non-finite value(s)", f"{name}.value")
 
 
 def _first_line(exc: BaseException) -> str:

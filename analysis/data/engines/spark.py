@@ -1,6 +1,6 @@
 """Apache Spark as the engine of the join: the same SQL, transpiled by SQLGlot.
 
-``pip install 'abtest[spark]'`` (pyspark; Spark needs Java 17 or later).  The statements of
+``pip install 'abtest[spark]'`` (pyspark 4; Spark needs Java 17 or later).  The statements of
 `analysis.data.join`, `analysis.data.daily` and `analysis.data.load` are DuckDB SQL;
 `to_spark` parses each with SQLGlot's DuckDB dialect and writes it in Spark's.  The few
 DuckDB functions SQLGlot reads only as opaque names are mapped to the expressions it
@@ -23,9 +23,6 @@ for the next analysis: starting Spark takes 10-20 s.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest.errors import InvalidInput
@@ -62,14 +59,6 @@ def to_spark(sql: str) -> str:
 
     tree = sqlglot.parse_one(sql, read="duckdb").transform(known)
     return tree.sql(dialect="spark")
-
-
-@contextlib.contextmanager
-def _pandas_handover() -> Iterator[None]:
-    """pyspark warns on every pandas >= 3 conversion; the parity tests check what we use."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
-        yield
 
 
 class SparkEngine:
@@ -121,8 +110,10 @@ class SparkEngine:
         self._views.append(relation)
 
     def scan_frame(self, relation: str, frame: pd.DataFrame) -> None:
-        with _pandas_handover():
-            self._register(relation, self.spark.createDataFrame(frame))
+        import pyarrow as pa
+
+        # Through Arrow, not pyspark's pandas conversion (which lags pandas releases).
+        self._register(relation, self.spark.createDataFrame(pa.Table.from_pandas(frame)))
 
     def scan_parquet(self, relation: str, location: Location, files: list[str]) -> None:
         del files  # Spark lists the folder itself, in parallel
@@ -152,8 +143,8 @@ class SparkEngine:
         return [tuple(row) for row in self.spark.sql(to_spark(sql)).collect()]
 
     def frame(self, sql: str) -> pd.DataFrame:
-        with _pandas_handover():
-            return self.spark.sql(to_spark(sql)).toPandas()
+        frame: pd.DataFrame = self.spark.sql(to_spark(sql)).toArrow().to_pandas()
+        return frame
 
     def view(self, name: str, sql: str) -> None:
         self._register(name, self.spark.sql(to_spark(sql)))

@@ -1,0 +1,134 @@
+"""The Spark engine: the same join, the same aggregates and the same result as DuckDB.
+
+Spark runs in local mode (one session for the suite, `tests/conftest.py`), on Parquet files
+in the export's lake layout holding every trap of the join: repeated exposures, crossovers
+(into a third arm), duplicated event ids, events before exposure, inside and outside the
+CUPED pre-period and the attribution window, units never exposed, and event names no
+metric reads.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.analyzer import analyze
+from analysis.data.engines.spark import to_spark
+from tests.test_join import random_join_data
+
+METRICS = ["buy:binomial", "rev:sum", "rev/buy:ratio", "rev:p90:quantile"]
+
+
+def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+    """The frames as Parquet in the export's layout: experiment=/date= folders, UTC times."""
+    for kind, rows, keys in (("exposures", exposures, ["experiment"]), ("outcomes", outcomes, [])):
+        dated = rows.assign(date=rows["timestamp"].dt.strftime("%Y-%m-%d"))
+        for values, part in dated.groupby([*keys, "date"]):
+            folder = root / kind
+            for key, value in zip([*keys, "date"], values, strict=True):
+                folder /= f"{key}={value}"
+            folder.mkdir(parents=True)
+            table = pa.Table.from_pandas(part.drop(columns="date"), preserve_index=False)
+            at = table.schema.get_field_index("timestamp")
+            utc = table.column(at).cast(pa.timestamp("us", tz="UTC"))
+            table = table.set_column(at, "timestamp", utc)
+            pq.write_table(table, folder / "1-0_9-0.parquet")
+
+
+def trap_data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`random_join_data` plus a name no metric reads and events before the pre-period."""
+    exposures, outcomes = random_join_data(4)
+    exposures["config_version"] = np.where(np.arange(len(exposures)) % 3, 2, 3)
+    early = outcomes.head(40).assign(
+        event_id=[f"x{i}" for i in range(40)],
+        timestamp=outcomes["timestamp"].head(40) - pd.Timedelta(days=20),
+    )
+    other = outcomes.head(40).assign(event_id=[f"y{i}" for i in range(40)], metric="scroll")
+    return exposures, pd.concat([outcomes, early, other], ignore_index=True)
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Equal structures, floats equal to 1e-9 (relative) or 1e-12 (absolute)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and not (isinstance(b, float) and math.isnan(a) and math.isnan(b)):
+        assert b == pytest.approx(a, rel=1e-9, abs=1e-12), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_spark_gives_duckdbs_aggregates_and_result(tmp_path, spark):
+    """Same files, every trap: the same aggregates (1e-9) and the same AnalysisResult."""
+    exposures, outcomes = trap_data()
+    write_lake(tmp_path, exposures, outcomes)
+    settings: dict[str, Any] = {
+        "metrics": METRICS, "control": "c", "experiment": "exp",
+        "attribution_window": timedelta(hours=60), "planned_units_per_variant": 200,
+    }  # fmt: skip
+    duck = analyze(tmp_path / "exposures", tmp_path / "outcomes", **settings)
+    on_spark = analyze(str(tmp_path / "exposures"), f"file://{tmp_path}/outcomes",
+                       engine="spark", **settings)  # fmt: skip
+    a, b = duck.aggregates, on_spark.aggregates
+    assert a is not None and b is not None
+    assert (a.units, a.excluded_units, a.events, a.metric_events, a.undefined_metrics) == (
+        b.units, b.excluded_units, b.events, b.metric_events, b.undefined_metrics)  # fmt: skip
+    assert a.excluded_units > 0 and set(a.undefined_metrics) == {"scroll"}
+    assert min(a.events.to_dict()["dropped"].values()) > 0  # every trap is in the data
+    assert min(a.events.duplicates, a.events.covariate, a.events.counted) > 0
+    assert (a.start, a.end, a.config_versions) == (b.start, b.end, b.config_versions)
+    for name, metric in a.metrics.items():
+        for variant, stats in metric.stats.items():
+            assert_same(vars(stats), vars(b.metrics[name].stats[variant]), name)
+        for variant, sample in (metric.samples or {}).items():
+            other = b.metrics[name].samples[variant]  # type: ignore[index]
+            assert np.array_equal(sample.values, other.values)
+            assert np.array_equal(sample.units, other.units)
+    pd.testing.assert_frame_equal(a.daily, b.daily, rtol=1e-9)
+    pd.testing.assert_frame_equal(a.exposures_per_day, b.exposures_per_day)
+    assert len(a.daily) > 0
+    assert_same(duck.to_dict(), on_spark.to_dict())
+
+
+def test_the_transpiled_join_names_sparks_functions():
+    """DuckDB's epoch_us, arg_min, struct literals and // become Spark's own."""
+    sql = to_spark(
+        "SELECT arg_min({'u': unit_id}, ts_us) AS r, epoch_us(ts) // 256 AS d FROM t "
+        "GROUP BY event_id"
+    )
+    assert "UNIX_MICROS(ts)" in sql and "MIN_BY(STRUCT(unit_id AS u), ts_us)" in sql
+    assert " DIV 256" in sql
+
+
+def test_the_default_engine_loads_neither_spark_nor_sqlglot():
+    """analyze() on DuckDB never imports pyspark or SQLGlot."""
+    code = (
+        "import pandas as pd, sys; from analysis import analyze; "
+        "t = pd.Timestamp('2024-01-01'); "
+        "e = pd.DataFrame({'unit_id': ['a', 'b'], 'experiment': 'x', 'variant': ['c', 't'], "
+        "'timestamp': [t, t]}); "
+        "o = pd.DataFrame({'event_id': ['1'], 'unit_id': ['a'], 'metric': ['m'], 'value': [1.0], "
+        "'timestamp': [t]}); "
+        "analyze(e, o, metrics=['m:sum'], control='c'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())  # fmt: skip
+    assert "duckdb" in loaded
+    assert not {"pyspark", "sqlglot", "py4j"} & loaded
