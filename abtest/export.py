@@ -1,8 +1,11 @@
 """Drain the exposure and outcome streams into Parquet files, exactly once per row.
 
-Files go to ``DIR/exposures/<experiment>/<YYYY-MM-DD>/`` and ``DIR/outcomes/<YYYY-MM-DD>/``
-(the event's UTC date), named ``<first-id>_<last-id>.parquet`` after the Redis stream ids
-of their rows; see `abtest.export_files` for the layout, the schemas and the readers.
+Files go to ``OUT/exposures/experiment=<key>/date=<YYYY-MM-DD>/`` and
+``OUT/outcomes/date=<YYYY-MM-DD>/`` (the event's UTC date: a Hive-style lake layout that
+Spark, DuckDB, Trino and warehouses' external tables read as partitions), named
+``<first-id>_<last-id>.parquet`` after the Redis stream ids of their rows; see
+`abtest.export_files` for the layout, the schemas and the readers.  ``OUT`` is a local
+folder or any fsspec URL (`abtest.export_target`: what is atomic where).
 Every partition of every experiment's exposures and of the events is its own stream (see
 `abtest.keys`), drained on its own with the guarantees below; on Redis Cluster each
 stream's lock, reads and acknowledgements go to the shard that holds it.  Stream ids are
@@ -19,9 +22,10 @@ Exactly once, by construction:
    batch: the one whose files may or may not have been written before a crash.
 3. Each run first re-reads the pending batch (id ``0``).  Files are a deterministic
    function of the batch (same rows, same names), so re-writing them replaces, never adds.
-4. A file is written to a temporary name, fsynced, renamed, and its directory fsynced;
-   only then are the batch's ids acknowledged and deleted (``XACK`` + ``XDEL``, atomic in
-   one script).  Redis memory is freed as soon as rows are durable on disk.
+4. A file is written to a temporary name, fsynced, renamed, and its directory fsynced
+   (on an object store: written whole to its deterministic final name); only then are the
+   batch's ids acknowledged and deleted (``XACK`` + ``XDEL``, atomic in one script).
+   Redis memory is freed as soon as rows are durable.
 
 ``hook`` is called at each step (`Step`); an exception raised by it stops the export at
 that point exactly as a crash would, which is how the tests prove points 3 and 4.
@@ -33,7 +37,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys, layout
@@ -44,6 +48,7 @@ from abtest.export_files import (
     Kind,
     Step,
     day,
+    experiment_folders,
     files,
     jsonl_writer,
     parquet_writer,
@@ -51,17 +56,16 @@ from abtest.export_files import (
     read,
     read_exposures,
     read_outcomes,
-    remove_stale_tmp,
     schema,
-    write_durably,
 )
+from abtest.export_target import Target, export_target
 from abtest.redis_client import register_script
 
 __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
-    "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
-    "export_stream", "files", "read", "read_exposures", "read_outcomes", "schema",
-    "sources_for",
+    "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover",
+    "experiment_folders", "export", "export_stream", "files", "read", "read_exposures",
+    "read_outcomes", "schema", "sources_for",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -209,7 +213,7 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 class _Batch:
     """A batch split into output files: rows per relative path, plus malformed entries."""
 
-    parts: dict[Path, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    parts: dict[PurePosixPath, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     bad: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -219,7 +223,7 @@ def _split(
     variants: dict[str, str] | None,
 ) -> _Batch:
     batch = _Batch()
-    by_dir: dict[Path, list[tuple[str, dict[str, Any]]]] = {}
+    by_dir: dict[PurePosixPath, list[tuple[str, dict[str, Any]]]] = {}
     for entry_id, fields in entries:
         if fields is None:
             continue  # the entry is gone from the stream; there is nothing left to export
@@ -231,10 +235,10 @@ def _split(
         except ValueError as exc:
             batch.bad.append({"id": entry_id, "fields": fields, "problem": str(exc)})
             continue
-        folder = Path(source.kind.value)
+        folder = PurePosixPath(source.kind.value)
         if source.experiment is not None:
-            folder /= source.experiment
-        by_dir.setdefault(folder / day(row["timestamp"]), []).append((entry_id, row))
+            folder /= f"experiment={source.experiment}"
+        by_dir.setdefault(folder / f"date={day(row['timestamp'])}", []).append((entry_id, row))
     suffix = f".{source.part}" if source.part else ""
     for folder, rows in by_dir.items():
         batch.parts[folder / f"{rows[0][0]}_{rows[-1][0]}{suffix}.parquet"] = rows
@@ -252,12 +256,13 @@ def export_stream(
     redis: AnyRedis,
     *,
     source: StreamSource,
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | Target,
     batch_size: int = DEFAULT_BATCH_SIZE,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     hook: Hook | None = None,
 ) -> StreamReport:
-    """Drain one stream into ``out_dir``; returns at once (``skipped``) if it is locked."""
+    """Drain one stream into ``out_dir`` (a folder, a URL or a target); returns at once
+    (``skipped``) if it is locked."""
     from redis.exceptions import ResponseError
 
     if batch_size < 1:
@@ -267,7 +272,7 @@ def export_stream(
     import pyarrow.parquet  # noqa: F401 - a slow first import must not eat into the lock's TTL
 
     call = hook or _no_hook
-    root = Path(out_dir)
+    target = export_target(out_dir)
     lock = _Lock(redis, source.stream, lock_ttl)
     if not lock.acquire():
         return StreamReport(source.stream, source.kind, skipped=True)
@@ -298,15 +303,13 @@ def export_stream(
                 variants = {_text(code): _text(variant) for variant, code in codes.items()}
             batch = _split(source, entries, variants)
             for relative, part in batch.parts.items():
-                path = write_durably(root, relative, parquet_writer(source.kind, part), call)
-                files.append(str(path))
+                files.append(target.write(relative, parquet_writer(source.kind, part), call))
                 rows += len(part)
                 lock.renew()
             if batch.bad:
                 name = f"{entries[0][0]}_{entries[-1][0]}.jsonl"
-                relative = Path("quarantine") / source.stream.replace("/", "_") / name
-                path = write_durably(root, relative, jsonl_writer(source.stream, batch.bad), call)
-                files.append(str(path))
+                relative = PurePosixPath("quarantine") / source.stream.replace("/", "_") / name
+                files.append(target.write(relative, jsonl_writer(source.stream, batch.bad), call))
                 quarantined += len(batch.bad)
             lock.ack([entry_id for entry_id, _ in entries])
             call(Step.ACKED)
@@ -361,21 +364,25 @@ def export(
     redis: AnyRedis,
     *,
     sources: Sequence[StreamSource] | None = None,
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | Target,
     batch_size: int = DEFAULT_BATCH_SIZE,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     hook: Hook | None = None,
 ) -> ExportResult:
-    """Drain every stream of ``sources`` (default: `discover`) into ``out_dir``.
+    """Drain every stream of ``sources`` (default: `discover`) into ``out_dir``, a local
+    folder or an fsspec URL (``s3://bucket/lake``).
 
     Safe to run again after a crash at any point and concurrently with other runs: a stream
     locked by another exporter is reported as skipped (see the module docstring).
+
+    Raises
+    ------
+    InvalidInput
+        ``out_dir`` is a file, or a URL whose filesystem library is not installed.
     """
-    root = Path(out_dir)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    remove_stale_tmp(root)
+    target = export_target(out_dir)
     reports = [
-        export_stream(redis, source=source, out_dir=root, batch_size=batch_size,
+        export_stream(redis, source=source, out_dir=target, batch_size=batch_size,
                       lock_ttl=lock_ttl, hook=hook)
         for source in (discover(redis) if sources is None else sources)
     ]  # fmt: skip

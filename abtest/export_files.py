@@ -1,14 +1,23 @@
 """The files of ``abtest export``: schemas, row parsing, durable writes, and reading back.
 
-Layout (plain folder names, no ``key=value`` segments, so DuckDB and pyarrow do not invent
-partition columns that clash with ``experiment``)::
+Layout (Hive-style partitions, so Spark's partition discovery, DuckDB's
+``hive_partitioning``, pyarrow datasets and a warehouse's external tables read them
+directly, pruning by experiment and date)::
 
-    DIR/exposures/<experiment>/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
-    DIR/outcomes/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
-    DIR/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
+    OUT/exposures/experiment=<key>/date=<YYYY-MM-DD>/<first-id>_<last-id>[.p<n>].parquet
+    OUT/outcomes/date=<YYYY-MM-DD>/<first-id>_<last-id>[.p<q>of<n>].parquet
+    OUT/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
+
+``.p<n>`` names the partition of a partitioned stream (stream ids are unique per stream
+only).  Every file also carries all of its columns, ``experiment`` included, so one file
+read alone is complete; a reader that turns the folders into columns gets the same
+``experiment`` value from the folder.  Earlier versions wrote
+``exposures/<key>/<YYYY-MM-DD>/`` and ``outcomes/<YYYY-MM-DD>/``: `files`, `read` and
+`analysis.data.load` read every ``*.parquet`` below a folder whatever its folders are
+called, so old and new exports in one folder read as one.
 
 Temporary files start with ``.`` and end in ``.tmp``: no ``*.parquet`` glob matches them.
-Files are created 0600 and folders 0700: the rows are user data.
+Local files are created 0600 and folders 0700: the rows are user data.
 """
 
 from __future__ import annotations
@@ -197,6 +206,13 @@ def remove_stale_tmp(root: Path) -> None:
 
 
 # -- reading the files back ---------------------------------------------------------------------
+
+
+def experiment_folders(directory: str | os.PathLike[str], experiment: str) -> list[Path]:
+    """The folders holding ``experiment``'s exposures: ``experiment=<key>`` and, from
+    earlier versions, ``<key>`` (those that exist)."""
+    folder = Path(directory) / Kind.EXPOSURES.value
+    return [p for p in (folder / f"experiment={experiment}", folder / experiment) if p.is_dir()]
 
 
 def files(directory: str | os.PathLike[str], kind: Kind | str) -> list[Path]:

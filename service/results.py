@@ -32,7 +32,7 @@ from typing import Any, Final
 from flask import Blueprint, Flask, Response, jsonify
 
 from abtest.errors import Conflict, InvalidInput
-from abtest.export import Kind, export, files, sources_for
+from abtest.export import Kind, experiment_folders, export, files, sources_for
 from abtest.store import StoredExperiment
 
 bp = Blueprint("results", __name__)
@@ -129,8 +129,9 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
     ext = app.extensions["abtest"]
     root = export_dir(app)
     export(ext.redis, sources=sources_for(ext.redis, experiment.key), out_dir=root)
-    exposure_dir = root / Kind.EXPOSURES.value / experiment.key
-    exposure_files = sorted(p for p in exposure_dir.rglob("*.parquet") if p.is_file())
+    exposure_files = sorted(
+        p for folder in experiment_folders(root, experiment.key) for p in folder.rglob("*.parquet")
+    )
     outcome_files = files(root, Kind.OUTCOMES)
     if not exposure_files:
         raise NoData(f"no exposures of '{experiment.key}' yet: results need assigned units",
@@ -152,7 +153,9 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
                                "timestamp": pd.Series(dtype="datetime64[us, UTC]")})
         )  # fmt: skip
         try:
-            analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes,
+            # The loader reads only this experiment's folders of the exposures.
+            analysis = analyze_experiment(experiment, exposures=root / Kind.EXPOSURES.value,
+                                          outcomes=outcomes,
                                           observation_window=window, as_of=now)  # fmt: skip
         except InvalidInput as exc:
             raise CannotAnalyze(f"cannot analyse '{experiment.key}' yet: {exc.message}",

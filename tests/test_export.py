@@ -168,34 +168,44 @@ def test_export_writes_each_row_once_with_the_schema_and_empties_redis(
 def test_files_are_partitioned_by_kind_experiment_and_utc_date(
     r: redis.Redis, tmp_path: Path
 ) -> None:
-    """Files land in exposures/<experiment>/<date>/ and outcomes/<date>/, named by stream ids."""
+    """Files land in exposures/experiment=<key>/date=<day>/ and outcomes/date=<day>/ (Hive
+    style), named by stream ids."""
     add_exposures(r, "checkout", range(30))  # one per hour from DAY1: spans two UTC days
     add_outcomes(r, range(3))
     export(r, out_dir=tmp_path)
     exposure_dirs = {
         p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.glob("exposures/**/*.parquet")
     }
-    assert exposure_dirs == {"exposures/checkout/2024-06-01", "exposures/checkout/2024-06-02"}
-    assert {p.parent.name for p in tmp_path.glob("outcomes/*/*.parquet")} == {"2024-06-01"}
+    assert exposure_dirs == {"exposures/experiment=checkout/date=2024-06-01",
+                             "exposures/experiment=checkout/date=2024-06-02"}  # fmt: skip
+    assert {p.parent.name for p in tmp_path.glob("outcomes/*/*.parquet")} == {"date=2024-06-01"}
     for path in tmp_path.glob("**/*.parquet"):
         first, last = path.stem.split("_")
         assert first <= last and first.split("-")[0].isdigit()
-    day2 = pa.concat_tables(
-        [pa.parquet.read_table(p) for p in tmp_path.glob("exposures/checkout/2024-06-02/*")]
-    )
+    day2 = pa.concat_tables([
+        pa.parquet.read_table(p)
+        for p in tmp_path.glob("exposures/experiment=checkout/date=2024-06-02/*")
+    ])  # fmt: skip
     assert all(t.date().isoformat() == "2024-06-02" for t in day2.column("timestamp").to_pylist())
 
 
-def test_duckdb_reads_the_layout_without_inventing_partition_columns(
+def test_duckdb_reads_the_layout_as_partitions_or_as_plain_files(
     r: redis.Redis, tmp_path: Path
 ) -> None:
-    """A recursive glob sees exactly the schema's columns (no key=value folders)."""
-    add_exposures(r, "checkout", range(10))
+    """With hive_partitioning the folders add ``date`` and agree with the files' own
+    ``experiment``; without it a recursive glob sees exactly the schema's columns."""
+    add_exposures(r, "checkout", range(30))
     export(r, out_dir=tmp_path)
     glob = str(tmp_path / "exposures" / "**" / "*.parquet")
-    relation = duckdb.sql(f"SELECT * FROM read_parquet('{glob}')")
-    assert relation.columns == schema(Kind.EXPOSURES).names
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall() == [(10,)]
+    plain = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false)")
+    assert plain.columns == schema(Kind.EXPOSURES).names
+    hive = f"read_parquet('{glob}', hive_partitioning = true)"
+    assert duckdb.sql(f"SELECT * FROM {hive}").columns == [*schema(Kind.EXPOSURES).names, "date"]
+    rows = duckdb.sql(
+        f"SELECT experiment, CAST(date AS VARCHAR), count(*) FROM {hive} "
+        "WHERE experiment = 'checkout' GROUP BY ALL ORDER BY 2"
+    ).fetchall()
+    assert rows == [("checkout", "2024-06-01", 24), ("checkout", "2024-06-02", 6)]
 
 
 def test_rows_written_by_the_real_store_round_trip(store: Store, tmp_path: Path) -> None:

@@ -102,7 +102,8 @@ def test_results_are_analyze_of_the_exported_files(api: Api, export_dir: Path) -
     experiment = api.store.get_experiment("exp").experiment
     settings = body["settings"]  # the analysis is as of the request's time
     direct = analysis.analyze_experiment(
-        experiment, exposures=export_dir / "exposures" / "exp", outcomes=export_dir / "outcomes",
+        experiment, exposures=export_dir / "exposures" / "experiment=exp",
+        outcomes=export_dir / "outcomes",
         observation_window=timedelta(hours=settings["observation_window_hours"]),
         as_of=datetime.fromisoformat(settings["as_of"]),
     )  # fmt: skip
@@ -120,7 +121,7 @@ def test_results_drain_the_streams(api: Api, redis_client: redis.Redis, export_d
     assert api.call("GET", "/v1/experiments/exp/results").status_code == 200
     assert exposure_rows(redis_client, "exp") == []
     assert outcome_entries(redis_client) == []
-    assert list((export_dir / "exposures" / "exp").rglob("*.parquet"))
+    assert list((export_dir / "exposures" / "experiment=exp").rglob("*.parquet"))
     assert list((export_dir / "outcomes").rglob("*.parquet"))
 
 

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from abtest.cli.store_options import add_store_arguments, choose_store
@@ -20,11 +19,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd = subparsers.add_parser(
         "export",
         help="drain exposures and outcomes from Redis into Parquet files",
-        description="Write every buffered exposure and outcome to DIR/exposures/<experiment>/"
-        "<date>/*.parquet and DIR/outcomes/<date>/*.parquet, then remove them from Redis. "
-        "Safe to run again after a crash and concurrently.",
+        description="Write every buffered exposure and outcome to OUT/exposures/"
+        "experiment=<key>/date=<date>/*.parquet and OUT/outcomes/date=<date>/*.parquet, then "
+        "remove them from Redis. Safe to run again after a crash and concurrently.",
     )
-    cmd.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    cmd.add_argument("--out", required=True, metavar="DIR|URL",
+                     help="output folder or fsspec URL (s3://bucket/lake, gs://...)")  # fmt: skip
     add_store_arguments(cmd, exclusive=True)
     cmd.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="stream entries per batch (default 5000)")  # fmt: skip
@@ -52,15 +52,17 @@ def _export(args: argparse.Namespace) -> int:
     import redis
 
     from abtest.cli import UsageError
-    from abtest.errors import StoreUnavailable
+    from abtest.errors import InvalidInput, StoreUnavailable
     from abtest.export import DEFAULT_BATCH_SIZE, export
+    from abtest.export_target import export_target
 
     batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
+    try:
+        out = export_target(args.out)  # before Redis: a bad destination costs nothing
+    except InvalidInput as exc:
+        raise UsageError(f"--out {exc.message}") from None
     try:
         with _connect(args) as client:
             result = export(client, out_dir=out, batch_size=batch_size)
@@ -73,9 +75,10 @@ def _export(args: argparse.Namespace) -> int:
         rows = summary["rows"]
         print(f"exposures  {rows['exposures']} rows")
         print(f"outcomes   {rows['outcomes']} rows")
-        print(f"files      {summary['files']} written to {out}")
+        print(f"files      {summary['files']} written to {out.url}")
         if summary["quarantined"]:
-            print(f"quarantine {summary['quarantined']} malformed entries (see {out}/quarantine)")
+            print(f"quarantine {summary['quarantined']} malformed entries "
+                  f"(see {out.url}/quarantine)")  # fmt: skip
         for stream in summary["skipped"]:
             print(f"skipped    {stream} (another export holds it; run again later)")
     return 0

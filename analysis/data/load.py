@@ -197,17 +197,19 @@ def _register_raw(
     files: list[str] | None = None
     try:
         if location.is_dir():
-            if experiment is not None and location.join(f"experiment={experiment}").is_dir():
-                location = location.join(f"experiment={experiment}")  # the export's partition
-            files = location.parquet_files()
+            folders = [location]
+            if experiment is not None:  # the export's folders of this experiment, if any
+                mine = [location.join(f"experiment={experiment}"), location.join(experiment)]
+                folders = [f for f in mine if f.is_dir()] or folders
+            files = [file for folder in folders for file in folder.parquet_files()]
             if not files:
                 raise InvalidInput(f"{name}: no Parquet files in directory {shown}", name)
-            engine.scan_parquet(raw, location, files)
+            engine.scan_parquet(raw, folders, files)
         elif location.is_file():
             suffix = location.path.rpartition(".")[2].lower()
             if suffix == "parquet":
                 files = [location.path]
-                engine.scan_parquet(raw, location, files)
+                engine.scan_parquet(raw, [location], files)
             elif suffix == "csv":
                 engine.scan_csv(raw, location)
             else:

@@ -35,8 +35,9 @@ class Engine(Protocol):
     def scan_frame(self, relation: str, frame: pd.DataFrame) -> None:
         """Expose a DataFrame as the view ``relation``."""
 
-    def scan_parquet(self, relation: str, location: Location, files: list[str]) -> None:
-        """Expose Parquet files (``files`` of folder or file ``location``) as ``relation``."""
+    def scan_parquet(self, relation: str, locations: list[Location], files: list[str]) -> None:
+        """Expose Parquet files as ``relation``: ``files``, all the data files of the
+        folders (or the one file) ``locations``."""
 
     def scan_csv(self, relation: str, location: Location) -> None:
         """Expose a CSV file with a header row as ``relation``."""

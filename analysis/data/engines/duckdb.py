@@ -48,8 +48,9 @@ class DuckDBEngine:
     def scan_frame(self, relation: str, frame: pd.DataFrame) -> None:
         self.con.register(relation, frame)
 
-    def scan_parquet(self, relation: str, location: Location, files: list[str]) -> None:
-        self._register_filesystem(location)
+    def scan_parquet(self, relation: str, locations: list[Location], files: list[str]) -> None:
+        for location in locations:
+            self._register_filesystem(location)
         # Hive partitioning off: the files carry every column, and a folder named
         # experiment=... must not become a second `experiment` column.
         self.con.execute(

@@ -115,14 +115,14 @@ class SparkEngine:
         # Through Arrow, not pyspark's pandas conversion (which lags pandas releases).
         self._register(relation, self.spark.createDataFrame(pa.Table.from_pandas(frame)))
 
-    def scan_parquet(self, relation: str, location: Location, files: list[str]) -> None:
-        del files  # Spark lists the folder itself, in parallel
+    def scan_parquet(self, relation: str, locations: list[Location], files: list[str]) -> None:
+        del files  # Spark lists the folders itself, in parallel
         reader = self.spark.read.option("mergeSchema", "true")
-        if location.is_dir():
+        if locations[0].is_dir():
             reader = reader.option("recursiveFileLookup", "true").option(
                 "pathGlobFilter", "*.parquet"
             )
-        self._register(relation, reader.parquet(location.url))
+        self._register(relation, reader.parquet(*(location.url for location in locations)))
 
     def scan_csv(self, relation: str, location: Location) -> None:
         reader = self.spark.read.option("header", "true").option("inferSchema", "true")
