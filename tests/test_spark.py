@@ -27,6 +27,8 @@ from analysis.data.engines.spark import to_spark
 from tests.test_join import random_join_data
 
 METRICS = ["buy:binomial", "rev:sum", "rev/buy:ratio", "rev:p90:quantile"]
+# One xdist worker runs every Spark test: one JVM for the suite, not one per worker.
+pytestmark = pytest.mark.xdist_group("spark")
 
 
 def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> None:
@@ -132,3 +134,46 @@ def test_the_default_engine_loads_neither_spark_nor_sqlglot():
                                 check=True).stdout.split())  # fmt: skip
     assert "duckdb" in loaded
     assert not {"pyspark", "sqlglot", "py4j"} & loaded
+
+
+@pytest.mark.slow
+def test_one_experiment_end_to_end_on_redis_with_duckdb_and_on_a_cluster_with_spark(
+    request: pytest.FixtureRequest, tmp_path: Path, spark: Any
+) -> None:
+    """Assign, events, export (lake layout) and analysis: on a single Redis with DuckDB, and
+    on a partitioned Redis Cluster with Spark; the same traffic gives the same numbers."""
+    from abtest.export import export
+    from abtest.redis_client import connect
+    from service import create_app
+    from tests.conftest import CLUSTER_PARTITIONS, Api, simple_config
+    from tests.test_results_endpoint import METRICS as CONFIG_METRICS
+    from tests.test_results_endpoint import _traffic
+
+    results = []
+    for name, partitions, engine in (("redis_server", 1, "duckdb"),
+                                     ("redis_cluster", CLUSTER_PARTITIONS, "spark")):  # fmt: skip
+        url = request.getfixturevalue(name).url
+        client = connect(url, decode_responses=True)
+        client.flushall()
+        try:
+            app = create_app({"TESTING": True, "REDIS_URL": url, "EXPORT_DIR": str(tmp_path / "x"),
+                              "UNIT_PARTITIONS": partitions, "EVENT_PARTITIONS": partitions})  # fmt: skip
+            api = Api(app.test_client(), app.extensions["abtest"].store)
+            api.create_experiment(simple_config(**CONFIG_METRICS))
+            _traffic(api, range(200))
+            lake = tmp_path / name
+            export(client, out_dir=lake)
+            results.append(analyze(lake / "exposures", lake / "outcomes", experiment="exp",
+                                   metrics=["purchase:binomial", "revenue:sum"],
+                                   control="control", engine=engine))  # fmt: skip
+        finally:
+            client.flushall()
+            client.close()
+    assert list((tmp_path / "redis_cluster" / "exposures" / "experiment=exp").rglob("*.p3.parquet"))
+    single, cluster = (r.to_dict() for r in results)
+    assert sum(results[0].units.values()) == 200
+    for body in (single, cluster):  # when the traffic ran: the one thing that differs
+        body["settings"].pop("as_of", None)
+    assert_same(single, cluster)
+    lake = spark.read.parquet(str(tmp_path / "redis_cluster" / "exposures"))  # discovery
+    assert {"experiment", "date"} <= set(lake.columns) and lake.count() == 200
