@@ -89,6 +89,15 @@ def test_duplicate_event_ids_count_once():
     assert agg.metrics["rev"].stats["c"] == SampleStats(3, 8.0, 64.0)
 
 
+def test_rows_of_one_event_id_at_one_time_keep_one_defined_row():
+    """One id, one time, different contents (a client reusing ids): the smallest (unit,
+    metric, value) is kept whatever order the rows arrive in, so runs and engines agree."""
+    rows = [("1", "a", "rev", 5, 1), ("1", "a", "rev", 2, 1)]
+    for order in (rows, rows[::-1]):
+        agg = agg_of(BASE, outcomes(*order), "rev:sum")
+        assert agg.metrics["rev"].stats["c"] == SampleStats(3, 2.0, 4.0)
+
+
 def test_attribution_window():
     """Only events within the window after the first exposure count."""
     out = outcomes(("1", "a", "buy", 1, 23), ("2", "a", "buy", 1, 25), ("3", "b", "buy", 1, 24))

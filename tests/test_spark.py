@@ -2,9 +2,9 @@
 
 Spark runs in local mode (one session for the suite, `tests/conftest.py`), on Parquet files
 in the export's lake layout holding every trap of the join: repeated exposures, crossovers
-(into a third arm), duplicated event ids, events before exposure, inside and outside the
-CUPED pre-period and the attribution window, units never exposed, and event names no
-metric reads.
+(into a third arm), duplicated event ids (also at the same time with other contents),
+events before exposure, inside and outside the CUPED pre-period and the attribution
+window, units never exposed, and event names no metric reads.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> N
 
 
 def trap_data() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`random_join_data` plus a name no metric reads and events before the pre-period."""
+    """`random_join_data` plus a name no metric reads, events before the pre-period and
+    event ids reused at the same time with other contents."""
     exposures, outcomes = random_join_data(4)
     exposures["config_version"] = np.where(np.arange(len(exposures)) % 3, 2, 3)
     early = outcomes.head(40).assign(
@@ -56,7 +57,10 @@ def trap_data() -> tuple[pd.DataFrame, pd.DataFrame]:
         timestamp=outcomes["timestamp"].head(40) - pd.Timedelta(days=20),
     )
     other = outcomes.head(40).assign(event_id=[f"y{i}" for i in range(40)], metric="scroll")
-    return exposures, pd.concat([outcomes, early, other], ignore_index=True)
+    # One id, one time, two contents: the kept row must not depend on the engine's order.
+    reused = outcomes.tail(30).assign(event_id=[f"z{i}" for i in range(30)])
+    clash = reused.assign(value=reused["value"] + 1.5, unit_id=reused["unit_id"].iloc[::-1].values)
+    return exposures, pd.concat([outcomes, early, other, clash, reused], ignore_index=True)
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:
@@ -111,11 +115,11 @@ def test_spark_gives_duckdbs_aggregates_and_result(tmp_path, spark):
 def test_the_transpiled_join_names_sparks_functions():
     """DuckDB's epoch_us, arg_min, struct literals and // become Spark's own."""
     sql = to_spark(
-        "SELECT arg_min({'u': unit_id}, ts_us) AS r, epoch_us(ts) // 256 AS d FROM t "
-        "GROUP BY event_id"
+        "SELECT arg_min({'u': unit_id}, ts_us) AS r, min({'t': ts_us, 'u': unit_id}) AS f, "
+        "epoch_us(ts) // 256 AS d FROM t GROUP BY event_id"
     )
     assert "UNIX_MICROS(ts)" in sql and "MIN_BY(STRUCT(unit_id AS u), ts_us)" in sql
-    assert " DIV 256" in sql
+    assert "MIN(STRUCT(ts_us AS t, unit_id AS u))" in sql and " DIV 256" in sql
 
 
 def test_the_default_engine_loads_neither_spark_nor_sqlglot():
@@ -156,8 +160,9 @@ def test_one_experiment_end_to_end_on_redis_with_duckdb_and_on_a_cluster_with_sp
         client = connect(url, decode_responses=True)
         client.flushall()
         try:
-            app = create_app({"TESTING": True, "REDIS_URL": url, "EXPORT_DIR": str(tmp_path / "x"),
-                              "UNIT_PARTITIONS": partitions, "EVENT_PARTITIONS": partitions})  # fmt: skip
+            app = create_app({"TESTING": True, "REDIS_URL": url,
+                              "EXPORT_DIR": str(tmp_path / "x"), "UNIT_PARTITIONS": partitions,
+                              "EVENT_PARTITIONS": partitions})  # fmt: skip
             api = Api(app.test_client(), app.extensions["abtest"].store)
             api.create_experiment(simple_config(**CONFIG_METRICS))
             _traffic(api, range(200))

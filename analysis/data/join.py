@@ -260,9 +260,10 @@ def _build_events(
 ) -> None:
     """``_events``: each deduplicated event of the analysed metrics with its unit's facts.
 
-    Dedupe by event id first (earliest row wins), then attach the unit (a left join: events
-    of units never exposed stay, to be counted).  ``post``: counted; ``pre``: in the CUPED
-    pre-exposure window; ``obs``: counted and inside the unit's observation window.
+    Dedupe by event id first (earliest row wins, ties broken by content), then attach the
+    unit (a left join: events of units never exposed stay, to be counted).  ``post``:
+    counted; ``pre``: in the CUPED pre-exposure window; ``obs``: counted and inside the
+    unit's observation window.
     """
     post = "e.ts_us >= u.first_us" + (
         f" AND e.ts_us < u.first_us + {micros(attribution_window)}" if attribution_window else ""
@@ -272,18 +273,21 @@ def _build_events(
         if covariate_window
         else "FALSE"
     )
+    # The smallest (time, unit, metric, value) of an id's rows: its earliest, and among rows
+    # of the same time (a client reusing an id) one defined row, whatever order they arrive
+    # in, so that every run and every engine keep the same one.
     dedup = (
-        "SELECT event_id, arg_min({'u': unit_id, 'm': metric, 'v': value}, ts_us) AS r, "
-        "min(ts_us) AS ts_us, count(*) AS copies FROM outcomes "
-        f"WHERE metric IN ({sql_list(names)}) GROUP BY event_id"
+        "SELECT r.t AS ts_us, r.u AS unit_id, r.m AS metric, r.v AS value, copies FROM ("
+        "SELECT min({'t': ts_us, 'u': unit_id, 'm': metric, 'v': value}) AS r, "
+        f"count(*) AS copies FROM outcomes WHERE metric IN ({sql_list(names)}) "
+        "GROUP BY event_id) AS d"
     )
     engine.table(
         "_events",
-        "SELECT e.r.u AS unit_id, e.r.m AS metric, e.r.v AS value, e.ts_us, e.copies, "
-        "u.code, u.crossed, u.first_us, "
+        "SELECT e.unit_id, e.metric, e.value, e.ts_us, e.copies, u.code, u.crossed, u.first_us, "
         f"coalesce(({post}), FALSE) AS post, coalesce(({pre}), FALSE) AS pre, "
         f"coalesce(({post}) AND e.ts_us < u.first_us + {micros(window)}, FALSE) AS obs "
-        f"FROM ({dedup}) AS e LEFT JOIN _units AS u ON e.r.u = u.unit_id",
+        f"FROM ({dedup}) AS e LEFT JOIN _units AS u ON e.unit_id = u.unit_id",
     )
     # Per unit and metric: counted (c, s), covariate (pc, ps) and observed (oc, os) events.
     engine.table(
