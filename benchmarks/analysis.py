@@ -1,17 +1,24 @@
-"""Benchmark: join + per-variant aggregation of 10M exposures and 3M outcomes from Parquet.
+"""Benchmark: the analysis of 10M exposures and 3M outcomes from Parquet, four ways.
 
-Generates the files at run time (nothing committed), then runs, each in its own
-subprocess so that peak resident memory is measured fairly (``ru_maxrss``):
+Generates the files at run time (nothing committed; ``--exposures N``, outcomes 0.3 N),
+then runs each path in its own subprocess, timing it after imports (and after Spark's
+start) and sampling the peak resident memory of the process and its children (Spark's
+JVM included):
 
-- ``abtest``: `analysis.join.join_and_aggregate` (DuckDB SQL), with everything the
-  analysis needs: crossovers, dedupe, CUPED covariates and the daily cumulative series;
+- ``abtest``: `analysis.analyze` on DuckDB, everything the analysis does: validation,
+  crossovers, dedupe, CUPED covariates, event accounting, the daily series, statistics;
+- ``query``: the ceiling, one hand-written DuckDB query computing the same per-variant n
+  and sums (CUPED included) with none of the rest (`QUERY`);
 - ``pandas``: a straightforward ``read_parquet`` + ``merge`` + ``groupby`` of the same
-  files computing the same per-variant sums (no covariates, no daily series).
+  files computing the same per-variant n and sums (no covariates, no daily series);
+- ``spark``: `analysis.analyze` with ``engine="spark"``, Spark in local mode on every core
+  (``pip install -e '.[bench,spark]'`` and Java 17+).
 
-Both must agree on n and the sums; the script prints wall time (after imports), rows per
-second, peak memory and the ratios.  Usage::
+All must agree on n and the sums (1e-9); the script prints wall time, rows per second,
+peak memory and the ratios.  Usage::
 
-    python benchmarks/analysis.py [--exposures 10000000] [--outcomes 3000000]
+    python benchmarks/analysis.py [--exposures 10000000] [--paths abtest,query,pandas]
+    python benchmarks/analysis.py --exposures 10000000 --paths abtest,spark
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,22 +91,72 @@ def generate(directory: Path, n_exposures: int, n_outcomes: int, seed: int = 7) 
             )
 
 
-def run_abtest(directory: Path) -> dict[str, dict[str, float]]:
-    """The production path: DuckDB SQL inside `analysis.data.join`."""
-    from analysis.data.join import join_and_aggregate, parse_metric
+def run_abtest(directory: Path, engine: str = "duckdb") -> dict[str, dict[str, list[float]]]:
+    """The production path: `analysis.analyze` (the DuckDB SQL of `analysis.data.join`, or
+    the same SQL on Spark), with CUPED covariates, the daily series and the statistics."""
+    from analysis import analyze
 
-    agg = join_and_aggregate(
-        directory / "exposures",
-        directory / "outcomes",
-        metrics=[parse_metric(m) for m in METRICS],
-    )
+    result = analyze(
+        str(directory / "exposures"), str(directory / "outcomes"),
+        metrics=list(METRICS), control="v1", engine=engine,
+    )  # fmt: skip
+    assert result.aggregates is not None
     return {
         name: {
-            variant: [s.n, s.sum, s.sum_sq]  # type: ignore[union-attr]
-            for variant, s in sorted(m.stats.items())
+            variant: [float(getattr(p, f)) for f in ("n", *SUMS)]
+            for variant, p in sorted((m.covariate or {}).items())
         }
-        for name, m in agg.metrics.items()
-    }  # type: ignore[return-value]
+        for name, m in result.aggregates.metrics.items()
+    }
+
+
+SUMS = ("sum_y", "sum_yy", "sum_x", "sum_xx", "sum_xy")
+
+# The ceiling: one DuckDB query a careful analyst would write for the same numbers (first
+# exposure, crossovers out, events deduplicated by id, counted at or after exposure, the
+# 14-day pre-exposure covariate of CUPED), with none of the analysis' validation, event
+# accounting or daily series.
+QUERY = """
+WITH first AS (
+    SELECT unit_id, arg_min(variant, timestamp) AS variant, min(timestamp) AS t0
+    FROM read_parquet('{dir}/exposures/*.parquet') WHERE experiment = 'ranker-v2'
+    GROUP BY unit_id HAVING min(variant) = max(variant)
+), events AS (
+    SELECT event_id, arg_min(unit_id, timestamp) AS unit_id, arg_min(metric, timestamp) AS metric,
+           arg_min(value, timestamp) AS value, min(timestamp) AS ts
+    FROM read_parquet('{dir}/outcomes/*.parquet') WHERE metric IN ('purchase', 'revenue')
+    GROUP BY event_id
+), per_unit AS (
+    SELECT f.variant, e.metric,
+           count(*) FILTER (WHERE e.ts >= f.t0) AS c,
+           coalesce(sum(e.value) FILTER (WHERE e.ts >= f.t0), 0) AS s,
+           count(*) FILTER (WHERE e.ts < f.t0 AND e.ts >= f.t0 - INTERVAL 14 DAY) AS pc,
+           coalesce(sum(e.value) FILTER (WHERE e.ts < f.t0
+                                         AND e.ts >= f.t0 - INTERVAL 14 DAY), 0) AS ps
+    FROM events AS e JOIN first AS f ON e.unit_id = f.unit_id
+    GROUP BY f.unit_id, f.variant, e.metric
+), valued AS (
+    SELECT variant, metric,
+           CASE WHEN metric = 'purchase' THEN CAST(c > 0 AS DOUBLE) ELSE s END AS y,
+           CASE WHEN metric = 'purchase' THEN CAST(pc > 0 AS DOUBLE) ELSE ps END AS x
+    FROM per_unit
+)
+SELECT v.metric, v.variant, n.n, sum(y), sum(y * y), sum(x), sum(x * x), sum(x * y)
+FROM valued AS v JOIN (SELECT variant, count(*) AS n FROM first GROUP BY variant) AS n
+  ON v.variant = n.variant
+GROUP BY v.metric, v.variant, n.n
+"""
+
+
+def run_query(directory: Path) -> dict[str, dict[str, list[float]]]:
+    """The ceiling: `QUERY` on a fresh DuckDB connection."""
+    import duckdb
+
+    con = duckdb.connect()
+    result: dict[str, dict[str, list[float]]] = {}
+    for metric, variant, *numbers in con.execute(QUERY.format(dir=directory)).fetchall():
+        result.setdefault(metric, {})[variant] = [float(v) for v in numbers]
+    return {m: dict(sorted(v.items())) for m, v in sorted(result.items())}
 
 
 def run_pandas(directory: Path) -> dict[str, dict[str, float]]:
@@ -130,22 +188,79 @@ def run_pandas(directory: Path) -> dict[str, dict[str, float]]:
     return result  # type: ignore[return-value]
 
 
-def _child(path: str, directory: Path) -> None:
-    # Imports are not data processing: load them before the clock starts, for both paths.
+PATHS = ("abtest", "query", "pandas", "spark")
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (Spark's JVM), sampled."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import psutil
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._me = psutil.Process()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for proc in [self._me, *self._me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
+            self._stop.wait(self._interval)
+
+    def stop(self) -> float:
+        """The peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def _child(path: str, directory: Path, driver_memory: str) -> None:
+    # Imports and Spark's start are not data processing: before the clock starts.
     import pandas  # noqa: F401
 
-    import analysis.data.join  # noqa: F401
+    import analysis  # noqa: F401
 
+    if path == "spark":
+        from pyspark.sql import SparkSession
+
+        begin = time.perf_counter()
+        session = (
+            SparkSession.builder.master("local[*]")
+            .config("spark.driver.memory", driver_memory)
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+        session.sparkContext.setLogLevel("ERROR")
+        print(f"spark session started in {time.perf_counter() - begin:.1f} s", file=sys.stderr)
+    memory = PeakMemory()
     start = time.perf_counter()
-    result = run_abtest(directory) if path == "abtest" else run_pandas(directory)
+    if path == "abtest":
+        result = run_abtest(directory)
+    elif path == "spark":
+        result = run_abtest(directory, engine="spark")
+    elif path == "query":
+        result = run_query(directory)
+    else:
+        result = run_pandas(directory)  # type: ignore[assignment]
     wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = max(memory.stop(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps({"wall": wall, "peak_mb": peak_mb, "result": result}))
 
 
-def _measure(path: str, directory: Path) -> dict[str, object]:
+def _measure(path: str, directory: Path, driver_memory: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", path, "--dir", str(directory)],
+        [sys.executable, __file__, "--child", path, "--dir", str(directory),
+         "--spark-driver-memory", driver_memory],
         check=False, capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode:
@@ -155,38 +270,60 @@ def _measure(path: str, directory: Path) -> dict[str, object]:
 
 
 def _agree(a: dict[str, object], b: dict[str, object]) -> bool:
+    """The same n and sums (to 1e-9) wherever both paths compute them."""
     left, right = a["result"], b["result"]
     assert isinstance(left, dict) and isinstance(right, dict)
-    return all(np.allclose(left[m][v], right[m][v], rtol=1e-9) for m in left for v in left[m])
+    return all(
+        np.allclose(left[m][v][:k], right[m][v][:k], rtol=1e-9)
+        for m in left for v in left[m]
+        for k in [min(len(left[m][v]), len(right[m][v]))]
+    )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exposures", type=int, default=10_000_000)
-    parser.add_argument("--outcomes", type=int, default=3_000_000)
-    parser.add_argument("--child", choices=("abtest", "pandas"), help=argparse.SUPPRESS)
+    parser.add_argument("--outcomes", type=int, help="default 0.3 x exposures")
+    parser.add_argument("--paths", default="abtest,query,pandas",
+                        help=f"comma-separated, of {', '.join(PATHS)}")  # fmt: skip
+    parser.add_argument("--spark-driver-memory", default="8g")
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.dir)
+        _child(args.child, args.dir, args.spark_driver_memory)
         return
+    paths = [p for p in args.paths.split(",") if p]
+    if unknown := set(paths) - set(PATHS):
+        parser.error(f"unknown path(s): {', '.join(sorted(unknown))}")
+    n_outcomes = args.outcomes if args.outcomes is not None else int(args.exposures * 0.3)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         start = time.perf_counter()
-        generate(directory, args.exposures, args.outcomes)
-        print(f"generated {args.exposures:,} exposures + {args.outcomes:,} outcomes "
-              f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
-        rows = args.exposures + args.outcomes
-        runs = {path: _measure(path, directory) for path in ("abtest", "pandas")}
-    for path, run in runs.items():
-        wall, peak = float(run["wall"]), float(run["peak_mb"])  # type: ignore[arg-type]
-        print(f"{path:7s} wall {wall:7.2f} s   {rows / wall / 1e6:6.2f} M rows/s   "
-              f"peak RSS {peak:7.0f} MB")  # fmt: skip
-    a, p = runs["abtest"], runs["pandas"]
-    speedup = float(p["wall"]) / float(a["wall"])  # type: ignore[arg-type]
-    memory = float(a["peak_mb"]) / float(p["peak_mb"])  # type: ignore[arg-type]
-    print(f"speed-up {speedup:.1f}x (goal >= 10x); peak memory {memory:.2f}x of pandas "
-          f"(goal < 1); results agree: {_agree(a, p)}")  # fmt: skip
+        generate(directory, args.exposures, n_outcomes)
+        print(f"generated {args.exposures:,} exposures + {n_outcomes:,} outcomes "
+              f"in {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+        rows = args.exposures + n_outcomes
+        runs = {}
+        for path in paths:
+            runs[path] = run = _measure(path, directory, args.spark_driver_memory)
+            wall, peak = float(run["wall"]), float(run["peak_mb"])  # type: ignore[arg-type]
+            print(f"{path:7s} wall {wall:8.2f} s   {rows / wall / 1e6:6.2f} M rows/s   "
+                  f"peak RSS {peak:7.0f} MB", flush=True)  # fmt: skip
+    wall = {p: float(r["wall"]) for p, r in runs.items()}  # type: ignore[arg-type]
+    peak = {p: float(r["peak_mb"]) for p, r in runs.items()}  # type: ignore[arg-type]
+    if {"abtest", "query"} <= runs.keys():
+        print(f"analyze() on DuckDB takes {wall['abtest'] / wall['query']:.2f}x the time of "
+              f"the hand-written query (goal <= 1.2x); "
+              f"agree: {_agree(runs['abtest'], runs['query'])}")  # fmt: skip
+    if {"abtest", "pandas"} <= runs.keys():
+        print(f"speed-up over pandas {wall['pandas'] / wall['abtest']:.1f}x; peak memory "
+              f"{peak['abtest'] / peak['pandas']:.2f}x of pandas; "
+              f"agree: {_agree(runs['abtest'], runs['pandas'])}")  # fmt: skip
+    if {"abtest", "spark"} <= runs.keys():
+        print(f"Spark local mode takes {wall['spark'] / wall['abtest']:.2f}x DuckDB's time and "
+              f"{peak['spark'] / peak['abtest']:.2f}x its peak memory; "
+              f"agree: {_agree(runs['abtest'], runs['spark'])}")  # fmt: skip
 
 
 if __name__ == "__main__":
