@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from abtest.auth import Role
-from abtest.events import parse_events
+from abtest.events import parse_event_batch
 from service.extension import abtest
 from service.security import requires
 from service.validation import json_object
@@ -16,8 +16,8 @@ bp = Blueprint("events", __name__, url_prefix="/v1")
 @bp.post("/events")
 @requires(Role.SDK)
 def record() -> tuple[Response, int]:
-    """Validate the whole batch, then append it atomically: 202 ``{accepted, duplicates}``."""
-    body = json_object(allowed=("events",))
-    events = parse_events(body.get("events"))
+    """Validate the whole batch (`abtest.events.EventBatch`), then append it atomically:
+    202 ``{accepted, duplicates}``."""
+    events = parse_event_batch(json_object())
     accepted, duplicates = abtest().store.record_events(events)
     return jsonify({"accepted": accepted, "duplicates": duplicates}), 202

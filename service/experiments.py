@@ -11,8 +11,9 @@ from abtest.errors import InvalidInput
 from abtest.experiment import Status
 from abtest.store import ExposureCounts
 from service.extension import abtest
+from service.schemas import ShipBody
 from service.security import requires
-from service.validation import experiment_key, flag, json_object
+from service.validation import experiment_key, flag, json_body, json_object
 
 bp = Blueprint("experiments", __name__, url_prefix="/v1/experiments")
 
@@ -78,12 +79,9 @@ def stop(key: str) -> Response:
 def ship(key: str) -> Response:
     """running or stopped -> shipped with ``{"variant": ..., "reason": ...}``: everyone gets
     the variant; the optional reason is kept in the audit entry."""
-    body = json_object(allowed=("variant", "reason"))
-    variant = body.get("variant")
-    if not isinstance(variant, str) or not variant:
-        raise InvalidInput("required: the winning variant's key", "variant")
+    body = json_body(ShipBody)
     stored = abtest().store.ship_experiment(
-        experiment_key(key, "key"), variant, key_id=_key_id(), reason=body.get("reason")
+        experiment_key(key, "key"), body.variant, key_id=_key_id(), reason=body.reason
     )
     return jsonify(stored.to_dict())
 

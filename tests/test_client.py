@@ -328,10 +328,11 @@ def test_local_evaluation_sends_exposures_in_batches(
     assert _requests_to(api.client, "/v1/assign") == 0
 
 
-def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
+def test_a_refused_exposure_batch_loses_only_the_named_unit(
     api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
-    """An experiment removed from Redis refuses the batch; the others still arrive, once."""
+    """An experiment removed from Redis refuses the batch naming ``requests[i]``: that unit
+    is dropped and the rest sent again in one batch, each exposed once."""
     api.create_experiment(simple_config("checkout"))
     api.create_experiment(simple_config("gone"))
     local = make_client(url, local_evaluation=True, flush_interval=30)
@@ -345,7 +346,9 @@ def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
     ]
     stats = local.stats()
     assert (stats.exposures_sent, stats.exposures_dropped) == (5, 1)
-    assert _requests_to(api.client, "/v1/assign") == 5
+    assert "requests[5].experiment" in (stats.last_error or "")
+    assert _requests_to(api.client, "/v1/assign/batch") == 1  # the 200; the 404 came first
+    assert _requests_to(api.client, "/v1/assign") == 0
 
 
 def test_local_assignments_match_remote_ones(
