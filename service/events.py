@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from abtest.auth import Role
 from abtest.events import parse_event_batch
@@ -19,5 +19,8 @@ def record() -> tuple[Response, int]:
     """Validate the whole batch (`abtest.events.EventBatch`), then append it atomically:
     202 ``{accepted, duplicates}``."""
     events = parse_event_batch(json_object())
-    accepted, duplicates = abtest().store.record_events(events)
+    ext = abtest()
+    if current_app.config["REFUSE_UNDECLARED_METRICS"]:
+        ext.declared_metrics.check(ext.store, events)
+    accepted, duplicates = ext.store.record_events(events)
     return jsonify({"accepted": accepted, "duplicates": duplicates}), 202

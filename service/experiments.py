@@ -25,7 +25,9 @@ def _key_id() -> str:
 @bp.post("")
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a draft from an experiment definition (``status``/``winner`` are ignored)."""
-    stored = abtest().store.create_experiment(json_object(), key_id=_key_id())
+    ext = abtest()
+    stored = ext.store.create_experiment(json_object(), key_id=_key_id())
+    ext.declared_metrics.forget()
     location = url_for("experiments.get", key=stored.experiment.key)
     return jsonify(stored.to_dict()), 201, {"Location": location}
 
@@ -53,9 +55,11 @@ def get(key: str) -> Response:
 @bp.put("/<key>")
 def update(key: str) -> Response:
     """Store a new version; 409 if it would move assigned units, unless ``?force=true``."""
-    stored = abtest().store.update_experiment(
+    ext = abtest()
+    stored = ext.store.update_experiment(
         experiment_key(key, "key"), json_object(), key_id=_key_id(), force=flag("force")
     )
+    ext.declared_metrics.forget()
     return jsonify(stored.to_dict())
 
 

@@ -411,3 +411,93 @@ def test_bad_url_is_refused() -> None:
     """Only http(s) URLs with a host are accepted."""
     with pytest.raises(InvalidInput, match="not an http"):
         Client("ftp://example", "k")
+
+
+# -- hostile input and partly refused batches ----------------------------------------------------
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["remote", "local"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.track("u" + LONE, "purchase"),
+        lambda c: c.track("u1", "purchase" + LONE),
+        lambda c: c.track("u1", "purchase\n"),
+        lambda c: c.assign("checkout", "u" + LONE),
+        lambda c: c.assign("checkout", "u1", {"country": LONE}),
+        lambda c: c.assign("checkout", "u1", {LONE: "DE"}),
+        lambda c: c.assignments("u1", {"nested": [1, {"x": LONE}]}),
+    ],
+)
+def test_lone_surrogates_are_refused_at_once_and_never_queued(  # noqa: PLR0917 - table columns
+    api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis,
+    local: bool, call: Any,
+) -> None:  # fmt: skip
+    """``track``/``assign`` raise `InvalidInput` before anything is sent or queued."""
+    api.create_experiment(simple_config("checkout"))
+    client = make_client(url, local_evaluation=local, flush_interval=30)
+    with pytest.raises(InvalidInput):
+        call(client)
+    assert client.flush(timeout=10)
+    stats = client.stats()
+    assert (stats.tracked, stats.rejected, stats.exposures_sent, stats.exposures_dropped) == (
+        0, 0, 0, 0)  # fmt: skip
+    assert redis_client.exists(keys.exposures_stream("checkout"), keys.outcomes_stream()) == 0
+
+
+@pytest.fixture
+def served(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., tuple[str, Api]]]:
+    """Serve an app built with extra settings over real HTTP: ``(url, api)``."""
+    from service import create_app
+
+    running = []
+
+    def start(**settings: Any) -> tuple[str, Api]:
+        app = create_app({"TESTING": True, "REDIS_URL": redis_url, **settings})
+        server, thread = serve(app)
+        running.append((server, thread, app))
+        return f"http://127.0.0.1:{server.server_port}", Api(
+            app.test_client(), app.extensions["abtest"].store
+        )
+
+    yield start
+    for server, thread, app in running:
+        server.shutdown()
+        thread.join()
+        app.extensions["abtest"].redis.close()
+
+
+def test_events_the_service_refuses_are_dropped_and_the_rest_delivered(
+    served: Callable[..., tuple[str, Api]], redis_client: redis.Redis
+) -> None:
+    """A batch refused for ``events[i]`` (here an undeclared metric) loses only that event:
+    it is counted as rejected, never retried, and every other event arrives once."""
+    url, api = served(REFUSE_UNDECLARED_METRICS=True)
+    api.create_experiment(example_config())
+    with Client(url, api.sdk_key, flush_interval=30, batch_size=50) as client:
+        good, bad = [], []
+        for i in range(120):
+            if i % 37 == 5:
+                bad.append(client.track(f"u{i}", "purchse"))
+            else:
+                good.append(client.track(f"u{i}", "purchase"))
+        assert client.flush(timeout=20)
+        stats = client.stats()
+    assert sorted(outcome_ids(redis_client)) == sorted(good)
+    assert (stats.sent, stats.rejected, stats.pending, stats.retries) == (len(good), len(bad), 0, 0)
+    assert "did you mean 'purchase'" in (stats.last_error or "")
+
+
+def test_a_batch_over_the_body_limit_is_split_until_it_fits(
+    served: Callable[..., tuple[str, Api]], redis_client: redis.Redis
+) -> None:
+    """A 413 names no event: the batch is halved until each part fits, and nothing is lost."""
+    url, api = served(MAX_CONTENT_LENGTH=6_000)
+    with Client(url, api.sdk_key, flush_interval=30, batch_size=500) as client:
+        ids = [client.track(f"user-{i}", "purchase", value=i) for i in range(300)]
+        assert client.flush(timeout=30)
+        stats = client.stats()
+    assert sorted(outcome_ids(redis_client)) == sorted(ids)
+    assert (stats.sent, stats.rejected) == (300, 0)
