@@ -12,7 +12,7 @@ from pydantic import Field
 from abtest.assign_calls import MAX_BATCH_ASSIGNMENTS, MAX_EXPOSURE_DELAY_US
 from abtest.errors import InvalidInput
 from abtest.json_input import unsafe_value
-from abtest.schemas import ExperimentKey, Strict, UnitId, validate
+from abtest.schemas import WHOLE_NUMBER, ExperimentKey, Strict, UnitId, validate
 
 _MIN_TIME_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 _MAX_SAFE_INTEGER: Final = 2**53 - 1  # the largest integer every JSON reader keeps exactly
@@ -31,7 +31,9 @@ class AssignBody(Strict):
 class BatchItem(AssignBody):
     """One unit of ``POST /v1/assign/batch``."""
 
-    assigned_at: Annotated[int, Field(ge=_MIN_TIME_US, le=_MAX_SAFE_INTEGER)] | None = Field(
+    assigned_at: (
+        Annotated[int, Field(ge=_MIN_TIME_US, le=_MAX_SAFE_INTEGER), WHOLE_NUMBER] | None
+    ) = Field(
         default=None,
         description=(
             "When the caller assigned the unit itself (epoch microseconds; the client's "

@@ -175,6 +175,8 @@ class Experiment:
         for name in ("guardrail_metrics", "secondary_metrics"):
             kwargs[name] = _parse_metrics(data.get(name, []), name, problems)
         planned = data.get("planned_units_per_variant")
+        if isinstance(planned, float) and planned.is_integer():
+            planned = int(planned)  # JSON has one number type: 2.0 is the integer 2
         if planned is not None and (
             isinstance(planned, bool) or not isinstance(planned, int) or planned <= 0
         ):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 
@@ -32,6 +32,7 @@ from abtest.experiment_schema import anchored
 from abtest.json_input import ROOT, field_name
 
 __all__ = [
+    "WHOLE_NUMBER",
     "ExperimentKey",
     "FiniteNumber",
     "MetricName",
@@ -64,6 +65,18 @@ MetricName = Annotated[
     str, StringConstraints(pattern=anchored(METRIC_NAME_PATTERN)), Field(examples=["purchase"])
 ]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _whole(value: object) -> object:
+    # JSON has one number type: 2.0 is the integer 2 to JSON Schema, so to us too.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Goes after the ``Field`` with the bounds: ``Annotated[int, Field(ge=...), WHOLE_NUMBER]``
+# (placed before them, the bounds are published as "ge"/"le", which JSON Schema ignores).
+WHOLE_NUMBER: Final = BeforeValidator(_whole)
 
 # What a pattern means, for messages a person can act on.
 _PATTERN_NAMES: Final = {

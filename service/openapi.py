@@ -12,9 +12,10 @@ from typing import Any, Final
 from pydantic.json_schema import models_json_schema
 
 from abtest import __version__
+from abtest.auth import KEY_ID_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
-from abtest.experiment_schema import UNIT_ID_SCHEMA, experiment_schema
+from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
 from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -75,9 +76,9 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
 
 
 def _key_param(name: str = "key") -> list[dict[str, Any]]:
-    schema: dict[str, Any] = {"type": "string"}
-    if name == "key":
-        schema["pattern"] = f"^{SLUG_PATTERN}$"
+    schema: dict[str, Any] = {"type": "string", "pattern": anchored(SLUG_PATTERN)}
+    if name == "key_id":
+        schema["pattern"] = anchored(KEY_ID_PATTERN)
     return [{"name": name, "in": "path", "required": True, "schema": schema}]
 
 
