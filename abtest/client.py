@@ -16,8 +16,11 @@ With ``local_evaluation=True`` the client fetches every experiment config
 process with `abtest.assignment.assign` (the service's own hashing).  Exposures are still
 recorded by the service: the first time this process sees a unit ``assigned`` in an
 experiment, the background thread sends it with ``POST /v1/assign/batch`` (up to
-`abtest.store.MAX_BATCH_ASSIGNMENTS` units per request), which stores the sticky variant and
-logs the first exposure exactly once.  Only the standard library is used
+`abtest.store.MAX_BATCH_ASSIGNMENTS` units per request) together with the time it was
+assigned here, which dates the exposure (`abtest.store.exposure_time`), so outcomes tracked
+right after the assignment are not older than it; the service stores the sticky variant and
+logs the first exposure exactly once.  A batch the service refuses in part loses only the
+items it names (`abtest.client_batches`).  Only the standard library is used
 (``http.client`` with one keep-alive connection per thread).
 """
 

@@ -17,9 +17,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from abtest.errors import InvalidConfig, Problem
+from abtest.errors import InvalidConfig, InvalidInput, Problem
 from abtest.hashing import BUCKET_SPACE
-from abtest.json_input import has_surrogate, unsafe_value
+from abtest.json_input import has_surrogate, loads, unsafe_value
 from abtest.targeting import OPERATORS, Rule
 
 # Names are checked with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing
@@ -206,6 +206,11 @@ class Experiment:
         except json.JSONDecodeError as exc:
             problem = Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")
             raise InvalidConfig([problem]) from None
+        except ValueError:  # an integer longer than Python reads: say where it is
+            try:
+                data = loads(text)
+            except InvalidInput as exc:
+                raise InvalidConfig([Problem(exc.field or "$", exc.message)]) from None
         return cls.from_dict(data)
 
     @classmethod
