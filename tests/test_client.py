@@ -457,16 +457,15 @@ def served(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., 
     def start(**settings: Any) -> tuple[str, Api]:
         app = create_app({"TESTING": True, "REDIS_URL": redis_url, **settings})
         server, thread = serve(app)
-        running.append((server, thread, app))
+        running.append((server, thread))
         return f"http://127.0.0.1:{server.server_port}", Api(
             app.test_client(), app.extensions["abtest"].store
         )
 
     yield start
-    for server, thread, app in running:
+    for server, thread in running:
         server.shutdown()
         thread.join()
-        app.extensions["abtest"].redis.close()
 
 
 def test_events_the_service_refuses_are_dropped_and_the_rest_delivered(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,11 +14,10 @@ from tests.conftest import Api, example_config, simple_config
 
 
 @pytest.fixture
-def strict_api(redis_url: str, redis_client: redis.Redis) -> Iterator[Api]:
+def strict_api(redis_url: str, redis_client: redis.Redis) -> Api:
     """The API of an app that refuses undeclared metrics."""
     app = create_app({"TESTING": True, "REDIS_URL": redis_url, "REFUSE_UNDECLARED_METRICS": True})
-    yield Api(app.test_client(), app.extensions["abtest"].store)
-    app.extensions["abtest"].redis.close()
+    return Api(app.test_client(), app.extensions["abtest"].store)
 
 
 def _event(i: int, metric: str) -> dict[str, Any]:
