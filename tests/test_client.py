@@ -444,7 +444,7 @@ def test_lone_surrogates_are_refused_at_once_and_never_queued(  # noqa: PLR0917 
     stats = client.stats()
     assert (stats.tracked, stats.rejected, stats.exposures_sent, stats.exposures_dropped) == (
         0, 0, 0, 0)  # fmt: skip
-    assert redis_client.exists(keys.exposures_stream("checkout"), keys.outcomes_stream()) == 0
+    assert exposure_rows(redis_client, "checkout") == outcome_ids(redis_client) == []
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from abtest import keys
+from abtest.assign_calls import MAX_EXPOSURE_DELAY_US
 from abtest.client import Client
 from abtest.export import export
-from abtest.store import MAX_EXPOSURE_DELAY_US, AssignRequest, Store
+from abtest.store import AssignRequest, Store
 from analysis import analyze
 from tests.conftest import Api, simple_config
+from tests.stored import exposure_rows
 
 UNITS = 600
 
@@ -36,7 +37,7 @@ def test_outcomes_tracked_at_once_after_a_local_assignment_all_count(
         assert client.flush(timeout=30)
         stats = client.stats()
     assert (stats.exposures_sent, stats.sent, stats.rejected) == (UNITS, UNITS, 0)
-    assert redis_client.xlen(keys.exposures_stream("checkout")) == UNITS
+    assert len(exposure_rows(redis_client, "checkout")) == UNITS
 
     export(redis_client, out_dir=tmp_path)
     result = analyze(tmp_path / "exposures", tmp_path / "outcomes",
@@ -48,8 +49,7 @@ def test_outcomes_tracked_at_once_after_a_local_assignment_all_count(
 
 
 def _exposure_times(store: Store) -> dict[str, int]:
-    stream = keys.exposures_stream("exp")
-    return {f["unit_id"]: int(f["timestamp"]) for _, f in store.redis.xrange(stream)}
+    return {row["unit_id"]: row["timestamp"] for row in exposure_rows(store.redis, "exp")}
 
 
 def test_the_exposure_is_dated_by_the_callers_assignment_time_within_bounds(store: Store) -> None:
@@ -80,5 +80,5 @@ def test_the_batch_endpoint_takes_assigned_at(api: Api, redis_client: redis.Redi
     then = time.time_ns() // 1000 - 3_000_000
     body = {"requests": [{"experiment": "exp", "unit_id": "u1", "assigned_at": then}]}
     assert api.call("POST", "/v1/assign/batch", body, role="sdk").status_code == 200
-    [(_, fields)] = redis_client.xrange(keys.exposures_stream("exp"))
-    assert int(fields["timestamp"]) == then
+    [row] = exposure_rows(redis_client, "exp")
+    assert row["timestamp"] == then

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import redis
 
-from abtest import keys
 from abtest.errors import InvalidInput
 from service import create_app
 from tests.conftest import Api, example_config, simple_config
+from tests.stored import outcome_entries
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_a_misspelled_metric_is_refused_with_a_suggestion(strict_api, redis_clie
     error = response.get_json()["error"]
     assert error["field"] == "events[1].metric"
     assert "'purchse'" in error["message"] and "did you mean 'purchase'" in error["message"]
-    assert redis_client.exists(keys.outcomes_stream()) == 0
+    assert outcome_entries(redis_client) == []
 
 
 def test_a_metric_declared_by_a_new_experiment_counts_at_once(strict_api):
