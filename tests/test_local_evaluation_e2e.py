@@ -17,6 +17,7 @@ from analysis import analyze
 from tests.conftest import Api, simple_config
 from tests.stored import exposure_rows
 
+REDIS_TOPOLOGIES = ("single", "cluster")  # the cluster's partitioned, compact layout too
 UNITS = 600
 
 
