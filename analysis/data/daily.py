@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
-from analysis.data.metric_spec import source_metrics, sql_list, value_sql
+from analysis.data.metric_spec import ratio_per_unit_sql, sql_list, value_sql
 from analysis.statistics.aggregates import PairedStats
 
 if TYPE_CHECKING:
@@ -47,18 +47,10 @@ def daily_per_unit_sql(metric: Metric, *, window_us: int, end_us: int) -> tuple[
     closed = f"first_us + {window_us} <= {end_us}"
     day = f"(first_us + {window_us}) // {DAY_US}"
     if metric.type is MetricType.RATIO:
-        num, den = source_metrics(metric)
-        per_unit = (
-            f"SELECT code, first_us, sum(os) FILTER (WHERE metric = {sql_list([num])}) AS y, "
-            f"sum(os) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
-            f"WHERE oc > 0 AND metric IN ({sql_list([num, den])}) AND {closed} "
-            "GROUP BY unit_id, code, first_us"
+        sql = ratio_per_unit_sql(
+            metric, total="os", columns="code, first_us", where=f"oc > 0 AND {closed}"
         )
-        return (
-            "SELECT code, first_us, coalesce(y, 0) AS y, coalesce(x, 0) AS x "
-            f"FROM ({per_unit}) AS r",
-            day,
-        )
+        return sql, day
     return (
         f"SELECT code, first_us, {value_sql(metric.type, 'oc', 'os')} AS y, 0.0 AS x "
         f"FROM _unit_values WHERE oc > 0 AND metric = {sql_list([metric.name])} AND {closed}",

@@ -62,6 +62,21 @@ def value_sql(metric_type: MetricType, count: str, total: str) -> str:
     return f"CAST({total} AS DOUBLE)"
 
 
+def ratio_per_unit_sql(
+    metric: Metric, *, total: str, columns: str = "code", where: str = "TRUE"
+) -> str:
+    """``(<columns>, y, x)`` per unit of a ratio metric, from ``_unit_values`` rows matching
+    ``where``: Σ ``total`` over the numerator's and over the denominator's events (0 for a
+    unit with events of only one)."""
+    num, den = source_metrics(metric)
+    per_unit = (
+        f"SELECT {columns}, sum({total}) FILTER (WHERE metric = {sql_list([num])}) AS y, "
+        f"sum({total}) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
+        f"WHERE metric IN ({sql_list([num, den])}) AND {where} GROUP BY unit_id, {columns}"
+    )
+    return f"SELECT {columns}, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({per_unit}) AS r"
+
+
 def sql_list(names: Sequence[str]) -> str:
     """A SQL list of quoted string literals."""
     return ", ".join("'" + n.replace("'", "''") + "'" for n in names)

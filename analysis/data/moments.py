@@ -19,7 +19,7 @@ import pandas as pd
 
 from abtest.experiment import Metric, MetricType
 from analysis.data.daily import daily_per_unit_sql
-from analysis.data.metric_spec import source_metrics, sql_list, value_sql
+from analysis.data.metric_spec import ratio_per_unit_sql, sql_list, value_sql
 from analysis.data.tables import MetricAggregates, QuantileSample
 from analysis.statistics.aggregates import PairedStats, SampleStats
 
@@ -30,13 +30,7 @@ _FIXED_HORIZON: Final = -1  # the ``day`` of the whole-experiment sums
 def _per_unit_sql(metric: Metric, *, pre_window: bool, covariate_table: bool) -> str:
     """``(code, y, x)`` per unit with events: the metric, and its covariate or denominator."""
     if metric.type is MetricType.RATIO:
-        num, den = source_metrics(metric)
-        sql = (
-            f"SELECT code, sum(s) FILTER (WHERE metric = {sql_list([num])}) AS y, "
-            f"sum(s) FILTER (WHERE metric = {sql_list([den])}) AS x FROM _unit_values "
-            f"WHERE metric IN ({sql_list([num, den])}) GROUP BY unit_id, code"
-        )
-        return f"SELECT code, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql}) AS r"
+        return ratio_per_unit_sql(metric, total="s")
     y = value_sql(metric.type, "c", "s")
     name = sql_list([metric.name])
     if covariate_table:
