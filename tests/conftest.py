@@ -223,8 +223,18 @@ def url(app: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    """One Spark local-mode session for the test session (starting one takes 10-20 s)."""
+    """One Spark local-mode session for the test session (starting one takes 10-20 s).
+
+    Spark needs a Java runtime: without one the Spark tests skip with a message, as the
+    browser tests do without Chromium; ``.ci/run`` installs it, so CI runs them.
+    """
+    import os
+    import shutil
+
     from pyspark.sql import SparkSession
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime (apt install openjdk-17-jre-headless); .ci/run installs it")
 
     session = (
         SparkSession.builder.master("local[2]")
