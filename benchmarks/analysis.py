@@ -224,7 +224,7 @@ class PeakMemory:
         return self.peak / 2**20
 
 
-def _child(path: str, directory: Path, driver_memory: str) -> None:
+def _child(path: str, directory: Path, driver_memory: str, master: str) -> None:
     # Imports and Spark's start are not data processing: before the clock starts.
     import pandas  # noqa: F401
 
@@ -235,7 +235,7 @@ def _child(path: str, directory: Path, driver_memory: str) -> None:
 
         begin = time.perf_counter()
         session = (
-            SparkSession.builder.master("local[*]")
+            SparkSession.builder.master(master)
             .config("spark.driver.memory", driver_memory)
             .config("spark.ui.showConsoleProgress", "false")
             .getOrCreate()
@@ -257,10 +257,10 @@ def _child(path: str, directory: Path, driver_memory: str) -> None:
     print(json.dumps({"wall": wall, "peak_mb": peak_mb, "result": result}))
 
 
-def _measure(path: str, directory: Path, driver_memory: str) -> dict[str, object]:
+def _measure(path: str, directory: Path, driver_memory: str, master: str) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", path, "--dir", str(directory),
-         "--spark-driver-memory", driver_memory],
+         "--spark-driver-memory", driver_memory, "--spark-master", master],
         check=False, capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode:
@@ -287,11 +287,12 @@ def main() -> None:
     parser.add_argument("--paths", default="abtest,query,pandas",
                         help=f"comma-separated, of {', '.join(PATHS)}")  # fmt: skip
     parser.add_argument("--spark-driver-memory", default="8g")
+    parser.add_argument("--spark-master", default="local[*]", help="e.g. spark://host:7077, yarn")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.dir, args.spark_driver_memory)
+        _child(args.child, args.dir, args.spark_driver_memory, args.spark_master)
         return
     paths = [p for p in args.paths.split(",") if p]
     if unknown := set(paths) - set(PATHS):
@@ -306,7 +307,9 @@ def main() -> None:
         rows = args.exposures + n_outcomes
         runs = {}
         for path in paths:
-            runs[path] = run = _measure(path, directory, args.spark_driver_memory)
+            runs[path] = run = _measure(
+                path, directory, args.spark_driver_memory, args.spark_master
+            )
             wall, peak = float(run["wall"]), float(run["peak_mb"])  # type: ignore[arg-type]
             print(f"{path:7s} wall {wall:8.2f} s   {rows / wall / 1e6:6.2f} M rows/s   "
                   f"peak RSS {peak:7.0f} MB", flush=True)  # fmt: skip
