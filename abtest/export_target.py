@@ -54,10 +54,14 @@ class LocalTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        remove_stale_tmp(root)
+        self._ready = False
 
     def write(self, relative: PurePosixPath, write: Callable[[Any], None], hook: Hook) -> str:
+        # Made at the first write, not before: a refused export (no store) leaves no folder.
+        if not self._ready:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            remove_stale_tmp(self.root)
+            self._ready = True
         return str(write_durably(self.root, Path(relative), write, hook))
 
 

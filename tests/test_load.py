@@ -168,3 +168,17 @@ def test_fingerprint_is_stable_and_sensitive(tmp_path):
     assert fingerprint(tmp_path / "a.parquet") == fingerprint(str(tmp_path / "a.parquet"))
     assert fingerprint(tmp_path / "d") != fingerprint(tmp_path / "a.parquet")
     assert len(fingerprint(tmp_path / "d")) == 64
+
+
+@pytest.mark.parametrize("zone", ["UTC", None])
+def test_nanosecond_timestamps_read_as_microseconds(tmp_path, zone):
+    """Parquet from pandas' nanosecond timestamps (with or without a zone) reads like
+    microsecond ones, rounded to the microsecond."""
+    frame = exposures_frame()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).astype("datetime64[ns]")
+    if zone:
+        frame["timestamp"] = frame["timestamp"].dt.tz_localize(zone)
+    frame.to_parquet(tmp_path / "e.parquet", index=False)
+    read = read_exposures(tmp_path / "e.parquet")
+    expected = pd.to_datetime(exposures_frame()["timestamp"]).astype("datetime64[us]")
+    assert list(read["timestamp"].astype("datetime64[us]")) == list(expected)

@@ -259,10 +259,13 @@ def _epoch_us_sql(column_type: str, name: str) -> str:
     Plain arithmetic on the stored microseconds, where a cast of TIMESTAMPTZ goes through
     ICU time-zone rules and is several times slower on 10M rows.
     """
-    if column_type.startswith(("TIMESTAMP", "DATE")):
-        if column_type.startswith("DATE"):
-            return "epoch_us(CAST(timestamp AS TIMESTAMP))"
+    if column_type in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
         return "epoch_us(timestamp)"
+    if column_type.startswith(("TIMESTAMP", "DATE")):
+        # Dates and other precisions (TIMESTAMP_NS from pandas' nanoseconds, _MS, _S):
+        # epoch_us takes microsecond timestamps only.
+        zoned = "TZ" in column_type or "TIME ZONE" in column_type
+        return f"epoch_us(CAST(timestamp AS {'TIMESTAMPTZ' if zoned else 'TIMESTAMP'}))"
     if column_type.startswith(_TEXT_TYPES):
         return "epoch_us(CAST(timestamp AS TIMESTAMPTZ))"
     if column_type.startswith(_NUMERIC_PREFIXES):
