@@ -56,6 +56,7 @@ from abtest.store import MAX_REASON_LENGTH, Store, StoredExperiment
 from analysis.report import formatting
 from service import console_pages
 from service.extension import abtest
+from service.results import segment_query
 from service.security import public
 
 bp = Blueprint("console", __name__, template_folder="templates")
@@ -288,7 +289,9 @@ def experiments() -> ResponseReturnValue:
 def experiment(key: str) -> ResponseReturnValue:
     """One experiment: config, progress, power, figures, history and the action buttons."""
     stored = _store().get_experiment(key)
-    page = console_pages.detail(current_app, stored, _store().history(key))
+    segment, min_units = segment_query(request.args)
+    page = console_pages.detail(current_app, stored, _store().history(key), segment=segment,
+                                min_segment_units=min_units)  # fmt: skip
     return render_template("experiment.html", page=page, actions=_allowed_actions(stored))
 
 

@@ -181,6 +181,24 @@ def read_outcomes(source: Source) -> pd.DataFrame:
     return frame
 
 
+def attribute_names(source: Source, *, limit: int = 50) -> list[str]:
+    """The attribute names kept with the exposures (keys of their ``attributes`` map),
+    sorted; empty when they carry none.  What ``segment`` can be."""
+    con = connect()
+    try:
+        raw, _ = _register_raw(con, source, "exposures")
+        types = _column_types(con, raw, "exposures", EXPOSURE_COLUMNS)
+        if not types.get("attributes", "").startswith("MAP("):
+            return []
+        rows = con.execute(
+            f"SELECT DISTINCT unnest(map_keys(attributes)) AS name FROM {raw} "
+            f"ORDER BY name LIMIT {int(limit)}"
+        ).fetchall()
+    finally:
+        con.close()
+    return [str(r[0]) for r in rows]
+
+
 def fingerprint(source: Source) -> str:
     """SHA-256 of the input data, re-derivable by anyone holding the same inputs.
 
