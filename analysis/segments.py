@@ -101,8 +101,8 @@ def segment_table(
     Raises
     ------
     InvalidInput
-        A bad attribute name or ``min_units``, or exposures that carry no such attribute
-        (field ``segment``).
+        A bad attribute name or ``min_units``, or exposures none of which carries the
+        attribute (field ``segment``).
     """
     check_min_units(min_units)
     con = connect()
@@ -112,6 +112,10 @@ def segment_table(
         if covariates is not None:
             register_covariates(con, covariates)
         sizes = _sizes(con, experiment)
+        if set(sizes) <= {None}:
+            raise InvalidInput(
+                f"no exposure of '{experiment}' carries the attribute '{attribute}'", "segment"
+            )
         order = sorted(sizes, key=lambda s: (-sum(sizes[s].values()), s is None, s or ""))
         listed, omitted = order[:max_segments], max(0, len(order) - max_segments)
         per_segment: dict[str | None, Aggregates | None] = {}
