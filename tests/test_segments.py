@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from statsmodels.stats.meta_analysis import combine_effects
 from scipy import stats
+from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.multitest import multipletests
 
 from abtest.cli import main
@@ -319,7 +319,7 @@ def test_cli_prints_the_segment_table(files, capsys):
 )  # fmt: skip
 def test_cli_bad_segment_exits_2(files, capsys, extra, message):
     """A segment the exports lack or a bad minimum: exit 2 and one line naming it."""
-    assert main(["analyze", "--exposures", str(files / "exposures"), "--outcomes",
-                 str(files / "outcomes.csv"), "--metric", "purchase:binomial", *extra]) == 2  # fmt: skip
+    common = ["--exposures", str(files / "exposures"), "--outcomes", str(files / "outcomes.csv")]
+    assert main(["analyze", *common, "--metric", "purchase:binomial", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
