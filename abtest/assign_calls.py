@@ -11,6 +11,7 @@ from typing import Any, Final, NamedTuple
 from abtest import keys
 from abtest.assignment import Assignment, Reason
 from abtest.assignment import assign as assign_pure
+from abtest.attributes import encode, segment_attributes
 from abtest.experiment import Experiment, Status
 
 
@@ -68,13 +69,14 @@ def script_call(
     result = assign_pure(experiment, unit_id, attributes)
     sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
     variant = result.variant if result.reason is Reason.ASSIGNED else None
+    kept = encode(segment_attributes(attributes)) if variant is not None else ""
     now = exposure_time(assigned_at, time.time_ns() // 1000)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     return result, partition, (
         cached.version, "sticky" if sticky else "check", unit_id,
         "" if variant is None else cached.codes[variant], now,
         time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), variant or "",
-        keys.unit_bucket_hash(unit_id),
+        keys.unit_bucket_hash(unit_id), kept,
     )  # fmt: skip
 
 

@@ -32,7 +32,8 @@ from abtest.errors import InvalidInput
 MAX_ATTRIBUTES: Final = 20
 MAX_NAME_LENGTH: Final = 40
 MAX_VALUE_LENGTH: Final = 64
-_NAME: Final = re.compile(rf"[A-Za-z][A-Za-z0-9_.\-]{{0,{MAX_NAME_LENGTH - 1}}}")
+NAME_PATTERN: Final = rf"[A-Za-z][A-Za-z0-9_.\-]{{0,{MAX_NAME_LENGTH - 1}}}"
+_NAME: Final = re.compile(NAME_PATTERN)
 
 
 def check_attribute_name(name: object, field: str) -> str:
@@ -57,7 +58,9 @@ def segment_value(value: object, field: str) -> str | None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput("must be a finite number", field)
-        text = json.dumps(value)
+        # JSON has one number type: 500.0 is the segment 500 (as `abtest.schemas` reads it).
+        whole = value.is_integer() and abs(value) <= 2**53
+        text = str(int(value)) if whole else json.dumps(value)
     elif isinstance(value, str):
         text = value
     else:
@@ -130,6 +133,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_NAME_LENGTH",
     "MAX_VALUE_LENGTH",
+    "NAME_PATTERN",
     "check_attribute_name",
     "decode",
     "encode",

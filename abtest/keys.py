@@ -15,7 +15,7 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{K}:variants                HASH    variant key -> code 0, 1, ... (append-only)
     abtest:<U>:state                   HASH    partitioned only: version (copy), lh, ls, ln
     abtest:<U>:units:<n>               HASH    unit_id -> variant code: bucket n of the sticky map
-    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c
+    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c[, a]
     abtest:<U>:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
     abtest:<E>:outcomes                STREAM  accepted outcome events
     abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
@@ -68,9 +68,10 @@ id is longer than 64 bytes make their bucket a plain hash (``hash-max-ziplist-va
 
 **Stored values.**  A sticky entry holds the variant's *code* (its index in the
 experiment's append-only ``variants`` table), never its key; an exposure entry holds
-``u`` unit_id, ``v`` variant code, ``t`` timestamp (integer epoch microseconds, UTC) and
-``c`` config_version, and its experiment is its stream's.  Export decodes codes with the
-``variants`` table.
+``u`` unit_id, ``v`` variant code, ``t`` timestamp (integer epoch microseconds, UTC),
+``c`` config_version and, when the unit came with attributes, ``a`` (the attributes kept
+for segments, compact JSON of short strings: `abtest.attributes`); its experiment is its
+stream's.  Export decodes codes with the ``variants`` table.
 
 Contracts relied on by ``abtest export`` and the analysis:
 
@@ -321,8 +322,9 @@ end
 # prefix of the unit's partition; unpartitioned experiments add the legacy sticky hash and
 # the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code
 # ('': nothing to store), timestamp µs, UTC day, variant key, `unit_bucket_hash` of the
-# unit.  Checks the caller's config version, returns a stored (sticky) variant, or stores
-# the computed one and logs the first exposure.  Replies {0, version} stale, {1, ''}
+# unit, the attributes kept with the exposure ('': none).  Checks the caller's config
+# version, returns a stored (sticky) variant, or stores the computed one and logs the first
+# exposure.  Replies {0, version} stale, {1, ''}
 # nothing to store, {2, code} already stored, {3, code} stored now, {4, variant key}
 # stored in the legacy hash only.
 ASSIGN_SCRIPT: Final = (
@@ -355,7 +357,12 @@ else
   redis.call('HSET', KEYS[1], 'ln', t.count)
 end
 if moved then return {2, code} end
-redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+if ARGV[9] == '' then
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1],
+             'a', ARGV[9])
+end
 redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[7], 1)
 return {3, code}
