@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest.experiment import MetricType
+from analysis.decision.rows import effect_fields
 from analysis.statistics.heterogeneity import Heterogeneity
-from analysis.statistics.results import Effect, json_float, json_interval
+from analysis.statistics.results import Effect, json_float
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +71,6 @@ class SegmentComparison:
         """Each segment as a metric-row dict (``MetricRow.to_dict`` keys plus ``segment``)."""
         out = []
         for row in self.rows:
-            e = row.effect
             out.append({
                 "segment": row.segment, "metric": self.metric, "type": self.type.value,
                 "role": self.role, "variant": self.variant,
@@ -78,11 +78,7 @@ class SegmentComparison:
                 "n_control": row.n_control, "n_variant": row.n_variant,
                 "control_mean": json_float(row.control_mean),
                 "variant_mean": json_float(row.variant_mean),
-                "absolute_effect": None if e is None else json_float(e.absolute_effect),
-                "absolute_ci": None if e is None else json_interval(e.absolute_ci),
-                "relative_effect": None if e is None else json_float(e.relative_effect),
-                "relative_ci": None if e is None else json_interval(e.relative_ci),
-                "relative_reason": None if e is None else e.relative_reason,
+                **effect_fields(row.effect),
                 "p_value": json_float(row.p_value),
                 "adjusted_p_value": json_float(row.adjusted_p_value),
                 "significant": row.significant, "error": row.note,
