@@ -218,3 +218,16 @@ def test_export_writes_the_attributes_and_null_for_none(api: Api, redis_client: 
     by_unit = dict(zip(table.column("unit_id").to_pylist(),
                        table.column("attributes").to_pylist(), strict=True))  # fmt: skip
     assert by_unit == {"u1": [("country", "DE")], "u2": None}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("segment=no%20such", "segment"), ("segment=country&min_segment_units=0", "min_segment_units"),
+     ("segment=country&min_segment_units=x", "min_segment_units")],
+)  # fmt: skip
+def test_results_refuse_a_bad_segment_query(api: Api, url: str, query: str, field: str) -> None:
+    """A bad attribute name or minimum size is a 400 naming the parameter."""
+    api.create_experiment(simple_config("segs", primary_metric={"name": "purchase",
+                                                                "type": "binomial"}))  # fmt: skip
+    status, body = http(url, "GET", f"/v1/experiments/segs/results?{query}", api.admin_key)
+    assert status == 400 and body["error"]["field"] == field
