@@ -77,6 +77,15 @@ class Assignment:
         }
 
 
+def recorded(experiment: Experiment, result: Assignment) -> bool:
+    """True when the service records something for ``result``: a first exposure, or (under a
+    holdout) a contact in the holdout's exposure log.  The client's local evaluation reports
+    exactly these units, so the logs are the same in both modes."""
+    return result.reason is Reason.ASSIGNED or (
+        experiment.holdout is not None and result.reason in (Reason.HOLDOUT, Reason.SHIPPED)
+    )
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything about an experiment that assignment needs, computed once."""

@@ -17,8 +17,9 @@ process with `abtest.assignment.assign` (the service's own hashing).  Exposures 
 recorded by the service: the first time this process sees a unit ``assigned`` in an
 experiment, the background thread sends it with ``POST /v1/assign/batch`` (up to
 `abtest.store.MAX_BATCH_ASSIGNMENTS` units per request), which stores the sticky variant and
-logs the first exposure exactly once.  Only the standard library is used
-(``http.client`` with one keep-alive connection per thread).
+logs the first exposure exactly once (under a global holdout, holdout members and a shipped
+experiment's units are reported the same way, for the holdout's own log).  Only the
+standard library is used (``http.client`` with one keep-alive connection per thread).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from abtest import errors
-from abtest.assignment import Reason
+from abtest.assignment import Reason, recorded
 from abtest.assignment import assign as assign_locally
 from abtest.client_http import HttpTransport, ServiceUnavailable
 from abtest.events import MAX_BATCH_EVENTS, parse_event
@@ -190,7 +191,7 @@ class Client:
     ) -> ClientAssignment:
         experiment, version = entry
         result = assign_locally(experiment, unit_id, attributes)
-        if result.in_experiment:
+        if recorded(experiment, result):
             self._report_exposure(experiment.key, unit_id, attributes or {})
         return ClientAssignment(experiment.key, unit_id, result.variant, result.payload,
                                 result.in_experiment, result.reason, version)  # fmt: skip

@@ -62,7 +62,7 @@ __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
     "export_stream", "files", "read", "read_exposures", "read_holdout", "read_outcomes",
-    "schema", "sources_for",
+    "schema", "sources_for", "sources_for_holdout",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -359,6 +359,12 @@ def sources_for(redis: AnyRedis, experiment: str) -> list[StreamSource]:
     if not SLUG.match(experiment):
         raise InvalidInput(f"not an experiment key: {experiment!r}", "experiment")
     return [*_exposure_sources(redis, experiment), *_outcome_sources(redis)]
+
+
+def sources_for_holdout(redis: AnyRedis) -> list[StreamSource]:
+    """The streams the holdout's analysis needs: every experiment's holdout log and every
+    outcome stream."""
+    return [source for source in discover(redis) if source.kind in (Kind.HOLDOUT, Kind.OUTCOMES)]
 
 
 def export(

@@ -12,6 +12,7 @@ from typing import Any, Final
 from abtest import __version__
 from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
 from abtest.store import MAX_BATCH_ASSIGNMENTS, MAX_REASON_LENGTH
+from service.openapi_factory import factory_paths
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _ANY: Final[dict[str, Any]] = {"type": "object"}
@@ -183,5 +184,6 @@ def spec() -> dict[str, Any]:
             "/v1/keys/{key_id}": {
                 "delete": _op("Revoke an API key", "admin", parameters=_key_param("key_id"))
             },
+            **factory_paths(_op),
         },
     }  # fmt: skip

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
+    "abtest.cli.holdout_commands",  # holdout show|set|release|history|results
 )
 
 EXIT_USAGE = 2

@@ -1,0 +1,57 @@
+"""The OpenAPI entries of the model factory's endpoints (holdout, challengers), merged into
+`service.openapi.spec` in one place so the two files change independently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+_ANY: Final[dict[str, Any]] = {"type": "object"}
+_HOLDOUT_BODY: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["name", "share"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$",
+                 "description": "A slug; the salt of the holdout draw"},
+        "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+        "covers": {"oneOf": [
+            {"const": "all"},
+            {"type": "object", "additionalProperties": False, "properties": {
+                "experiments": {"type": "array", "items": {"type": "string"}},
+                "layers": {"type": "array", "items": {"type": "string"}}}},
+        ]},
+        "description": {"type": "string", "maxLength": 2000},
+    },
+}  # fmt: skip
+
+
+def factory_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """The path items, built with `service.openapi`'s operation builder ``op``."""
+    time_param = [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "format": "date-time"},
+        }
+        for n in ("start", "end")
+    ]
+    return {
+        "/v1/holdout": {
+            "get": op("The global holdout, its period start and the experiments it covers",
+                      "admin"),
+            "put": op("Set the global holdout (?force=true to move assigned units); audited",
+                      "admin", body=_HOLDOUT_BODY),
+            "delete": op("Release the global holdout (audited)", "admin"),
+        },
+        "/v1/holdout/history": {"get": op("The holdout's audit entries", "admin")},
+        "/v1/holdout/sync": {
+            "post": op("Bring every experiment to the current holdout", "admin")
+        },
+        "/v1/holdout/results": {
+            "get": op("The rest against the holdout over a period (analysis.holdout)", "admin",
+                      parameters=[{"name": "metric", "in": "query", "required": False,
+                                   "schema": {"type": "string"}}, *time_param])
+        },
+    }  # fmt: skip
