@@ -91,6 +91,33 @@ class AdminClient:
         answer: dict[str, Any] = self._call("GET", _path(key, "exposures"))
         return answer
 
+    def challenge(
+        self,
+        key: str,
+        model: str,
+        version: str | int,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        variant: str | None = None,
+        experiment: str | None = None,
+    ) -> dict[str, Any]:
+        """Register model ``version`` as a challenger of ``key``'s champion (see
+        `abtest.challengers`); ``created`` is False when it was registered before.  Safe to
+        repeat: a second registration of the same version changes nothing."""
+        body: dict[str, Any] = {"model": {"name": model, "version": str(version)}}
+        for name, value in (("payload", payload), ("variant", variant),
+                            ("experiment", experiment)):  # fmt: skip
+            if value is not None:
+                body[name] = dict(value) if isinstance(value, Mapping) else value
+        path = _path(key, "challengers")
+        answer: dict[str, Any] = self._http.call("POST", path, body, idempotent=True)
+        return answer
+
+    def lineage(self, key: str) -> list[StoredExperiment]:
+        """``key`` and its challengers' experiments, oldest first (the last is the head)."""
+        answer = self._call("GET", _path(key, "lineage"))
+        return [StoredExperiment.from_dict(item) for item in answer["lineage"]]
+
     # -- the global holdout ------------------------------------------------------------------
     def get_holdout(self) -> dict[str, Any]:
         """The holdout (``holdout`` None when none), its period start and covered experiments."""

@@ -169,7 +169,9 @@ class Store:
         )
 
     # -- experiments --------------------------------------------------------------------
-    def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
+    def create_experiment(
+        self, config: Mapping[str, Any], *, key_id: str, note: Mapping[str, Any] | None = None
+    ) -> StoredExperiment:
         """Store a new experiment as a draft (version 1); `Conflict` if the key exists.
 
         ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them;
@@ -183,7 +185,7 @@ class Store:
         )
         experiment = experiment.with_changes(holdout=_holdout_ref(holdout, experiment))
         self.redis.sadd(keys.experiments_index(), experiment.key)
-        stored = self._write(None, experiment, key_id=key_id, action="create")
+        stored = self._write(None, experiment, key_id=key_id, action="create", note=note)
         if stored is None:
             raise Conflict(f"experiment '{experiment.key}' already exists", "key")
         if self.holdout()[0] != version:  # changed meanwhile: its sync may have missed us
@@ -312,6 +314,19 @@ class Store:
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
         note = None if reason is None else {"reason": reason}
         return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
+
+    def write_version(
+        self,
+        current: StoredExperiment,
+        new: Experiment,
+        *,
+        key_id: str,
+        action: str,
+        note: Mapping[str, Any] | None = None,
+    ) -> StoredExperiment:
+        """Store ``new`` as the version after ``current`` with an audit entry (``action``,
+        ``key_id``, the diff, ``note``); `Conflict` when it changed since ``current``."""
+        return self._write_or_conflict(current, new, key_id=key_id, action=action, note=note)
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""

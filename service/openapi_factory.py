@@ -26,6 +26,23 @@ _HOLDOUT_BODY: Final[dict[str, Any]] = {
 }  # fmt: skip
 
 
+_CHALLENGER_BODY: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["model"],
+    "additionalProperties": False,
+    "properties": {
+        "model": {"type": "object", "required": ["name", "version"],
+                  "additionalProperties": False,
+                  "properties": {"name": {"type": "string", "maxLength": 200},
+                                 "version": {"type": ["string", "integer"]}}},
+        "payload": {"type": "object", "description": "Extra payload (e.g. the endpoint)"},
+        "variant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
+        "experiment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$",
+                       "description": "The new experiment's key, when one is created"},
+    },
+}  # fmt: skip
+
+
 def factory_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """The path items, built with `service.openapi`'s operation builder ``op``."""
     time_param = [
@@ -37,7 +54,17 @@ def factory_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
         }
         for n in ("start", "end")
     ]
+    by_key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
+        "/v1/experiments/{key}/challengers": {
+            "post": op("Register a model version as a challenger of the lineage's champion "
+                       "(idempotent by model version; 201 created, 200 known)", "admin",
+                       ok=201, body=_CHALLENGER_BODY, parameters=by_key),
+        },
+        "/v1/experiments/{key}/lineage": {
+            "get": op("The experiment and its challengers' successors; head: the newest",
+                      "admin", parameters=by_key),
+        },
         "/v1/holdout": {
             "get": op("The global holdout, its period start and the experiments it covers",
                       "admin"),

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
     "abtest.cli.holdout_commands",  # holdout show|set|release|history|results
+    "abtest.cli.challenge_commands",  # challenge, lineage
 )
 
 EXIT_USAGE = 2
