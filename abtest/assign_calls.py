@@ -30,16 +30,38 @@ class CachedExperiment(NamedTuple):
 MAX_BATCH_ASSIGNMENTS: Final = 100
 
 
+# How far back a caller's own assignment time may date an exposure (`AssignRequest`).
+MAX_EXPOSURE_DELAY_US: Final = 3_600_000_000  # one hour
+
+
 class AssignRequest(NamedTuple):
-    """One unit to assign in `Store.assign_many`."""
+    """One unit to assign in `Store.assign_many`.
+
+    ``assigned_at`` (epoch µs) is when the caller assigned the unit itself (the client's
+    local evaluation), so outcomes it tracked at once are not older than the exposure.  A
+    first exposure is stamped with the earlier of it and the time of arrival, but never
+    more than `MAX_EXPOSURE_DELAY_US` before arrival; a time in the future (a clock ahead)
+    counts as arrival.
+    """
 
     experiment: str
     unit_id: str
     attributes: Mapping[str, Any] | None = None
+    assigned_at: int | None = None
+
+
+def exposure_time(assigned_at: int | None, now: int) -> int:
+    """The exposure timestamp (epoch µs) of a unit assigned at ``assigned_at``, now."""
+    if assigned_at is None:
+        return now
+    return min(now, max(assigned_at, now - MAX_EXPOSURE_DELAY_US))
 
 
 def script_call(
-    cached: CachedExperiment, unit_id: str, attributes: Mapping[str, Any] | None
+    cached: CachedExperiment,
+    unit_id: str,
+    attributes: Mapping[str, Any] | None,
+    assigned_at: int | None = None,
 ) -> tuple[Assignment, int, tuple[Any, ...]]:
     """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments."""
     experiment = cached.experiment
@@ -48,7 +70,7 @@ def script_call(
     variant = result.variant if result.reason is Reason.ASSIGNED else None
     if variant is not None:
         code = cached.codes[variant]
-    now = time.time_ns() // 1000
+    now = exposure_time(assigned_at, time.time_ns() // 1000)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     holdout = "" if experiment.holdout is None else experiment.holdout.name
     return result, partition, (

@@ -38,6 +38,7 @@ from abtest.store import Store, StoredExperiment
 
 MAX_MODEL_NAME: Final = 200
 MAX_MODEL_VERSION: Final = 64
+MAX_INTEGER_VERSION: Final = 2**63 - 1
 _NOT_SLUG: Final = re.compile(r"[^a-z0-9_.-]+")
 _FIELDS: Final = ("model", "payload", "variant", "experiment")
 
@@ -62,7 +63,12 @@ class Challenger:
         if not isinstance(model, Mapping) or set(model) != {"name", "version"}:
             raise InvalidInput("required: {name, version} of the registered model", "model")
         name, version = model["name"], model["version"]
+        if isinstance(version, float) and version.is_integer():
+            version = int(version)  # JSON has one number type: 3.0 is the integer 3
         if isinstance(version, int) and not isinstance(version, bool):
+            if not 0 <= version <= MAX_INTEGER_VERSION:
+                raise InvalidInput(f"a version number must be in [0, {MAX_INTEGER_VERSION}]",
+                                   "model.version")  # fmt: skip
             version = str(version)  # registries number their versions
         for field, value, limit in (("model.name", name, MAX_MODEL_NAME),
                                     ("model.version", version, MAX_MODEL_VERSION)):  # fmt: skip
@@ -73,11 +79,11 @@ class Challenger:
         if not isinstance(payload, Mapping):
             raise InvalidInput("must be an object (the variant's payload)", "payload")
         variant = body.get("variant") or default_variant(name, version)
-        if not isinstance(variant, str) or not SLUG.match(variant):
+        if not isinstance(variant, str) or not SLUG.fullmatch(variant):
             raise InvalidInput(f"'{str(variant)[:80]}' is not a variant key (a slug)", "variant")
         experiment = body.get("experiment")
         if experiment is not None and (
-            not isinstance(experiment, str) or not SLUG.match(experiment)
+            not isinstance(experiment, str) or not SLUG.fullmatch(experiment)
         ):
             raise InvalidInput("must be an experiment key (a slug)", "experiment")
         full = {**payload, "model": name, "model_version": version}

@@ -42,7 +42,9 @@ from abtest import hashing
 from abtest.errors import InvalidConfig, Problem
 
 MAX_SHARE: Final = 0.5  # above it the "holdout" would be the majority: a mistake, not a plan
-_SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_SLUG: Final = re.compile(
+    r"[a-z0-9][a-z0-9_.-]{0,63}"
+)  # with fullmatch: "$" would accept a newline
 _FIELDS: Final = ("name", "share", "covers", "description")
 _COVERS_RULE: Final = 'must be "all" or {experiments: [keys], layers: [names]}'
 
@@ -90,7 +92,7 @@ class Holdout:
             raise InvalidConfig([Problem("$", "a holdout must be a JSON object")])
         problems = [Problem(str(name), "unknown field") for name in data if name not in _FIELDS]
         name = data.get("name")
-        if not isinstance(name, str) or not _SLUG.match(name):
+        if not isinstance(name, str) or not _SLUG.fullmatch(name):
             problems.append(Problem("name", "required: a slug such as 'holdout-2025h1' "
                                     "(it is the salt of the holdout draw)"))  # fmt: skip
         share = data.get("share")
@@ -167,7 +169,7 @@ def parse_ref(value: object, problems: list[Problem]) -> HoldoutRef | None:
         problems.append(Problem("holdout", "must be {name, share} or null"))
         return None
     name, share = value["name"], value["share"]
-    if not isinstance(name, str) or not _SLUG.match(name):
+    if not isinstance(name, str) or not _SLUG.fullmatch(name):
         problems.append(Problem("holdout.name", "must be a slug"))
         return None
     if not (isinstance(share, int | float) and not isinstance(share, bool)
@@ -181,7 +183,9 @@ def _slugs(value: object, where: str, problems: list[Problem]) -> tuple[str, ...
     if not isinstance(value, Sequence) or isinstance(value, str):
         problems.append(Problem(where, "must be a list of slugs"))
         return ()
-    bad = [i for i, item in enumerate(value) if not isinstance(item, str) or not _SLUG.match(item)]
+    bad = [
+        i for i, item in enumerate(value) if not isinstance(item, str) or not _SLUG.fullmatch(item)
+    ]
     if bad:
         problems.append(Problem(f"{where}[{bad[0]}]", "must be a slug"))
         return ()

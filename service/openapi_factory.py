@@ -6,13 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from abtest.challengers import MAX_INTEGER_VERSION, MAX_MODEL_NAME, MAX_MODEL_VERSION
+from abtest.experiment import SLUG_PATTERN
+from abtest.experiment_schema import anchored
+
 _ANY: Final[dict[str, Any]] = {"type": "object"}
+_SLUG: Final = anchored(SLUG_PATTERN)
+_NOT_BLANK: Final = r"\S"  # somewhere: JSON Schema patterns search
+
 _HOLDOUT_BODY: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["name", "share"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$",
+        "name": {"type": "string", "pattern": _SLUG,
                  "description": "A slug; the salt of the holdout draw"},
         "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
         "covers": {"oneOf": [
@@ -33,18 +40,27 @@ _CHALLENGER_BODY: Final[dict[str, Any]] = {
     "properties": {
         "model": {"type": "object", "required": ["name", "version"],
                   "additionalProperties": False,
-                  "properties": {"name": {"type": "string", "maxLength": 200},
-                                 "version": {"type": ["string", "integer"]}}},
+                  "properties": {
+                      "name": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_NAME,
+                               "pattern": _NOT_BLANK},
+                      "version": {"anyOf": [
+                          {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_VERSION,
+                           "pattern": _NOT_BLANK},
+                          {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_VERSION},
+                      ]}}},
         "payload": {"type": "object", "description": "Extra payload (e.g. the endpoint)"},
-        "variant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
-        "experiment": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$",
+        "variant": {"type": "string", "pattern": _SLUG},
+        "experiment": {"type": "string", "pattern": _SLUG,
                        "description": "The new experiment's key, when one is created"},
     },
 }  # fmt: skip
 
 
-def factory_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """The path items, built with `service.openapi`'s operation builder ``op``."""
+def factory_paths(
+    op: Callable[..., dict[str, Any]], by_key: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The path items, built with `service.openapi`'s operation builder ``op`` and its
+    ``{key}`` path parameter ``by_key``."""
     time_param = [
         {
             "name": n,
@@ -54,7 +70,6 @@ def factory_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
         }
         for n in ("start", "end")
     ]
-    by_key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         "/v1/experiments/{key}/challengers": {
             "post": op("Register a model version as a challenger of the lineage's champion "

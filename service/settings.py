@@ -40,6 +40,10 @@ def defaults() -> dict[str, Any]:
         # endpoint and the console: a unit counts once this long has passed since its
         # first exposure, with its outcomes of that span.
         "OBSERVATION_HOURS": 24.0,
+        # true: POST /v1/events refuses an event whose metric no experiment names (a typo
+        # such as 'purchse' is a 400 suggesting 'purchase'); false: every name is kept, as
+        # events may arrive before the experiment that reads them is created.
+        "REFUSE_UNDECLARED_METRICS": False,
     }
 
 
@@ -58,6 +62,7 @@ _COUNTS: Final = {
     "REDIS_WAIT_REPLICAS": 0,
     "REDIS_WAIT_TIMEOUT_MS": 1,
 }
+_FLAGS: Final = ("REFUSE_UNDECLARED_METRICS",)
 
 
 def load(overrides: Mapping[str, Any] | None = None) -> Config:
@@ -94,6 +99,9 @@ def check(config: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"must be a whole number >= {least} (env ABTEST_{name}), got {value!r}", name
             )
+    for name in _FLAGS:
+        if not isinstance(config.get(name), bool):
+            raise InvalidInput(f"must be true or false (env ABTEST_{name})", name)
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
     if scheme not in SCHEMES:

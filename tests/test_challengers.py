@@ -179,3 +179,21 @@ def test_an_interrupted_registration_is_finished_by_the_next_call(api):
     again = api.call("POST", "/v1/experiments/slot/challengers",
                      {"model": {"name": "ranker", "version": "9"}, "variant": "v9"})  # fmt: skip
     assert again.status_code == 200 and again.get_json()["stored"]["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"), [(7, "7"), (7.0, "7"), ("7", "7"), (-1, None), (7.5, None)]
+)
+def test_a_version_number_is_a_whole_non_negative_number(api, version, expected):
+    """Registries number versions: 7, 7.0 (one JSON number type) and "7" are one version;
+    -1 and 7.5 are refused naming model.version, as /openapi.json states."""
+    api.create_experiment(RANKER)
+    api.call("POST", "/v1/experiments/ranker/ship", {"variant": "ranker-v2"})
+    response = _challenge(api, "ranker", version)
+    if expected is None:
+        assert response.status_code == 400
+        assert response.get_json()["error"]["field"] == "model.version"
+    else:
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["stored"]["config"]["variants"][1]["payload"][
+            "model_version"] == expected  # fmt: skip
