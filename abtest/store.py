@@ -222,7 +222,7 @@ class Store:
                                "to apply anyway", "holdout")  # fmt: skip
         if dry_run:
             return None
-        return self._write_or_conflict(current, new, key_id=key_id, action="holdout")
+        return self.write_version(current, new, key_id=key_id, action="holdout")
 
     def get_experiment(self, key: str) -> StoredExperiment:
         """The current version; `NotFound` when there is none."""
@@ -280,8 +280,8 @@ class Store:
         if new.status is Status.RUNNING:
             with self._lifecycle_lock():
                 self._check_layers(new)
-                return self._write_or_conflict(current, new, key_id=key_id, action="update")
-        return self._write_or_conflict(current, new, key_id=key_id, action="update")
+                return self.write_version(current, new, key_id=key_id, action="update")
+        return self.write_version(current, new, key_id=key_id, action="update")
 
     def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """draft or stopped -> running; `Conflict` on a layer overlap with a running one."""
@@ -290,14 +290,14 @@ class Store:
             self._require_status(current, {Status.DRAFT, Status.STOPPED}, "start")
             new = current.experiment.with_changes(status=Status.RUNNING)
             self._check_layers(new)
-            return self._write_or_conflict(current, new, key_id=key_id, action="start")
+            return self.write_version(current, new, key_id=key_id, action="start")
 
     def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """running -> stopped: nobody is assigned any more (sticky assignments are kept)."""
         current = self.get_experiment(key)
         self._require_status(current, {Status.RUNNING}, "stop")
         new = current.experiment.with_changes(status=Status.STOPPED)
-        return self._write_or_conflict(current, new, key_id=key_id, action="stop")
+        return self.write_version(current, new, key_id=key_id, action="stop")
 
     def ship_experiment(
         self, key: str, variant: str, *, key_id: str, reason: str | None = None
@@ -314,7 +314,7 @@ class Store:
         self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
         note = None if reason is None else {"reason": reason}
-        return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
+        return self.write_version(current, new, key_id=key_id, action="ship", note=note)
 
     def write_version(
         self,
@@ -326,8 +326,12 @@ class Store:
         note: Mapping[str, Any] | None = None,
     ) -> StoredExperiment:
         """Store ``new`` as the version after ``current`` with an audit entry (``action``,
-        ``key_id``, the diff, ``note``); `Conflict` when it changed since ``current``."""
-        return self._write_or_conflict(current, new, key_id=key_id, action=action, note=note)
+        ``key_id``, the diff, ``note``): the write path of every lifecycle change.
+        `Conflict` when it changed since ``current``."""
+        stored = self._write(current, new, key_id=key_id, action=action, note=note)
+        if stored is None:
+            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
+        return stored
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
@@ -569,20 +573,6 @@ class Store:
         self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at
         return StoredExperiment(new, version, created, now)
-
-    def _write_or_conflict(
-        self,
-        current: StoredExperiment,
-        new: Experiment,
-        *,
-        key_id: str,
-        action: str,
-        note: Mapping[str, Any] | None = None,
-    ) -> StoredExperiment:
-        stored = self._write(current, new, key_id=key_id, action=action, note=note)
-        if stored is None:
-            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
-        return stored
 
     @staticmethod
     def _require_status(current: StoredExperiment, allowed: set[Status], action: str) -> None:
