@@ -24,6 +24,8 @@ BLUEPRINTS: Final = (
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.holdout:bp",  # /v1/holdout...
+    "service.challengers:bp",  # /v1/experiments/<key>/challengers, /lineage
     "service.console:bp",  # / (the web console)
 )
 
