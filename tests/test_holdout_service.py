@@ -33,15 +33,17 @@ def _put(api: Any, body: dict[str, Any], query: str = "") -> Any:
         ({"name": "h", "share": 0.05, "covers": "some"}, "covers"),
         ({"name": "h", "share": 0.05, "covers": {}}, "covers"),
         ({"name": "h", "share": 0.05, "covers": {"experiments": ["A B"]}}, "covers.experiments[0]"),
+        ({"name": "h", "share": 0.05, "covers": {"layers": []}}, "covers"),
         ({"name": "h", "share": 0.05, "salt": "x"}, "salt"),
+        ({"name": "h", "share": 0.05, "description": "x" * 2001}, "description"),
     ],
 )
 def test_a_bad_holdout_is_refused_naming_the_field(api, body, field):
-    """Every problem is a 422 naming its field, and nothing is stored."""
+    """Every problem is a 400 naming its field, as for every request body, and nothing is
+    stored."""
     response = _put(api, body)
-    assert response.status_code == 422, response.get_json()
-    problems = response.get_json()["error"]["problems"]
-    assert field in {p["field"] for p in problems}
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == field
     assert api.call("GET", "/v1/holdout").get_json()["version"] == 0
 
 
