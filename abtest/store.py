@@ -32,6 +32,8 @@ from abtest.assign_calls import (
 )
 from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
+from abtest.catalogue import resolve_references
+from abtest.catalogue_store import MetricCatalogue
 from abtest.changes import diff, moved_unit_problems
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
@@ -147,6 +149,7 @@ class Store:
             raise InvalidInput("partition counts must be at least 1", "partitions")
         self.redis = client
         self.api_keys = ApiKeys(client)
+        self.catalogue = MetricCatalogue(client, event_partitions=event_partitions)
         self.unit_partitions = unit_partitions
         self.event_partitions = event_partitions
         self._assign = register_script(client, keys.ASSIGN_SCRIPT)
@@ -170,6 +173,7 @@ class Store:
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
+        config = resolve_references(config, self.catalogue.lookup)
         experiment = Experiment.from_dict({**config, "status": "draft", "winner": None})
         self.redis.sadd(keys.experiments_index(), experiment.key)
         stored = self._write(None, experiment, key_id=key_id, action="create")
@@ -218,6 +222,9 @@ class Store:
                 raise Conflict(f"change '{name}' with /start, /stop or /ship", name)
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
+        # Unversioned references keep what this experiment already pins (abtest.catalogue).
+        pinned = {m.name: m.catalogue_version for m in old.metrics if m.catalogue_version}
+        config = resolve_references(config, self.catalogue.lookup, pinned=pinned)
         new = Experiment.from_dict(
             {**config, "key": key, "status": old.status.value, "winner": old.winner}
         )
