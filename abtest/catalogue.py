@@ -24,10 +24,12 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from abtest.errors import InvalidConfig, InvalidInput, NotFound, Problem
-from abtest.experiment import METRIC_NAME_PATTERN, MetricType, metric_name_problem
+from abtest.experiment import METRIC_NAME_PATTERN, Metric, MetricType, metric_name_problem
+from abtest.json_input import loads
 
 __all__ = [
     "MAX_DESCRIPTION_LENGTH",
@@ -36,8 +38,10 @@ __all__ = [
     "MetricDefinition",
     "closest",
     "event_names",
+    "read_catalogue",
     "references",
     "resolve_references",
+    "snapshot_lookup",
     "without_references",
 ]
 
@@ -115,6 +119,11 @@ class MetricDefinition:
             "attribution_window_hours": self.attribution_window_hours,
             "description": self.description,
         }
+
+    def as_metric(self, version: int, margin: float | None = None) -> Metric:
+        """The experiment `Metric` of this definition at catalogue ``version``."""
+        return Metric(self.name, self.type, self.higher_is_better, margin, self.unit, self.cap,
+                      self.attribution_window_hours, version)  # fmt: skip
 
     def experiment_metric(self, version: int, margin: object = None) -> dict[str, Any]:
         """The metric an experiment stores for this definition at catalogue ``version``."""
@@ -313,3 +322,13 @@ def snapshot_lookup(snapshot: Mapping[str, Any]) -> Lookup:
         return MetricDefinition.from_dict(versions[number - 1]["definition"]), number
 
     return lookup
+
+
+def read_catalogue(path: str | Path) -> Lookup:
+    """`snapshot_lookup` over a ``catalogue.json`` file (`abtest export` writes one)."""
+    try:
+        data = loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the catalogue file {path}: {exc.strerror}",
+                           "catalogue") from None  # fmt: skip
+    return snapshot_lookup(data)

@@ -577,6 +577,8 @@ def _catalogue_fields(
     if "cap" in out and metric_type not in (MetricType.COUNT, MetricType.SUM):
         problems.append(Problem(f"{where}.cap", "only count and sum metrics can be capped"))
     version = value.get("catalogue_version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # JSON has one number type: 2.0 is the integer 2
     if version is not None:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             problems.append(Problem(f"{where}.catalogue_version", "must be a whole number >= 1"))
