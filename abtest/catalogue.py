@@ -288,6 +288,8 @@ def _check_pinned(
     path: str, value: Mapping[str, Any], lookup: Lookup, problems: list[Problem]
 ) -> None:
     version, name = value.get("catalogue_version"), value.get("name")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
     if isinstance(version, bool) or not isinstance(version, int) or not isinstance(name, str):
         return  # Experiment.from_dict names the bad field
     try:

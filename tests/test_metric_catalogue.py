@@ -248,3 +248,25 @@ def test_the_unknown_metrics_setting_is_checked(value: object) -> None:
     with pytest.raises(InvalidInput) as raised:
         create_app({"UNKNOWN_METRICS": value})
     assert raised.value.field == "UNKNOWN_METRICS"
+
+
+@pytest.mark.parametrize("redis_topology", ["single"], indirect=True)
+def test_the_console_shows_the_catalogue_and_unknown_metrics(
+    client: Any, api: Api, redis_topology: str
+) -> None:
+    """/catalogue lists each definition with its version and who changed it, and the unknown
+    event names with their counts and the closest known name; without a session it
+    redirects to sign-in."""
+    from tests.test_console import Console
+
+    assert client.get("/catalogue").status_code == 302
+    put(api, {**REVENUE, "reason": "launch"})
+    api.send_events([_event(0, "revenu"), _event(1, "revenu"), _event(2, "zzz")])
+    console = Console(client)
+    assert console.login(api.admin_key).status_code == 302
+    page = client.get("/catalogue").get_data(as_text=True)
+    assert 'data-name="revenue"' in page and "EUR" in page and "v1" in page
+    assert "launch" in page
+    unknown = page[page.index('id="unknown-metrics"') :]
+    assert "<code>revenu</code></td><td>2</td><td>revenue</td>" in unknown
+    assert "<code>zzz</code></td><td>1</td><td>–</td>" in unknown
