@@ -45,9 +45,9 @@ def data(seed: int = 3, n: int = 2000) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     rows = []
     for unit in units.itertuples():
         for _ in range(rng.poisson(1.5)):
-            hours = rng.uniform(0, 60)
-            rows.append((f"{unit.unit_id}-{len(rows)}", unit.unit_id, "revenue",
-                         float(rng.lognormal(3, 1.5)), unit.start + pd.Timedelta(hours=hours)))  # fmt: skip
+            at = unit.start + pd.Timedelta(hours=rng.uniform(0, 60))
+            value = float(rng.lognormal(3, 1.5))
+            rows.append((f"{unit.unit_id}-{len(rows)}", unit.unit_id, "revenue", value, at))
     outcomes = pd.DataFrame(rows, columns=["event_id", "unit_id", "metric", "value", "timestamp"])
     return exposures, outcomes, units
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,21 @@ from abtest.cli import main
 from abtest.errors import Conflict, NotFound
 from abtest.experiment import MetricType
 from abtest.export import export
-from tests.conftest import Api, simple_config
-from tests.test_cli_lifecycle import service  # noqa: F401  (fixture)
+from tests.conftest import Api, serve, simple_config
 
 REVENUE = {"name": "revenue", "type": "sum", "unit": "EUR", "cap": 100,
            "description": "Order value"}  # fmt: skip
+
+
+@pytest.fixture
+def service(app: Any, api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """The app on a loopback port, with ABTEST_URL and ABTEST_API_KEY set for the CLI."""
+    server, thread = serve(app)
+    monkeypatch.setenv("ABTEST_URL", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("ABTEST_API_KEY", api.admin_key)
+    yield api
+    server.shutdown()
+    thread.join()
 
 
 def write(tmp_path: Path, name: str, data: Any) -> str:
@@ -31,7 +42,7 @@ def write(tmp_path: Path, name: str, data: Any) -> str:
     return str(path)
 
 
-def test_put_list_and_show(service: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # noqa: F811
+def test_put_list_and_show(service: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """put stores each definition of a file (the reason lands in the audit trail), list
     shows every metric, and show prints the versions with who changed what and why."""
     both = [REVENUE, {"name": "latency_ms:p95", "type": "quantile", "unit": "ms",
@@ -59,7 +70,7 @@ def test_put_list_and_show(service: Api, tmp_path: Path, capsys: pytest.CaptureF
     ],
 )
 def test_errors_are_one_line_exit_2(
-    service: Api,  # noqa: F811
+    service: Api,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     message: str,
@@ -73,7 +84,7 @@ def test_errors_are_one_line_exit_2(
 def test_a_bad_definition_names_its_field(
     service: Api,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A cap on a binomial metric is refused with exit code 2, naming the field."""
     path = write(tmp_path, "bad.json", {"name": "purchase", "type": "binomial", "cap": 1})
@@ -81,7 +92,7 @@ def test_a_bad_definition_names_its_field(
     assert "cap" in capsys.readouterr().err
 
 
-def test_admin_client_methods(service: Api) -> None:  # noqa: F811
+def test_admin_client_methods(service: Api) -> None:
     """put_metric, list_metrics, get_metric, unknown_metrics; a stale edit is a Conflict and
     an unknown name NotFound."""
     with AdminClient(os.environ["ABTEST_URL"], service.admin_key) as admin:
@@ -100,7 +111,7 @@ def test_admin_client_methods(service: Api) -> None:  # noqa: F811
 
 
 def test_push_export_and_analyze_resolve_the_catalogue(
-    service: Api,  # noqa: F811
+    service: Api,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
