@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from abtest.errors import InvalidConfig, InvalidInput, Problem
 from abtest.hashing import BUCKET_SPACE
+from abtest.holdout import HoldoutRef, parse_ref
 from abtest.json_input import has_surrogate, loads, unsafe_value
 from abtest.targeting import OPERATORS, Rule
 
@@ -139,6 +140,9 @@ class Experiment:
     # Relative change of the primary metric the plan is powered for (0.03: 3%); the
     # console's power line and the verdict's sample-size check use it.
     minimum_detectable_effect: float | None = None
+    # The global holdout covering this experiment, as the service wrote it (`abtest.holdout`);
+    # the holdout endpoint owns it: create and update keep the store's, not the body's.
+    holdout: HoldoutRef | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -203,6 +207,7 @@ class Experiment:
             problems.append(Problem("minimum_detectable_effect", _MDE_RULE))
         else:
             kwargs["minimum_detectable_effect"] = None if mde is None else float(mde)
+        kwargs["holdout"] = parse_ref(data.get("holdout"), problems)
         try:
             experiment = cls(**kwargs)
         except InvalidConfig as exc:
@@ -260,6 +265,7 @@ class Experiment:
             "secondary_metrics": [m.to_dict() for m in self.secondary_metrics],
             "planned_units_per_variant": self.planned_units_per_variant,
             "minimum_detectable_effect": self.minimum_detectable_effect,
+            "holdout": None if self.holdout is None else self.holdout.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -300,7 +306,7 @@ _FIELDS: Final = (
     "key", "seed", "description", "owner", "hypothesis", "status", "winner", "control",
     "variants", "traffic", "targeting", "overrides", "layer", "primary_metric",
     "guardrail_metrics", "secondary_metrics", "planned_units_per_variant",
-    "minimum_detectable_effect",
+    "minimum_detectable_effect", "holdout",
 )  # fmt: skip
 # A relative effect above 100% is far more often "3" meant as 3% than a planned doubling.
 _MDE_RULE: Final = "must be a relative effect in (0, 1], e.g. 0.03 for 3%"

@@ -35,9 +35,11 @@ from abtest.auth import ApiKey, ApiKeys, Role
 from abtest.catalogue import resolve_references
 from abtest.catalogue_store import MetricCatalogue
 from abtest.changes import diff, moved_unit_problems
+from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.holdout import Holdout, HoldoutRef, ref_for
 from abtest.json_input import load_stored
 from abtest.redis_client import register_script
 from abtest.thread_connections import ThreadConnections
@@ -116,6 +118,11 @@ def _ship_reason(reason: object) -> str | None:
     return reason or None
 
 
+def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
+    layer = None if experiment.layer is None else experiment.layer.name
+    return ref_for(holdout, experiment.key, layer)
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -166,20 +173,60 @@ class Store:
         )
 
     # -- experiments --------------------------------------------------------------------
-    def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
+    def create_experiment(
+        self, config: Mapping[str, Any], *, key_id: str, note: Mapping[str, Any] | None = None
+    ) -> StoredExperiment:
         """Store a new experiment as a draft (version 1); `Conflict` if the key exists.
 
-        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them.
+        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them;
+        so is ``holdout``: the global holdout's snapshot is written when it covers the key.
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
         config = resolve_references(config, self.catalogue.lookup)
-        experiment = Experiment.from_dict({**config, "status": "draft", "winner": None})
+        version, holdout = self.holdout()
+        experiment = Experiment.from_dict(
+            {**config, "status": "draft", "winner": None, "holdout": None}
+        )
+        experiment = experiment.with_changes(holdout=_holdout_ref(holdout, experiment))
         self.redis.sadd(keys.experiments_index(), experiment.key)
-        stored = self._write(None, experiment, key_id=key_id, action="create")
+        stored = self._write(None, experiment, key_id=key_id, action="create", note=note)
         if stored is None:
             raise Conflict(f"experiment '{experiment.key}' already exists", "key")
+        if self.holdout()[0] != version:  # changed meanwhile: its sync may have missed us
+            stored = self.apply_holdout(experiment.key, self.holdout()[1], key_id=key_id) or stored
         return stored
+
+    def holdout(self) -> tuple[int, Holdout | None]:
+        """The global holdout's version and definition (None: no holdout)."""
+        stored = read_definition(self.redis, keys.holdout_meta())
+        return stored.version, None if stored.config is None else Holdout.from_dict(stored.config)
+
+    def apply_holdout(
+        self, key: str, holdout: Holdout | None, *, key_id: str, force: bool = False,
+        dry_run: bool = False,
+    ) -> StoredExperiment | None:  # fmt: skip
+        """Write ``holdout``'s snapshot into experiment ``key`` as a new, audited version
+        (action ``holdout``) when it differs; None when it already matches.
+
+        `Conflict` when the experiment is running with assigned units that would become
+        members (they would switch to control), unless ``force``; with ``dry_run`` only that
+        check is made.
+        """
+        current = self.get_experiment(key)
+        old = current.experiment
+        ref = _holdout_ref(holdout, old)
+        if ref == old.holdout:
+            return None
+        new = old.with_changes(holdout=ref)
+        if not force and old.status is Status.RUNNING and self._has_assigned_units(key):
+            problems = moved_unit_problems(old, new)
+            if problems:
+                raise Conflict(f"experiment '{key}': {problems[0].message}; send force=true "
+                               "to apply anyway", "holdout")  # fmt: skip
+        if dry_run:
+            return None
+        return self.write_version(current, new, key_id=key_id, action="holdout")
 
     def get_experiment(self, key: str) -> StoredExperiment:
         """The current version; `NotFound` when there is none."""
@@ -209,7 +256,8 @@ class Store:
     ) -> StoredExperiment:
         """Store ``config`` as the next version of ``key``.
 
-        Lifecycle fields (``status``, ``winner``) must be absent or unchanged.  When units
+        Lifecycle fields (``status``, ``winner``) must be absent or unchanged; ``holdout`` is
+        ignored (the global holdout's, for the new layer, is kept).  When units
         are already assigned, a change that would move them (see `moved_unit_problems`) is a
         `Conflict` unless ``force``.
         """
@@ -226,8 +274,10 @@ class Store:
         pinned = {m.name: m.catalogue_version for m in old.metrics if m.catalogue_version}
         config = resolve_references(config, self.catalogue.lookup, pinned=pinned)
         new = Experiment.from_dict(
-            {**config, "key": key, "status": old.status.value, "winner": old.winner}
-        )
+            {**config, "key": key, "status": old.status.value, "winner": old.winner,
+             "holdout": None}
+        )  # fmt: skip
+        new = new.with_changes(holdout=_holdout_ref(self.holdout()[1], new))
         if not force and (old.status is Status.RUNNING or self._has_assigned_units(key)):
             problems = moved_unit_problems(old, new)
             if problems:
@@ -237,8 +287,8 @@ class Store:
         if new.status is Status.RUNNING:
             with self._lifecycle_lock():
                 self._check_layers(new)
-                return self._write_or_conflict(current, new, key_id=key_id, action="update")
-        return self._write_or_conflict(current, new, key_id=key_id, action="update")
+                return self.write_version(current, new, key_id=key_id, action="update")
+        return self.write_version(current, new, key_id=key_id, action="update")
 
     def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """draft or stopped -> running; `Conflict` on a layer overlap with a running one."""
@@ -247,14 +297,14 @@ class Store:
             self._require_status(current, {Status.DRAFT, Status.STOPPED}, "start")
             new = current.experiment.with_changes(status=Status.RUNNING)
             self._check_layers(new)
-            return self._write_or_conflict(current, new, key_id=key_id, action="start")
+            return self.write_version(current, new, key_id=key_id, action="start")
 
     def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """running -> stopped: nobody is assigned any more (sticky assignments are kept)."""
         current = self.get_experiment(key)
         self._require_status(current, {Status.RUNNING}, "stop")
         new = current.experiment.with_changes(status=Status.STOPPED)
-        return self._write_or_conflict(current, new, key_id=key_id, action="stop")
+        return self.write_version(current, new, key_id=key_id, action="stop")
 
     def ship_experiment(
         self, key: str, variant: str, *, key_id: str, reason: str | None = None
@@ -271,7 +321,24 @@ class Store:
         self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
         note = None if reason is None else {"reason": reason}
-        return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
+        return self.write_version(current, new, key_id=key_id, action="ship", note=note)
+
+    def write_version(
+        self,
+        current: StoredExperiment,
+        new: Experiment,
+        *,
+        key_id: str,
+        action: str,
+        note: Mapping[str, Any] | None = None,
+    ) -> StoredExperiment:
+        """Store ``new`` as the version after ``current`` with an audit entry (``action``,
+        ``key_id``, the diff, ``note``): the write path of every lifecycle change.
+        `Conflict` when it changed since ``current``."""
+        stored = self._write(current, new, key_id=key_id, action=action, note=note)
+        if stored is None:
+            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
+        return stored
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
@@ -513,20 +580,6 @@ class Store:
         self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at
         return StoredExperiment(new, version, created, now)
-
-    def _write_or_conflict(
-        self,
-        current: StoredExperiment,
-        new: Experiment,
-        *,
-        key_id: str,
-        action: str,
-        note: Mapping[str, Any] | None = None,
-    ) -> StoredExperiment:
-        stored = self._write(current, new, key_id=key_id, action=action, note=note)
-        if stored is None:
-            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
-        return stored
 
     @staticmethod
     def _require_status(current: StoredExperiment, allowed: set[Status], action: str) -> None:

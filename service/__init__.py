@@ -25,6 +25,8 @@ BLUEPRINTS: Final = (
     "service.keys:bp",  # /v1/keys
     "service.catalogue:bp",  # /v1/metrics
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.holdout:bp",  # /v1/holdout...
+    "service.challengers:bp",  # /v1/experiments/<key>/challengers, /lineage
     "service.console:bp",  # / (the web console)
 )
 

@@ -306,6 +306,15 @@ def experiment(key: str) -> ResponseReturnValue:
     return render_template("experiment.html", page=page, actions=_allowed_actions(stored))
 
 
+@bp.get("/holdout")
+@public
+def holdout() -> ResponseReturnValue:
+    """The global holdout: definition, coverage, history and the cumulative effect."""
+    from service.console_holdout import holdout_page
+
+    return render_template("holdout.html", page=holdout_page(current_app))
+
+
 def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:
     status = stored.experiment.status.value
     return {"start": status in ("draft", "stopped"), "stop": status == "running",

@@ -17,6 +17,7 @@ from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
+from service.openapi_factory import factory_paths
 from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -198,5 +199,6 @@ def spec() -> dict[str, Any]:
             "/v1/keys/{key_id}": {
                 "delete": _op("Revoke an API key", "admin", parameters=_key_param("key_id"))
             },
+            **factory_paths(_op, by_key),
         },
     }  # fmt: skip

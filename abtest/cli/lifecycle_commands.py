@@ -24,12 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     push.add_argument("config", help="experiment JSON file (kept in git)")
     push.add_argument("--force", action="store_true",
                       help="allow an update that moves already-assigned units")  # fmt: skip
-    service_arguments(push)
+    _service_arguments(push)
     push.set_defaults(handler=_push)
     for name, text in (("start", "start assigning units"), ("stop", "stop assigning units")):
         action = subparsers.add_parser(name, help=f"{text} (audited)")
         action.add_argument("experiment", help="experiment key")
-        service_arguments(action)
+        _service_arguments(action)
         action.set_defaults(handler=_lifecycle, action=name)
     ship = subparsers.add_parser("ship", help="route everyone to the winning variant (audited)")
     ship.add_argument("experiment", help="experiment key")
@@ -37,11 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ship.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     ship.add_argument("--reason", help="why ship (kept in the audit trail); say it when "
                       "shipping against the verdict")  # fmt: skip
-    service_arguments(ship)
+    _service_arguments(ship)
     ship.set_defaults(handler=_ship)
 
 
-def service_arguments(parser: argparse.ArgumentParser) -> None:
+def _service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("ABTEST_URL", DEFAULT_URL),
                         help="service URL (default: $ABTEST_URL or %(default)s)")  # fmt: skip
     parser.add_argument("--api-key", default=os.environ.get("ABTEST_API_KEY"),
@@ -49,7 +49,7 @@ def service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the service's JSON")
 
 
-def call_service(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     from abtest.cli import UsageError
     from abtest.client_http import HttpTransport
 
@@ -86,16 +86,16 @@ def _push(args: argparse.Namespace) -> int:
     config = {k: v for k, v in raw.items() if k not in ("status", "winner")}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
-        call_service(args, "GET", path)
+        _call(args, "GET", path)
     except NotFound:
-        return _show(args, call_service(args, "POST", "/v1/experiments", config))
+        return _show(args, _call(args, "POST", "/v1/experiments", config))
     suffix = "?force=true" if args.force else ""
-    return _show(args, call_service(args, "PUT", path + suffix, config))
+    return _show(args, _call(args, "PUT", path + suffix, config))
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
     return _show(
-        args, call_service(args, "POST", f"/v1/experiments/{quote(args.experiment)}/{args.action}")
+        args, _call(args, "POST", f"/v1/experiments/{quote(args.experiment)}/{args.action}")
     )
 
 
@@ -113,4 +113,4 @@ def _ship(args: argparse.Namespace) -> int:
     body = {"variant": args.variant}
     if args.reason is not None:
         body["reason"] = args.reason
-    return _show(args, call_service(args, "POST", path, body))
+    return _show(args, _call(args, "POST", path, body))

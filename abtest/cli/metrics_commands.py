@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from abtest.cli.lifecycle_commands import call_service, service_arguments
+from abtest.cli.lifecycle_commands import _call, _service_arguments
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,16 +20,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     metrics = subparsers.add_parser("metrics", help="the metric catalogue (versioned, audited)")
     actions = metrics.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="every metric, and events for unknown ones")
-    service_arguments(listing)
+    _service_arguments(listing)
     listing.set_defaults(handler=_list)
     show = actions.add_parser("show", help="one metric with every version and why it changed")
     show.add_argument("name", help="the metric's name (revenue, clicks/searches, ...)")
-    service_arguments(show)
+    _service_arguments(show)
     show.set_defaults(handler=_show)
     put = actions.add_parser("put", help="store definitions from a JSON file (one or a list)")
     put.add_argument("file", help="a JSON definition {name, type, unit, ...} or a list of them")
     put.add_argument("--reason", help="why (kept in each changed metric's audit trail)")
-    service_arguments(put)
+    _service_arguments(put)
     put.set_defaults(handler=_put)
 
 
@@ -46,7 +46,7 @@ def _definition_line(entry: dict[str, Any]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    answer = call_service(args, "GET", "/v1/metrics")
+    answer = _call(args, "GET", "/v1/metrics")
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
@@ -61,7 +61,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    answer = call_service(args, "GET", "/v1/metrics/" + quote(args.name, safe="/:"))
+    answer = _call(args, "GET", "/v1/metrics/" + quote(args.name, safe="/:"))
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
@@ -90,7 +90,7 @@ def _put(args: argparse.Namespace) -> int:
         if not isinstance(definition, dict):
             raise UsageError(f"{args.file}: a definition must be a JSON object")
         body = definition if args.reason is None else {**definition, "reason": args.reason}
-        answers.append(call_service(args, "PUT", "/v1/metrics", body))
+        answers.append(_call(args, "PUT", "/v1/metrics", body))
     for answer in answers:
         if args.json:
             print(json.dumps(answer, ensure_ascii=False))
