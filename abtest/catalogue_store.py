@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys
 from abtest.catalogue import MetricDefinition, closest
-from abtest.changes import diff
-from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.changes import audit_reason, diff
+from abtest.errors import Conflict, NotFound
 from abtest.json_input import load_stored
 from abtest.redis_client import register_script
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_UNKNOWN_NAMES", "CatalogueEntry", "MetricCatalogue"]
 
 MAX_UNKNOWN_NAMES: Final = 1_000  # names counted one by one per partition; the rest as '*'
-_MAX_REASON: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class MetricCatalogue:
         catalogue has moved on since.  A type change is refused: experiments and stored
         events read the old type, so a new meaning needs a new name.
         """
-        reason = _reason(reason)
+        reason = audit_reason(reason)
         name = definition.name
         history = self._history(name)
         current = history[-1] if history else None
@@ -193,14 +192,3 @@ class MetricCatalogue:
 
     def _hint(self, name: str) -> str:
         return closest(name, self.names())
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > _MAX_REASON:
-        raise InvalidInput(f"at most {_MAX_REASON:,} characters", "reason")
-    return reason or None

@@ -34,7 +34,7 @@ from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
 from abtest.catalogue import resolve_references
 from abtest.catalogue_store import MetricCatalogue
-from abtest.changes import diff, moved_unit_problems
+from abtest.changes import MAX_REASON_LENGTH, audit_reason, diff, moved_unit_problems
 from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
@@ -53,7 +53,6 @@ __all__ = [
 ]  # fmt: skip
 
 _LOCK_MS: Final = 10_000
-MAX_REASON_LENGTH: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -104,18 +103,6 @@ class ExposureCounts:
             "variants": dict(self.variants),
             "daily": [{"date": d, "variants": dict(self.daily[d])} for d in sorted(self.daily)],
         }
-
-
-def _ship_reason(reason: object) -> str | None:
-    """A ship reason, stripped; None when absent or blank."""
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
-    return reason or None
 
 
 def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
@@ -314,7 +301,7 @@ class Store:
         ``reason`` (why ship, e.g. against the verdict) is kept in the audit entry; blank
         is the same as none.
         """
-        reason = _ship_reason(reason)
+        reason = audit_reason(reason)
         current = self.get_experiment(key)
         if variant not in current.experiment.variant_keys:
             raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")

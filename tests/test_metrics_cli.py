@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,13 @@ from abtest.cli import main
 from abtest.errors import Conflict, NotFound
 from abtest.experiment import MetricType
 from abtest.export import export
-from tests.conftest import Api, serve, simple_config
+from tests.conftest import Api, simple_config
+from tests.test_cli_lifecycle import service  # noqa: F401  (the served app, for the CLI)
+
+pytestmark = pytest.mark.usefixtures("service")
 
 REVENUE = {"name": "revenue", "type": "sum", "unit": "EUR", "cap": 100,
            "description": "Order value"}  # fmt: skip
-
-
-@pytest.fixture
-def service(app: Any, api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    """The app on a loopback port, with ABTEST_URL and ABTEST_API_KEY set for the CLI."""
-    server, thread = serve(app)
-    monkeypatch.setenv("ABTEST_URL", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("ABTEST_API_KEY", api.admin_key)
-    yield api
-    server.shutdown()
-    thread.join()
 
 
 def write(tmp_path: Path, name: str, data: Any) -> str:
@@ -42,7 +33,7 @@ def write(tmp_path: Path, name: str, data: Any) -> str:
     return str(path)
 
 
-def test_put_list_and_show(service: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_put_list_and_show(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """put stores each definition of a file (the reason lands in the audit trail), list
     shows every metric, and show prints the versions with who changed what and why."""
     both = [REVENUE, {"name": "latency_ms:p95", "type": "quantile", "unit": "ms",
@@ -70,7 +61,7 @@ def test_put_list_and_show(service: Api, tmp_path: Path, capsys: pytest.CaptureF
     ],
 )
 def test_errors_are_one_line_exit_2(
-    service: Api,
+    api: Api,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     message: str,
@@ -82,7 +73,7 @@ def test_errors_are_one_line_exit_2(
 
 
 def test_a_bad_definition_names_its_field(
-    service: Api,
+    api: Api,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -92,10 +83,10 @@ def test_a_bad_definition_names_its_field(
     assert "cap" in capsys.readouterr().err
 
 
-def test_admin_client_methods(service: Api) -> None:
+def test_admin_client_methods(api: Api) -> None:
     """put_metric, list_metrics, get_metric, unknown_metrics; a stale edit is a Conflict and
     an unknown name NotFound."""
-    with AdminClient(os.environ["ABTEST_URL"], service.admin_key) as admin:
+    with AdminClient(os.environ["ABTEST_URL"], api.admin_key) as admin:
         definition = MetricDefinition("revenue", MetricType.SUM, unit="EUR", cap=100.0)
         entry = admin.put_metric(definition, reason="first")
         assert (entry.version, entry.reason, entry.definition) == (1, "first", definition)
@@ -111,32 +102,32 @@ def test_admin_client_methods(service: Api) -> None:
 
 
 def test_push_export_and_analyze_resolve_the_catalogue(
-    service: Api,
+    api: Api,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A file naming {"catalogue": "revenue"} validates offline, is pinned by push, and
     `abtest analyze --config` on the export resolves it from the catalogue.json the export
     wrote, reading the pinned version although the catalogue moved on."""
-    service.call("PUT", "/v1/metrics", REVENUE)
+    api.call("PUT", "/v1/metrics", REVENUE)
     config = simple_config(primary_metric={"catalogue": "revenue"}, control="control")
     path = write(tmp_path, "exp.json", config)
     assert main(["validate", path]) == 0
     assert "revenue" in capsys.readouterr().out
     assert main(["push", path]) == 0 and main(["start", "exp"]) == 0
-    service.call("PUT", "/v1/metrics", {**REVENUE, "cap": 1})  # a later edit
+    api.call("PUT", "/v1/metrics", {**REVENUE, "cap": 1})  # a later edit
     rng = np.random.default_rng(0)
     events = []
     for i in range(300):
-        service.assign("exp", f"u{i}")
+        api.assign("exp", f"u{i}")
         events.append({"event_id": f"e{i}", "unit_id": f"u{i}", "metric": "revenue",
                        "value": float(rng.exponential(50))})  # fmt: skip
-    assert service.send_events(events).status_code == 202
+    assert api.send_events(events).status_code == 202
     out = tmp_path / "export"
-    export(service.store.redis, out_dir=out)
+    export(api.store.redis, out_dir=out)
     snapshot = json.loads((out / "catalogue.json").read_text())
     assert [v["definition"]["cap"] for v in snapshot["metrics"]["revenue"]] == [100.0, 1.0]
-    stored = service.call("GET", "/v1/experiments/exp").get_json()["config"]
+    stored = api.call("GET", "/v1/experiments/exp").get_json()["config"]
     stored_path = write(tmp_path, "stored.json", stored)
     capsys.readouterr()
     argv = ["analyze", "--exposures", str(out / "exposures"), "--outcomes", str(out / "outcomes"),
