@@ -142,18 +142,20 @@ class MetricCatalogue:
 
     def names(self) -> list[str]:
         """Every catalogue metric's name."""
-        return sorted(self.redis.hkeys(keys.metric_catalogue()))
+        return sorted(_text(name) for name in self.redis.hkeys(keys.metric_catalogue()))
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of one metric with its audit entry (time, key id, reason, diff)."""
-        history = [load_stored(raw) for raw in self.redis.lrange(keys.metric_versions(name), 0, -1)]
+        raw = self.redis.lrange(keys.metric_versions(name), 0, -1)
+        history = [load_stored(_text(item)) for item in raw]
         if not history:
             raise NotFound(f"no metric '{name}' in the catalogue{self._hint(name)}", "name")
         return history
 
     def snapshot(self) -> dict[str, Any]:
         """Every version of every metric, as ``abtest export`` writes it (``catalogue.json``)
-        and `abtest.catalogue_file` reads it."""
+        and `abtest.catalogue.read_catalogue` reads it.  Works on a client that returns
+        bytes too (export's)."""
         return {"metrics": {name: self.versions(name) for name in self.names()}}
 
     # -- events for unknown metrics ---------------------------------------------------------
@@ -192,3 +194,7 @@ class MetricCatalogue:
 
     def _hint(self, name: str) -> str:
         return closest(name, self.names())
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -91,8 +91,15 @@ def as_metric(spec: MetricSpec, where: str, catalogue: Lookup | None = None) -> 
         raise InvalidInput(f"{where}: expected 'name:type', a Metric or, with a catalogue, "
                            f"a catalogue name, got {spec!r}", where)  # fmt: skip
     name, version, margin = (reference.get(k) for k in ("catalogue", "version", "margin"))
-    if not isinstance(name, str) or not (version is None or isinstance(version, int)):
-        raise InvalidInput(f"{where}: a catalogue reference is {{catalogue, version?}}", where)
+    numeric = margin is None or (isinstance(margin, int | float) and not isinstance(margin, bool))
+    if (
+        not isinstance(name, str)
+        or not (version is None or isinstance(version, int))
+        or not (numeric)
+    ):
+        raise InvalidInput(
+            f"{where}: a catalogue reference is {{catalogue, version?, margin?}}", where
+        )
     try:
         definition, found = catalogue(name, version)
     except NotFound as exc:

@@ -77,6 +77,13 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
     return operation
 
 
+def _unchanged_ok(operation: dict[str, Any]) -> dict[str, Any]:
+    """A write that answers 200 when it changed nothing, beside its 201."""
+    created = operation["responses"]["201"]
+    operation["responses"]["200"] = {**created, "description": "Unchanged: the current version"}
+    return operation
+
+
 def _key_param(name: str = "key") -> list[dict[str, Any]]:
     schema: dict[str, Any] = {"type": "string", "pattern": anchored(SLUG_PATTERN)}
     if name == "key_id":
@@ -181,9 +188,9 @@ def spec() -> dict[str, Any]:
             "/v1/metrics": {
                 "get": _op("The metric catalogue, and events received per unknown metric",
                            "sdk"),
-                "put": _op("Store a metric definition as its next version (audited; 200 when "
-                           "unchanged)", "admin", ok=201, body=_ref("MetricBody"),
-                           invalid_config=True),
+                "put": _unchanged_ok(_op(
+                    "Store a metric definition as its next version (audited)", "admin", ok=201,
+                    body=_ref("MetricBody"), invalid_config=True)),
             },
             "/v1/metrics/{name}": {
                 "get": _op("One metric with every version and its audit entry", "sdk",

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from abtest.admin_client import AdminClient
 from abtest.catalogue import MetricDefinition
@@ -103,6 +104,7 @@ def test_admin_client_methods(api: Api) -> None:
 
 def test_push_export_and_analyze_resolve_the_catalogue(
     api: Api,
+    redis_url: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -124,7 +126,11 @@ def test_push_export_and_analyze_resolve_the_catalogue(
                        "value": float(rng.exponential(50))})  # fmt: skip
     assert api.send_events(events).status_code == 202
     out = tmp_path / "export"
-    export(api.store.redis, out_dir=out)
+    raw = redis.Redis.from_url(redis_url)  # bytes, as `abtest export` connects
+    try:
+        export(raw, out_dir=out)
+    finally:
+        raw.close()
     snapshot = json.loads((out / "catalogue.json").read_text())
     assert [v["definition"]["cap"] for v in snapshot["metrics"]["revenue"]] == [100.0, 1.0]
     stored = api.call("GET", "/v1/experiments/exp").get_json()["config"]
