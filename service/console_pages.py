@@ -165,7 +165,9 @@ def _ship_entry(
             "reason": entry.get("reason")}  # fmt: skip
 
 
-def _history(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Audit entries (oldest first) as ``_tables.html``'s history table shows them: newest
+    first, each change's values as short JSON."""
     shown = []
     for entry in reversed(entries):
         changes = [
@@ -257,7 +259,7 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         stored=stored,
         summary=row,
         config_json=stored.experiment.to_json(),
-        history=_history(history),
+        history=history_rows(history),
         progress=[Progress(v, n, planned) for v, n in row.units.items()],
         power=_power(stored.experiment, analysed, shipped=stored.experiment.winner is not None),
         results=data,

@@ -17,7 +17,7 @@ from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
-from service.openapi_factory import factory_paths
+from service.openapi_factory import FACTORY_MODELS, factory_paths
 from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -32,7 +32,8 @@ def _ref(name: str) -> dict[str, str]:
 def request_schemas() -> dict[str, Any]:
     """The request bodies' JSON Schemas by name: the pydantic models the views validate
     with (`service.schemas`), and the experiment definition (`abtest.experiment_schema`)."""
-    _, rendered = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    models = (*MODELS, *FACTORY_MODELS)
+    _, rendered = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     return {
         **rendered["$defs"],
         "Experiment": experiment_schema(),
