@@ -26,6 +26,11 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{holdout}:meta              HASH    the global holdout: version, config (JSON),
                                                created_at, updated_at
     abtest:{holdout}:history           LIST    one JSON audit entry per holdout version
+    abtest:<E>:unknown-metrics         HASH    metric name -> events accepted for it while no
+                                               catalogue entry or experiment knew it
+    abtest:{catalogue}:metrics         HASH    metric name -> its current catalogue entry (JSON)
+    abtest:{catalogue}:versions:<M>    LIST    every version of catalogue metric M with its
+                                               audit entry (time, key id, reason, diff)
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
@@ -53,6 +58,9 @@ runs on one Redis Cluster shard.  The tags:
   meets its first copy's dedupe table.
 * ``{holdout}``: the global holdout's definition (each covered experiment carries a
   snapshot of it in its own config, so no assign script reads this tag).
+* ``{catalogue}``: the metric catalogue (definitions, a few hundred at most, written
+  rarely; the unknown-metric counters grow with traffic and live under ``<E>`` instead,
+  the partition chosen by a hash of the metric name).
 * ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
   ever used alone.
 
@@ -227,6 +235,21 @@ def event_partition_counts() -> str:
     return f"{PREFIX}:event-partitions"
 
 
+def unknown_metrics(partition: int = 0, partitions: int = 1) -> str:
+    """HASH metric name -> accepted events whose metric nothing knew (one events partition)."""
+    return f"{PREFIX}:{_tag('events', partition, partitions)}:unknown-metrics"
+
+
+def metric_catalogue() -> str:
+    """HASH metric name -> the JSON of its current catalogue entry."""
+    return f"{PREFIX}:{{catalogue}}:metrics"
+
+
+def metric_versions(name: str) -> str:
+    """LIST of every version of one catalogue metric (oldest first), each with its audit."""
+    return f"{PREFIX}:{{catalogue}}:versions:{name}"
+
+
 def api_keys_by_hash() -> str:
     """HASH sha256(api key) -> JSON record."""
     return f"{PREFIX}:{{apikeys}}:by-hash"
@@ -285,6 +308,13 @@ def event_digest(event_id: str) -> bytes:
 def digest_bucket_hash(digest: bytes) -> int:
     """Bytes 0-3 of an event digest, big-endian: places the id in a day's table."""
     return int.from_bytes(digest[:4], "big")
+
+
+def name_partition(name: str, partitions: int) -> int:
+    """The events partition whose `unknown_metrics` hash counts metric ``name``: bytes 0-3
+    of sha1(name, UTF-8), big-endian, mod Q."""
+    digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:4], "big") % partitions
 
 
 def event_partition(digest: bytes, partitions: int) -> int:
@@ -512,6 +542,31 @@ end
 return {accepted, duplicates}
 """
 )
+
+# KEYS: metric_catalogue, metric_versions(name).  Compare-and-set of a catalogue entry:
+# ARGV name, the version the caller read ('0': none yet), the new entry (JSON), its
+# version entry (JSON).  Replies the version now current; unchanged means refused.
+WRITE_METRIC_SCRIPT: Final = """
+local current = redis.call('LLEN', KEYS[2])
+if current ~= tonumber(ARGV[2]) then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return current + 1
+"""
+
+# KEYS: unknown_metrics of one events partition.  ARGV[1]: most names kept (the rest are
+# counted under '*', which no metric name can be), then name, count pairs.
+COUNT_UNKNOWN_METRICS_SCRIPT: Final = """
+local most = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local name = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], name) == 0 and redis.call('HLEN', KEYS[1]) >= most then
+    name = '*'
+  end
+  redis.call('HINCRBY', KEYS[1], name, ARGV[i + 1])
+end
+return 1
+"""
 
 # KEYS: a lock.  Deletes it only while it still holds the caller's token.
 RELEASE_LOCK_SCRIPT: Final = """

@@ -32,7 +32,9 @@ from abtest.assign_calls import (
 )
 from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
-from abtest.changes import diff, moved_unit_problems
+from abtest.catalogue import resolve_references
+from abtest.catalogue_store import MetricCatalogue
+from abtest.changes import MAX_REASON_LENGTH, audit_reason, diff, moved_unit_problems
 from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
@@ -51,7 +53,6 @@ __all__ = [
 ]  # fmt: skip
 
 _LOCK_MS: Final = 10_000
-MAX_REASON_LENGTH: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -104,18 +105,6 @@ class ExposureCounts:
         }
 
 
-def _ship_reason(reason: object) -> str | None:
-    """A ship reason, stripped; None when absent or blank."""
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
-    return reason or None
-
-
 def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
     layer = None if experiment.layer is None else experiment.layer.name
     return ref_for(holdout, experiment.key, layer)
@@ -154,6 +143,7 @@ class Store:
             raise InvalidInput("partition counts must be at least 1", "partitions")
         self.redis = client
         self.api_keys = ApiKeys(client)
+        self.catalogue = MetricCatalogue(client, event_partitions=event_partitions)
         self.unit_partitions = unit_partitions
         self.event_partitions = event_partitions
         self._assign = register_script(client, keys.ASSIGN_SCRIPT)
@@ -180,6 +170,7 @@ class Store:
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
+        config = resolve_references(config, self.catalogue.lookup)
         version, holdout = self.holdout()
         experiment = Experiment.from_dict(
             {**config, "status": "draft", "winner": None, "holdout": None}
@@ -266,6 +257,9 @@ class Store:
                 raise Conflict(f"change '{name}' with /start, /stop or /ship", name)
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
+        # Unversioned references keep what this experiment already pins (abtest.catalogue).
+        pinned = {m.name: m.catalogue_version for m in old.metrics if m.catalogue_version}
+        config = resolve_references(config, self.catalogue.lookup, pinned=pinned)
         new = Experiment.from_dict(
             {**config, "key": key, "status": old.status.value, "winner": old.winner,
              "holdout": None}
@@ -307,7 +301,7 @@ class Store:
         ``reason`` (why ship, e.g. against the verdict) is kept in the audit entry; blank
         is the same as none.
         """
-        reason = _ship_reason(reason)
+        reason = audit_reason(reason)
         current = self.get_experiment(key)
         if variant not in current.experiment.variant_keys:
             raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")

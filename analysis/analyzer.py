@@ -21,16 +21,18 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from abtest.errors import InvalidInput
-from abtest.experiment import Metric
+from abtest.catalogue import Lookup, read_catalogue, snapshot_lookup
+from abtest.errors import InvalidInput, NotFound
+from abtest.experiment import Metric, MetricType
 from analysis.data.daily import daily_looks
 from analysis.data.join import join_and_aggregate, parse_metric
 from analysis.data.load import Source
-from analysis.data.metric_spec import source_metrics
+from analysis.data.metric_spec import longest_window, source_metrics
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
     DEFAULT_OBSERVATION_WINDOW,
@@ -52,9 +54,6 @@ from analysis.statistics.multiple import adjust_p_values
 from analysis.statistics.results import Effect
 from analysis.statistics.srm import srm_test
 
-if TYPE_CHECKING:
-    from abtest.experiment import Experiment
-
 __all__ = [
     "DEFAULT_GUARDRAIL_MARGIN",
     "AnalysisResult",
@@ -62,19 +61,54 @@ __all__ = [
     "MetricRow",
     "analyze",
     "analyze_experiment",
+    "as_metric",
     "daily_looks",
 ]
 
-MetricSpec = str | Metric
+if TYPE_CHECKING:
+    from abtest.experiment import Experiment
+
+MetricSpec = str | Metric | Mapping[str, Any]
 DEFAULT_GUARDRAIL_MARGIN = 0.05
+_TYPES = frozenset(t.value for t in MetricType)
 
 
-def _as_metric(spec: MetricSpec, where: str) -> Metric:
+def as_metric(spec: MetricSpec, where: str, catalogue: Lookup | None = None) -> Metric:
+    """A metric from ``"name:type"``, a `Metric`, or a catalogue name (``"revenue"``,
+    ``"latency_ms:p95"``) or reference (``{"catalogue": "revenue", "version": 2}``)
+    resolved with ``catalogue`` (`abtest.catalogue.snapshot_lookup` / `read_catalogue`)."""
     if isinstance(spec, Metric):
         return spec
-    if isinstance(spec, str):
+    if isinstance(spec, str) and (spec.rpartition(":")[2] in _TYPES or catalogue is None):
         return parse_metric(spec, field_name=where)
-    raise InvalidInput(f"{where}: expected 'name:type' or a Metric, got {spec!r}", where)
+    reference = {"catalogue": spec} if isinstance(spec, str) else spec
+    if not isinstance(reference, Mapping) or catalogue is None:
+        raise InvalidInput(f"{where}: expected 'name:type', a Metric or, with a catalogue, "
+                           f"a catalogue name, got {spec!r}", where)  # fmt: skip
+    name, version, margin = (reference.get(k) for k in ("catalogue", "version", "margin"))
+    numeric = margin is None or (isinstance(margin, int | float) and not isinstance(margin, bool))
+    if (
+        not isinstance(name, str)
+        or not (version is None or isinstance(version, int))
+        or not (numeric)
+    ):
+        raise InvalidInput(
+            f"{where}: a catalogue reference is {{catalogue, version?, margin?}}", where
+        )
+    try:
+        definition, found = catalogue(name, version)
+    except NotFound as exc:
+        hint = " (nor NAME:TYPE)" if isinstance(spec, str) else ""
+        raise InvalidInput(f"{where}: {exc.message}{hint}", where) from None
+    return definition.as_metric(found, None if margin is None else float(margin))
+
+
+def _catalogue(catalogue: Lookup | Mapping[str, Any] | str | Path | None) -> Lookup | None:
+    if catalogue is None or callable(catalogue):
+        return catalogue
+    if isinstance(catalogue, Mapping):
+        return snapshot_lookup(catalogue)
+    return read_catalogue(catalogue)
 
 
 def analyze(
@@ -103,6 +137,7 @@ def analyze(
     seed: int = 0,
     segment: str | None = None,
     min_segment_units: int = DEFAULT_MIN_SEGMENT_UNITS,
+    catalogue: Lookup | Mapping[str, Any] | str | Path | None = None,
 ) -> AnalysisResult:
     """Analyse one experiment: the first metric is primary, the others secondary.
 
@@ -110,9 +145,10 @@ def analyze(
     ----------
     exposures, outcomes : DataFrame or path
         See `analysis.data.load` for the schemas and accepted sources.
-    metrics : sequence of "name:type" or Metric
+    metrics : sequence of "name:type", Metric, or catalogue name or reference
         ``purchase:binomial``, ``revenue:sum``, ``clicks/searches:ratio``,
-        ``latency_ms:p95:quantile``…
+        ``latency_ms:p95:quantile``…; with ``catalogue``, also ``"revenue"`` or
+        ``{"catalogue": "revenue", "version": 2}`` (`as_metric`).
     control : str
         Control variant key.
     guardrails : sequence of "name:type" or Metric
@@ -152,6 +188,10 @@ def analyze(
         with p-values adjusted across segments, Cochran's Q heterogeneity test, and no
         number for a segment with fewer than ``min_segment_units`` units in an arm
         (`analysis.segments`); in the result's ``segments``.
+    catalogue : catalogue snapshot, its file, or a lookup, optional
+        Resolves catalogue names in ``metrics`` and ``guardrails``: the ``catalogue.json``
+        that ``abtest export`` writes, or `abtest.catalogue.snapshot_lookup`.  A catalogue
+        metric brings its type, direction, cap and attribution window.
 
     Raises
     ------
@@ -167,10 +207,12 @@ def analyze(
         raise InvalidInput("at least one metric is required", "metrics")
     if segment is not None:
         check_min_units(min_segment_units)
-    primary = [_as_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
-    guards = [_as_metric(m, f"guardrails[{i}]") for i, m in enumerate(guardrails)]
+    lookup = _catalogue(catalogue)
+    primary = [as_metric(m, f"metrics[{i}]", lookup) for i, m in enumerate(metrics)]
+    guards = [as_metric(m, f"guardrails[{i}]", lookup) for i, m in enumerate(guardrails)]
     rules = replace(rules or DecisionRules(), alpha=alpha)
-    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
+    window = (observation_window or attribution_window or longest_window([*primary, *guards])
+              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
     prior = stated_prior(
         mixing_sd=mixing_sd, mde=mde, relative_mde=relative_mde,
         planned_units_per_variant=planned_units_per_variant, alpha=alpha, power=rules.power,

@@ -284,6 +284,20 @@ def experiments() -> ResponseReturnValue:
     return render_template("experiments.html", rows=rows)
 
 
+@bp.get("/catalogue")  # /metrics is Prometheus'
+@public
+def metrics() -> ResponseReturnValue:
+    """The metric catalogue, and the events received for metrics nothing knows (with the
+    closest known name), as ``GET /v1/metrics`` reports them."""
+    from abtest.catalogue import closest
+
+    ext = abtest()
+    known = ext.known_metrics.names(ext.store)
+    unknown = [(name, count, closest(name, known)[len("; did you mean ") :].strip("'?"))
+               for name, count in ext.store.catalogue.unknown_counts().items()]  # fmt: skip
+    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown)
+
+
 @bp.get("/experiments/<key>")
 @public
 def experiment(key: str) -> ResponseReturnValue:

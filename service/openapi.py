@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from abtest import __version__
 from abtest.auth import KEY_ID_PATTERN
+from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
@@ -74,6 +75,13 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
+    return operation
+
+
+def _unchanged_ok(operation: dict[str, Any]) -> dict[str, Any]:
+    """A write that answers 200 when it changed nothing, beside its 201."""
+    created = operation["responses"]["201"]
+    operation["responses"]["200"] = {**created, "description": "Unchanged: the current version"}
     return operation
 
 
@@ -177,6 +185,19 @@ def spec() -> dict[str, Any]:
             "/v1/experiments/{key}/results": {
                 "get": _op("Analysis results from the exported files (service.results)", "admin",
                            parameters=by_key)
+            },
+            "/v1/metrics": {
+                "get": _op("The metric catalogue, and events received per unknown metric",
+                           "sdk"),
+                "put": _unchanged_ok(_op(
+                    "Store a metric definition as its next version (audited)", "admin", ok=201,
+                    body=_ref("MetricBody"), invalid_config=True)),
+            },
+            "/v1/metrics/{name}": {
+                "get": _op("One metric with every version and its audit entry", "sdk",
+                           parameters=[{"name": "name", "in": "path", "required": True,
+                                        "schema": {"type": "string",
+                                                   "pattern": anchored(CATALOGUE_NAME_PATTERN)}}])
             },
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
