@@ -1,4 +1,5 @@
-"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys.
+"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys
+and the metric catalogue.
 
     with AdminClient("http://localhost:8000", admin_key) as admin:
         admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
@@ -18,13 +19,15 @@ a key, are sent again once in that case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from abtest.auth import ApiKey, Role
+from abtest.catalogue import MetricDefinition
+from abtest.catalogue_store import CatalogueEntry
 from abtest.client_http import HttpTransport
 from abtest.errors import InvalidInput
 from abtest.experiment import Experiment, Status
@@ -90,6 +93,101 @@ class AdminClient:
         """First exposures per variant and day, with the live sample-ratio-mismatch test."""
         answer: dict[str, Any] = self._call("GET", _path(key, "exposures"))
         return answer
+
+    def challenge(
+        self,
+        key: str,
+        model: str,
+        version: str | int,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        variant: str | None = None,
+        experiment: str | None = None,
+    ) -> dict[str, Any]:
+        """Register model ``version`` as a challenger of ``key``'s champion (see
+        `abtest.challengers`); ``created`` is False when it was registered before.  Safe to
+        repeat: a second registration of the same version changes nothing."""
+        body: dict[str, Any] = {"model": {"name": model, "version": str(version)}}
+        for name, value in (("payload", payload), ("variant", variant),
+                            ("experiment", experiment)):  # fmt: skip
+            if value is not None:
+                body[name] = dict(value) if isinstance(value, Mapping) else value
+        path = _path(key, "challengers")
+        answer: dict[str, Any] = self._http.call("POST", path, body, idempotent=True)
+        return answer
+
+    def lineage(self, key: str) -> list[StoredExperiment]:
+        """``key`` and its challengers' experiments, oldest first (the last is the head)."""
+        answer = self._call("GET", _path(key, "lineage"))
+        return [StoredExperiment.from_dict(item) for item in answer["lineage"]]
+
+    # -- the global holdout ------------------------------------------------------------------
+    def get_holdout(self) -> dict[str, Any]:
+        """The holdout (``holdout`` None when none), its period start and covered experiments."""
+        answer: dict[str, Any] = self._call("GET", "/v1/holdout")
+        return answer
+
+    def set_holdout(self, config: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Set the global holdout ``{name, share, covers?, description?}`` (audited); `Conflict`
+        when running experiments with assigned units would gain members, unless ``force``."""
+        answer: dict[str, Any] = self._call(
+            "PUT", "/v1/holdout" + ("?force=true" if force else ""), dict(config)
+        )
+        return answer
+
+    def release_holdout(self) -> dict[str, Any]:
+        """End the holdout: no experiment carries it from now on."""
+        answer: dict[str, Any] = self._call("DELETE", "/v1/holdout")
+        return answer
+
+    def holdout_history(self) -> list[dict[str, Any]]:
+        """The holdout's audit entries, oldest first."""
+        history: list[dict[str, Any]] = self._call("GET", "/v1/holdout/history")["history"]
+        return history
+
+    def holdout_results(
+        self, metrics: Sequence[str] = (), *, start: str | None = None, end: str | None = None
+    ) -> dict[str, Any]:
+        """The rest against the holdout (`analysis.holdout.HoldoutResult.to_dict`)."""
+        query = [("metric", m) for m in metrics]
+        query += [(name, value) for name, value in (("start", start), ("end", end)) if value]
+        answer: dict[str, Any] = self._call(
+            "GET", "/v1/holdout/results" + ("?" + urlencode(query) if query else "")
+        )
+        return answer
+
+    # -- metric catalogue --------------------------------------------------------------------
+    def list_metrics(self) -> list[CatalogueEntry]:
+        """Every catalogue metric's current entry, sorted by name."""
+        return [CatalogueEntry.from_dict(m) for m in self._call("GET", "/v1/metrics")["metrics"]]
+
+    def unknown_metrics(self) -> dict[str, int]:
+        """Events received per metric name that neither the catalogue nor any experiment knew."""
+        unknown: dict[str, int] = self._call("GET", "/v1/metrics")["unknown"]
+        return unknown
+
+    def get_metric(self, name: str) -> tuple[CatalogueEntry, list[dict[str, Any]]]:
+        """One metric's current entry and every version with its audit entry."""
+        answer = self._call("GET", "/v1/metrics/" + quote(name, safe="/:"))
+        return CatalogueEntry.from_dict(answer), answer["versions"]
+
+    def put_metric(
+        self,
+        definition: MetricDefinition | Mapping[str, Any],
+        *,
+        reason: str | None = None,
+        base_version: int | None = None,
+    ) -> CatalogueEntry:
+        """Store a definition as the metric's next version (the same one again changes
+        nothing); ``base_version``: the version it was edited from (`Conflict` if stale)."""
+        body = (
+            definition.to_dict() if isinstance(definition, MetricDefinition) else dict(definition)
+        )
+        if reason is not None:
+            body["reason"] = reason
+        if base_version is not None:
+            body["base_version"] = base_version
+        return CatalogueEntry.from_dict(self._call("PUT", "/v1/metrics", body))
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:

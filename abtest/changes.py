@@ -1,16 +1,33 @@
 """What a new version of an experiment changes. Pure.
 
-`diff` is the audit trail's record of a version; `moved_unit_problems` lists the changes
-that would move units already assigned, which the store refuses unless forced.
+`diff` is the audit trail's record of a version (`audit_reason` its reason);
+`moved_unit_problems` lists the changes that would move units already assigned, which the
+store refuses unless forced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-from abtest.errors import Problem
+from abtest.errors import InvalidInput, Problem
 from abtest.experiment import Experiment
+from abtest.holdout import moves_assigned_units
+
+MAX_REASON_LENGTH: Final = 2_000
+
+
+def audit_reason(reason: object) -> str | None:
+    """A reason for an audit entry (why ship, why change a metric), stripped; None when
+    absent or blank; `InvalidInput` for a non-string or one over `MAX_REASON_LENGTH`."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput("must be a string", "reason")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
+    return reason or None
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
@@ -38,9 +55,9 @@ def moved_unit_problems(old: Experiment, new: Experiment) -> list[Problem]:
     """Changes after which some already-assigned unit would get another variant or none.
 
     Weight changes are not listed: stored (sticky) assignments absorb them.  Listed are a
-    removed variant, a new seed, lower traffic, and a layer change that leaves part of the
-    old range (or adds a layer).  Targeting changes are allowed: sticky units keep their
-    variant whatever their attributes.
+    removed variant, a new seed, lower traffic, a layer change that leaves part of the
+    old range (or adds a layer), and a holdout that makes new members (they get control).
+    Targeting changes are allowed: sticky units keep their variant whatever their attributes.
     """
     problems = []
     removed = [key for key in old.variant_keys if key not in new.variant_keys]
@@ -61,4 +78,13 @@ def moved_unit_problems(old: Experiment, new: Experiment) -> list[Problem]:
         )
         if not inside:
             problems.append(Problem("layer.range", "the new layer range leaves out assigned units"))
+    if moves_assigned_units(old.holdout, new.holdout):
+        assert new.holdout is not None
+        problems.append(
+            Problem(
+                "holdout",
+                f"holdout '{new.holdout.name}' would serve control "
+                f"to its {new.holdout.share:.1%} of the units already assigned",
+            )
+        )
     return problems

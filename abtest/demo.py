@@ -296,6 +296,10 @@ def _keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
 
 
 # -- simulated app traffic ------------------------------------------------------------------
+_COUNTRIES: Final = ("DE", "FR", "US", "GB", "BR")
+_COUNTRY_SHARES: Final = (0.3, 0.2, 0.25, 0.15, 0.1)
+
+
 def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
     """Users arrive, get a variant over HTTP, and their outcomes are tracked."""
     import numpy as np
@@ -314,6 +318,11 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
     revenue = rng.lognormal(mean=3.5, sigma=0.6, size=n)
     requests = rng.integers(1, 6, size=n)
     latency_base = rng.lognormal(mean=4.6, sigma=0.35, size=(n, 5))  # about 100 ms
+    # Attributes sent at assignment, kept for `abtest analyze --segment country`; their own
+    # generator, so the draws above (and the demo's numbers) stay what they were.
+    places = np.random.default_rng([settings.seed, 1])
+    country = places.choice(_COUNTRIES, size=n, p=_COUNTRY_SHARES)
+    platform = places.choice(("ios", "android", "web"), size=n, p=(0.4, 0.4, 0.2))
     now = time.time()
 
     def visit(client: Client, i: int) -> str | None:
@@ -323,7 +332,8 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
             before = now - (day + 1) * 86400
             client.track(unit_id, "purchase", 1.0, timestamp=before)
             client.track(unit_id, "revenue", float(revenue[i]), timestamp=before)
-        answer = client.assign(EXPERIMENT_KEY, unit_id)
+        attributes = {"country": str(country[i]), "platform": str(platform[i])}
+        answer = client.assign(EXPERIMENT_KEY, unit_id, attributes)
         if not answer.in_experiment or answer.variant is None:
             return None
         treated = answer.variant == TREATMENT

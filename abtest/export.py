@@ -33,6 +33,7 @@ that point exactly as a crash would, which is how the tests prove points 3 and 4
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys, layout
+from abtest.catalogue_store import MetricCatalogue
 from abtest.errors import AbtestError, InvalidInput
 from abtest.experiment import SLUG
 from abtest.export_files import (
@@ -55,6 +57,7 @@ from abtest.export_files import (
     parse,
     read,
     read_exposures,
+    read_holdout,
     read_outcomes,
     schema,
 )
@@ -65,12 +68,13 @@ __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover",
     "experiment_folders", "export", "export_stream", "files", "read", "read_exposures",
-    "read_outcomes", "schema", "sources_for",
+    "read_holdout", "read_outcomes", "schema", "sources_for", "sources_for_holdout",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from abtest.redis_client import AnyRedis
 
+CATALOGUE_FILE: Final = "catalogue.json"  # beside exposures/ and outcomes/
 GROUP: Final = "abtest-export"
 CONSUMER: Final = "exporter"  # one consumer name: the lock makes the exporter unique
 DEFAULT_BATCH_SIZE: Final = 5_000
@@ -229,7 +233,7 @@ def _split(
             continue  # the entry is gone from the stream; there is nothing left to export
         try:
             row = parse(source.kind, fields, experiment=source.experiment, variants=variants)
-            if source.kind is Kind.EXPOSURES and row["experiment"] != source.experiment:
+            if source.kind is not Kind.OUTCOMES and row["experiment"] != source.experiment:
                 raise ValueError(f"experiment {row['experiment']!r} in the stream of "
                                  f"{source.experiment!r}")  # fmt: skip
         except ValueError as exc:
@@ -298,7 +302,7 @@ def export_stream(
             call(Step.READ)
             # Read after the batch: codes only ever grow, so every code in it is known.
             variants = None
-            if source.experiment is not None:
+            if source.kind is Kind.EXPOSURES and source.experiment is not None:
                 codes = redis.hgetall(keys.variant_codes(source.experiment))
                 variants = {_text(code): _text(variant) for variant, code in codes.items()}
             batch = _split(source, entries, variants)
@@ -321,11 +325,14 @@ def export_stream(
 
 
 def _exposure_sources(redis: AnyRedis, experiment: str) -> list[StreamSource]:
+    """The experiment's exposure partitions, then its holdout log's."""
     partitions = layout.partition_count(redis.hget(keys.experiment_meta(experiment), "partitions"))
     return [
-        StreamSource(stream, Kind.EXPOSURES, experiment, f"p{p}" if partitions > 1 else "")
-        for p, stream in enumerate(layout.exposure_streams(experiment, partitions))
-    ]
+        StreamSource(stream, kind, experiment, f"p{p}" if partitions > 1 else "")
+        for kind, streams in ((Kind.EXPOSURES, layout.exposure_streams(experiment, partitions)),
+                              (Kind.HOLDOUT, layout.holdout_streams(experiment, partitions)))
+        for p, stream in enumerate(streams)
+    ]  # fmt: skip
 
 
 def _outcome_sources(redis: AnyRedis) -> list[StreamSource]:
@@ -360,6 +367,12 @@ def sources_for(redis: AnyRedis, experiment: str) -> list[StreamSource]:
     return [*_exposure_sources(redis, experiment), *_outcome_sources(redis)]
 
 
+def sources_for_holdout(redis: AnyRedis) -> list[StreamSource]:
+    """The streams the holdout's analysis needs: every experiment's holdout log and every
+    outcome stream."""
+    return [source for source in discover(redis) if source.kind in (Kind.HOLDOUT, Kind.OUTCOMES)]
+
+
 def export(
     redis: AnyRedis,
     *,
@@ -373,7 +386,10 @@ def export(
     folder or an fsspec URL (``s3://bucket/lake``).
 
     Safe to run again after a crash at any point and concurrently with other runs: a stream
-    locked by another exporter is reported as skipped (see the module docstring).
+    locked by another exporter is reported as skipped (see the module docstring).  A full
+    export (no ``sources``) also writes ``catalogue.json``: every version of every catalogue
+    metric, so the analysis of the files can resolve the references of an experiment file
+    (`abtest.catalogue.snapshot_lookup`).
 
     Raises
     ------
@@ -386,4 +402,9 @@ def export(
                       lock_ttl=lock_ttl, hook=hook)
         for source in (discover(redis) if sources is None else sources)
     ]  # fmt: skip
+    if sources is None:
+        snapshot = json.dumps(MetricCatalogue(redis).snapshot(), ensure_ascii=False, indent=1)
+        # Rewritten whole at each full export: a rename locally, one PUT on object stores.
+        target.write(PurePosixPath(CATALOGUE_FILE), lambda f: f.write(snapshot.encode()),
+                     _no_hook)  # fmt: skip
     return ExportResult(tuple(reports))

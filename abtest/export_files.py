@@ -5,6 +5,7 @@ Layout (Hive-style partitions, so Spark's partition discovery, DuckDB's
 directly, pruning by experiment and date)::
 
     OUT/exposures/experiment=<key>/date=<YYYY-MM-DD>/<first-id>_<last-id>[.p<n>].parquet
+    OUT/holdout/experiment=<key>/date=<YYYY-MM-DD>/<first-id>_<last-id>[.p<n>].parquet
     OUT/outcomes/date=<YYYY-MM-DD>/<first-id>_<last-id>[.p<q>of<n>].parquet
     OUT/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
 
@@ -12,7 +13,8 @@ directly, pruning by experiment and date)::
 only).  Every file also carries all of its columns, ``experiment`` included, so one file
 read alone is complete; a reader that turns the folders into columns gets the same
 ``experiment`` value from the folder.  Earlier versions wrote
-``exposures/<key>/<YYYY-MM-DD>/`` and ``outcomes/<YYYY-MM-DD>/``: `files`, `read` and
+``exposures/<key>/<YYYY-MM-DD>/``, ``holdout/<key>/<YYYY-MM-DD>/`` and
+``outcomes/<YYYY-MM-DD>/``: `files`, `read` and
 `analysis.data.load` read every ``*.parquet`` below a folder whatever its folders are
 called, so old and new exports in one folder read as one.
 
@@ -33,6 +35,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from abtest import attributes
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -46,6 +50,7 @@ class Kind(StrEnum):
 
     EXPOSURES = "exposures"
     OUTCOMES = "outcomes"
+    HOLDOUT = "holdout"  # the global holdout's exposure log (`abtest.holdout`)
 
 
 class Step(StrEnum):
@@ -68,11 +73,16 @@ def _schemas() -> dict[Kind, pa.Schema]:
     return {
         Kind.EXPOSURES: pa.schema(
             [("unit_id", pa.string()), ("experiment", pa.string()), ("variant", pa.string()),
-             ("timestamp", ts), ("config_version", pa.int64())]
+             ("timestamp", ts), ("config_version", pa.int64()),
+             ("attributes", pa.map_(pa.string(), pa.string()))]
         ),
         Kind.OUTCOMES: pa.schema(
             [("event_id", pa.string()), ("unit_id", pa.string()), ("metric", pa.string()),
              ("value", pa.float64()), ("timestamp", ts)]
+        ),
+        Kind.HOLDOUT: pa.schema(
+            [("unit_id", pa.string()), ("experiment", pa.string()), ("holdout", pa.string()),
+             ("in_holdout", pa.bool_()), ("timestamp", ts)]
         ),
     }  # fmt: skip
 
@@ -86,7 +96,7 @@ def day(timestamp_us: int) -> str:
     return (_EPOCH + timedelta(days=timestamp_us // _US_PER_DAY)).isoformat()
 
 
-_COMPACT: Final = {"u": "unit_id", "t": "timestamp", "c": "config_version"}
+_COMPACT: Final = {"u": "unit_id", "t": "timestamp", "c": "config_version", "a": "attributes"}
 
 
 def parse(
@@ -98,9 +108,16 @@ def parse(
 ) -> dict[str, Any]:
     """One stream entry -> one row; raises ValueError naming what is wrong.
 
-    A compact exposure entry (``u``, ``v``, ``t``, ``c``: see `abtest.keys`) becomes the same
-    row as a long one, with ``experiment`` and the variant code's key (``variants``) filled in.
+    A compact exposure entry (``u``, ``v``, ``t``, ``c``, ``a``: see `abtest.keys`) becomes the
+    same row as a long one, with ``experiment`` and the variant code's key (``variants``)
+    filled in; ``attributes`` is a list of (name, value) pairs (the Parquet map), or None.
     """
+    if kind is Kind.HOLDOUT:
+        missing = [n for n in ("u", "h", "t", "n") if n not in fields]
+        if missing or experiment is None or fields["h"] not in ("0", "1"):
+            raise ValueError(f"not a holdout entry (missing {', '.join(missing) or 'nothing'})")
+        return {"unit_id": fields["u"], "experiment": experiment, "holdout": fields["n"],
+                "in_holdout": fields["h"] == "1", "timestamp": int(fields["t"])}  # fmt: skip
     if kind is Kind.EXPOSURES and "v" in fields:
         if experiment is None or variants is None or fields["v"] not in variants:
             raise ValueError(f"unknown variant code {fields['v']!r}")
@@ -117,6 +134,9 @@ def parse(
     row["timestamp"] = int(fields["timestamp"])
     if kind is Kind.EXPOSURES:
         row["config_version"] = int(fields["config_version"])
+        # Entries written before attributes were kept have none: null, not an empty map.
+        kept = attributes.decode(fields["attributes"]) if "attributes" in fields else None
+        row["attributes"] = None if kept is None else list(kept.items())
     else:
         row["value"] = float(fields["value"])
         if not math.isfinite(row["value"]):
@@ -232,8 +252,14 @@ def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
 
 
 def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:
-    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version``)."""
+    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version,
+    attributes``; files written before attributes were kept read them as null)."""
     return read(directory, Kind.EXPOSURES)
+
+
+def read_holdout(directory: str | os.PathLike[str]) -> pa.Table:
+    """Every exported holdout row (``unit_id, experiment, holdout, in_holdout, timestamp``)."""
+    return read(directory, Kind.HOLDOUT)
 
 
 def read_outcomes(directory: str | os.PathLike[str]) -> pa.Table:

@@ -15,12 +15,22 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{K}:variants                HASH    variant key -> code 0, 1, ... (append-only)
     abtest:<U>:state                   HASH    partitioned only: version (copy), lh, ls, ln
     abtest:<U>:units:<n>               HASH    unit_id -> variant code: bucket n of the sticky map
-    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c
+    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c[, a]
     abtest:<U>:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
+    abtest:<U>:holdout                 STREAM  one entry per unit's first contact under the
+                                               holdout: u, h (1 member, 0 not), t, n (its name)
     abtest:<E>:outcomes                STREAM  accepted outcome events
     abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
     abtest:<E>:ids:<YYYYMMDD>:<n>      HASH    12-byte digest of an event id -> '' (bucket n)
     abtest:event-partitions            SET     every event partition count ever written with
+    abtest:{holdout}:meta              HASH    the global holdout: version, config (JSON),
+                                               created_at, updated_at
+    abtest:{holdout}:history           LIST    one JSON audit entry per holdout version
+    abtest:<E>:unknown-metrics         HASH    metric name -> events accepted for it while no
+                                               catalogue entry or experiment knew it
+    abtest:{catalogue}:metrics         HASH    metric name -> its current catalogue entry (JSON)
+    abtest:{catalogue}:versions:<M>    LIST    every version of catalogue metric M with its
+                                               audit entry (time, key id, reason, diff)
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
@@ -46,6 +56,11 @@ runs on one Redis Cluster shard.  The tags:
   when ``Q == 1``, else ``{events:<q>}`` or ``{events:<q>.<j>}``, chosen the same way.  An
   event's partition is `event_partition` (a hash of its event id), so a retried event
   meets its first copy's dedupe table.
+* ``{holdout}``: the global holdout's definition (each covered experiment carries a
+  snapshot of it in its own config, so no assign script reads this tag).
+* ``{catalogue}``: the metric catalogue (definitions, a few hundred at most, written
+  rarely; the unknown-metric counters grow with traffic and live under ``<E>`` instead,
+  the partition chosen by a hash of the metric name).
 * ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
   ever used alone.
 
@@ -67,9 +82,12 @@ from a declared key with the same hash tag, so they stay in the script's slot.  
 id is longer than 64 bytes make their bucket a plain hash (``hash-max-ziplist-value``).
 
 **Stored values.**  A sticky entry holds the variant's *code* (its index in the
-experiment's append-only ``variants`` table), never its key; an exposure entry holds
-``u`` unit_id, ``v`` variant code, ``t`` timestamp (integer epoch microseconds, UTC) and
-``c`` config_version, and its experiment is its stream's.  Export decodes codes with the
+experiment's append-only ``variants`` table), never its key, or a holdout contact code
+(``h``: a holdout member, served control; ``s``: a unit first met after the ship, under a
+holdout); an exposure entry holds ``u`` unit_id, ``v`` variant code, ``t`` timestamp
+(integer epoch microseconds, UTC), ``c`` config_version and, when the unit came with
+attributes, ``a`` (the attributes kept for segments, compact JSON of short strings:
+`abtest.attributes`); its experiment is its stream's.  Export decodes codes with the
 ``variants`` table.
 
 Contracts relied on by ``abtest export`` and the analysis:
@@ -175,6 +193,22 @@ def exposure_counts(experiment_key: str, partition: int = 0, partitions: int = 1
     return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:counts"
 
 
+def holdout_stream(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """STREAM of one experiment's holdout entries (one partition of them): the first contact
+    of each unit with the experiment while a holdout covers it (`abtest.holdout`)."""
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:holdout"
+
+
+def holdout_meta() -> str:
+    """HASH of the global holdout: version, config (JSON), created_at, updated_at."""
+    return f"{PREFIX}:{{holdout}}:meta"
+
+
+def holdout_history() -> str:
+    """LIST of the global holdout's audit entries, oldest first."""
+    return f"{PREFIX}:{{holdout}}:history"
+
+
 def legacy_assignments(experiment_key: str) -> str:
     """HASH unit_id -> variant key: the sticky map of stores written before the compact layout."""
     return f"{PREFIX}:{{{experiment_key}}}:assignments"
@@ -199,6 +233,21 @@ def legacy_seen_events(day: str) -> str:
 def event_partition_counts() -> str:
     """SET of every events partition count the store was written with (export drains all)."""
     return f"{PREFIX}:event-partitions"
+
+
+def unknown_metrics(partition: int = 0, partitions: int = 1) -> str:
+    """HASH metric name -> accepted events whose metric nothing knew (one events partition)."""
+    return f"{PREFIX}:{_tag('events', partition, partitions)}:unknown-metrics"
+
+
+def metric_catalogue() -> str:
+    """HASH metric name -> the JSON of its current catalogue entry."""
+    return f"{PREFIX}:{{catalogue}}:metrics"
+
+
+def metric_versions(name: str) -> str:
+    """LIST of every version of one catalogue metric (oldest first), each with its audit."""
+    return f"{PREFIX}:{{catalogue}}:versions:{name}"
 
 
 def api_keys_by_hash() -> str:
@@ -261,6 +310,13 @@ def digest_bucket_hash(digest: bytes) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def name_partition(name: str, partitions: int) -> int:
+    """The events partition whose `unknown_metrics` hash counts metric ``name``: bytes 0-3
+    of sha1(name, UTF-8), big-endian, mod Q."""
+    digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:4], "big") % partitions
+
+
 def event_partition(digest: bytes, partitions: int) -> int:
     """The partition of an event: bytes 8-11 of its `event_digest`, big-endian, mod Q."""
     return int.from_bytes(digest[8:12], "big") % partitions
@@ -318,13 +374,17 @@ end
 """
 
 # KEYS: unit state (version, table position), exposures stream, counts, sticky bucket
-# prefix of the unit's partition; unpartitioned experiments add the legacy sticky hash and
-# the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code
+# prefix, holdout stream of the unit's partition; unpartitioned experiments add the legacy
+# sticky hash and the variant codes.  ARGV: config version, mode, unit_id, variant code
 # ('': nothing to store), timestamp µs, UTC day, variant key, `unit_bucket_hash` of the
-# unit.  Checks the caller's config version, returns a stored (sticky) variant, or stores
-# the computed one and logs the first exposure.  Replies {0, version} stale, {1, ''}
-# nothing to store, {2, code} already stored, {3, code} stored now, {4, variant key}
-# stored in the legacy hash only.
+# unit, the covering holdout's name ('' none), the attributes kept with the exposure (''
+# none).  Checks the caller's config version; mode 'check' stops there.  Mode 'sticky'
+# returns a stored (sticky) variant, or stores the computed one and logs the first exposure
+# (and, under a holdout, the unit's holdout entry with h=0).  Mode 'contact' (a holdout
+# member, or a shipped experiment's unit, under a holdout) returns a stored entry, or stores
+# the contact code ('h' member, 's' shipped non-member) and logs the holdout entry once.
+# Replies {0, version} stale, {1, ''} nothing to store, {2, code} already stored, {3, code}
+# stored now, {4, variant key} stored in the legacy hash only.
 ASSIGN_SCRIPT: Final = (
     _LINEAR_HASHING
     + """
@@ -332,18 +392,20 @@ local function unit_hash(u) return tonumber(string.sub(redis.sha1hex(u), 1, 8), 
 local state = redis.call('HMGET', KEYS[1], 'version', 'lh', 'ls', 'ln')
 if state[1] ~= ARGV[1] then return {0, state[1] or ''} end
 if ARGV[2] == 'check' then return {1, ''} end
+local contact = ARGV[2] == 'contact'
 local unit = ARGV[3]
 local t = lh_state(state[2], state[3], state[4])
 local bucket = KEYS[4] .. ':' .. lh_bucket(t, tonumber(ARGV[8]))
 local stored = redis.call('HGET', bucket, unit)
 if stored then return {2, stored} end
 local code, moved = ARGV[4], false
-if KEYS[5] then
-  local old = redis.call('HGET', KEYS[5], unit)
+if KEYS[6] then
+  local old = redis.call('HGET', KEYS[6], unit)
   if old then
-    code = redis.call('HGET', KEYS[6], old)
+    if contact then return {4, old} end
+    code = redis.call('HGET', KEYS[7], old)
     if not code then return {4, old} end
-    redis.call('HDEL', KEYS[5], unit)
+    redis.call('HDEL', KEYS[6], unit)
     moved = true
   end
 end
@@ -355,7 +417,18 @@ else
   redis.call('HSET', KEYS[1], 'ln', t.count)
 end
 if moved then return {2, code} end
-redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+if ARGV[9] ~= '' then
+  local member = '0'
+  if contact and code == 'h' then member = '1' end
+  redis.call('XADD', KEYS[5], '*', 'u', unit, 'h', member, 't', ARGV[5], 'n', ARGV[9])
+end
+if contact then return {3, code} end
+if (ARGV[10] or '') == '' then
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1],
+             'a', ARGV[10])
+end
 redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[7], 1)
 return {3, code}
@@ -372,6 +445,19 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return 0
 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+return 1
+"""
+
+# KEYS: meta, history of a versioned definition other than an experiment's (the global
+# holdout, a catalogue metric).  Compare-and-set: the stored version (absent: '0') must be
+# ARGV[1]; sets version ARGV[2], config ARGV[3] ('' when removed), updated_at ARGV[4]
+# (created_at too, the first time) and appends the audit entry ARGV[5].  Replies 1 or 0.
+WRITE_DEFINITION_SCRIPT: Final = """
+local current = redis.call('HGET', KEYS[1], 'version') or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4])
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
 return 1
@@ -456,6 +542,31 @@ end
 return {accepted, duplicates}
 """
 )
+
+# KEYS: metric_catalogue, metric_versions(name).  Compare-and-set of a catalogue entry:
+# ARGV name, the version the caller read ('0': none yet), the new entry (JSON), its
+# version entry (JSON).  Replies the version now current; unchanged means refused.
+WRITE_METRIC_SCRIPT: Final = """
+local current = redis.call('LLEN', KEYS[2])
+if current ~= tonumber(ARGV[2]) then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return current + 1
+"""
+
+# KEYS: unknown_metrics of one events partition.  ARGV[1]: most names kept (the rest are
+# counted under '*', which no metric name can be), then name, count pairs.
+COUNT_UNKNOWN_METRICS_SCRIPT: Final = """
+local most = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local name = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], name) == 0 and redis.call('HLEN', KEYS[1]) >= most then
+    name = '*'
+  end
+  redis.call('HINCRBY', KEYS[1], name, ARGV[i + 1])
+end
+return 1
+"""
 
 # KEYS: a lock.  Deletes it only while it still holds the caller's token.
 RELEASE_LOCK_SCRIPT: Final = """

@@ -32,10 +32,14 @@ from abtest.assign_calls import (
 )
 from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
-from abtest.changes import diff, moved_unit_problems
+from abtest.catalogue import resolve_references
+from abtest.catalogue_store import MetricCatalogue
+from abtest.changes import MAX_REASON_LENGTH, audit_reason, diff, moved_unit_problems
+from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.holdout import Holdout, HoldoutRef, ref_for
 from abtest.json_input import load_stored
 from abtest.redis_client import register_script
 from abtest.thread_connections import ThreadConnections
@@ -49,7 +53,6 @@ __all__ = [
 ]  # fmt: skip
 
 _LOCK_MS: Final = 10_000
-MAX_REASON_LENGTH: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,9 @@ class ExposureCounts:
         }
 
 
-def _ship_reason(reason: object) -> str | None:
-    """A ship reason, stripped; None when absent or blank."""
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
-    return reason or None
+def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
+    layer = None if experiment.layer is None else experiment.layer.name
+    return ref_for(holdout, experiment.key, layer)
 
 
 def _now_iso() -> str:
@@ -147,6 +143,7 @@ class Store:
             raise InvalidInput("partition counts must be at least 1", "partitions")
         self.redis = client
         self.api_keys = ApiKeys(client)
+        self.catalogue = MetricCatalogue(client, event_partitions=event_partitions)
         self.unit_partitions = unit_partitions
         self.event_partitions = event_partitions
         self._assign = register_script(client, keys.ASSIGN_SCRIPT)
@@ -163,19 +160,60 @@ class Store:
         )
 
     # -- experiments --------------------------------------------------------------------
-    def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
+    def create_experiment(
+        self, config: Mapping[str, Any], *, key_id: str, note: Mapping[str, Any] | None = None
+    ) -> StoredExperiment:
         """Store a new experiment as a draft (version 1); `Conflict` if the key exists.
 
-        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them.
+        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them;
+        so is ``holdout``: the global holdout's snapshot is written when it covers the key.
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
-        experiment = Experiment.from_dict({**config, "status": "draft", "winner": None})
+        config = resolve_references(config, self.catalogue.lookup)
+        version, holdout = self.holdout()
+        experiment = Experiment.from_dict(
+            {**config, "status": "draft", "winner": None, "holdout": None}
+        )
+        experiment = experiment.with_changes(holdout=_holdout_ref(holdout, experiment))
         self.redis.sadd(keys.experiments_index(), experiment.key)
-        stored = self._write(None, experiment, key_id=key_id, action="create")
+        stored = self._write(None, experiment, key_id=key_id, action="create", note=note)
         if stored is None:
             raise Conflict(f"experiment '{experiment.key}' already exists", "key")
+        if self.holdout()[0] != version:  # changed meanwhile: its sync may have missed us
+            stored = self.apply_holdout(experiment.key, self.holdout()[1], key_id=key_id) or stored
         return stored
+
+    def holdout(self) -> tuple[int, Holdout | None]:
+        """The global holdout's version and definition (None: no holdout)."""
+        stored = read_definition(self.redis, keys.holdout_meta())
+        return stored.version, None if stored.config is None else Holdout.from_dict(stored.config)
+
+    def apply_holdout(
+        self, key: str, holdout: Holdout | None, *, key_id: str, force: bool = False,
+        dry_run: bool = False,
+    ) -> StoredExperiment | None:  # fmt: skip
+        """Write ``holdout``'s snapshot into experiment ``key`` as a new, audited version
+        (action ``holdout``) when it differs; None when it already matches.
+
+        `Conflict` when the experiment is running with assigned units that would become
+        members (they would switch to control), unless ``force``; with ``dry_run`` only that
+        check is made.
+        """
+        current = self.get_experiment(key)
+        old = current.experiment
+        ref = _holdout_ref(holdout, old)
+        if ref == old.holdout:
+            return None
+        new = old.with_changes(holdout=ref)
+        if not force and old.status is Status.RUNNING and self._has_assigned_units(key):
+            problems = moved_unit_problems(old, new)
+            if problems:
+                raise Conflict(f"experiment '{key}': {problems[0].message}; send force=true "
+                               "to apply anyway", "holdout")  # fmt: skip
+        if dry_run:
+            return None
+        return self.write_version(current, new, key_id=key_id, action="holdout")
 
     def get_experiment(self, key: str) -> StoredExperiment:
         """The current version; `NotFound` when there is none."""
@@ -205,7 +243,8 @@ class Store:
     ) -> StoredExperiment:
         """Store ``config`` as the next version of ``key``.
 
-        Lifecycle fields (``status``, ``winner``) must be absent or unchanged.  When units
+        Lifecycle fields (``status``, ``winner``) must be absent or unchanged; ``holdout`` is
+        ignored (the global holdout's, for the new layer, is kept).  When units
         are already assigned, a change that would move them (see `moved_unit_problems`) is a
         `Conflict` unless ``force``.
         """
@@ -218,9 +257,14 @@ class Store:
                 raise Conflict(f"change '{name}' with /start, /stop or /ship", name)
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
+        # Unversioned references keep what this experiment already pins (abtest.catalogue).
+        pinned = {m.name: m.catalogue_version for m in old.metrics if m.catalogue_version}
+        config = resolve_references(config, self.catalogue.lookup, pinned=pinned)
         new = Experiment.from_dict(
-            {**config, "key": key, "status": old.status.value, "winner": old.winner}
-        )
+            {**config, "key": key, "status": old.status.value, "winner": old.winner,
+             "holdout": None}
+        )  # fmt: skip
+        new = new.with_changes(holdout=_holdout_ref(self.holdout()[1], new))
         if not force and (old.status is Status.RUNNING or self._has_assigned_units(key)):
             problems = moved_unit_problems(old, new)
             if problems:
@@ -230,8 +274,8 @@ class Store:
         if new.status is Status.RUNNING:
             with self._lifecycle_lock():
                 self._check_layers(new)
-                return self._write_or_conflict(current, new, key_id=key_id, action="update")
-        return self._write_or_conflict(current, new, key_id=key_id, action="update")
+                return self.write_version(current, new, key_id=key_id, action="update")
+        return self.write_version(current, new, key_id=key_id, action="update")
 
     def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """draft or stopped -> running; `Conflict` on a layer overlap with a running one."""
@@ -240,14 +284,14 @@ class Store:
             self._require_status(current, {Status.DRAFT, Status.STOPPED}, "start")
             new = current.experiment.with_changes(status=Status.RUNNING)
             self._check_layers(new)
-            return self._write_or_conflict(current, new, key_id=key_id, action="start")
+            return self.write_version(current, new, key_id=key_id, action="start")
 
     def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """running -> stopped: nobody is assigned any more (sticky assignments are kept)."""
         current = self.get_experiment(key)
         self._require_status(current, {Status.RUNNING}, "stop")
         new = current.experiment.with_changes(status=Status.STOPPED)
-        return self._write_or_conflict(current, new, key_id=key_id, action="stop")
+        return self.write_version(current, new, key_id=key_id, action="stop")
 
     def ship_experiment(
         self, key: str, variant: str, *, key_id: str, reason: str | None = None
@@ -257,14 +301,31 @@ class Store:
         ``reason`` (why ship, e.g. against the verdict) is kept in the audit entry; blank
         is the same as none.
         """
-        reason = _ship_reason(reason)
+        reason = audit_reason(reason)
         current = self.get_experiment(key)
         if variant not in current.experiment.variant_keys:
             raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")
         self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
         note = None if reason is None else {"reason": reason}
-        return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
+        return self.write_version(current, new, key_id=key_id, action="ship", note=note)
+
+    def write_version(
+        self,
+        current: StoredExperiment,
+        new: Experiment,
+        *,
+        key_id: str,
+        action: str,
+        note: Mapping[str, Any] | None = None,
+    ) -> StoredExperiment:
+        """Store ``new`` as the version after ``current`` with an audit entry (``action``,
+        ``key_id``, the diff, ``note``): the write path of every lifecycle change.
+        `Conflict` when it changed since ``current``."""
+        stored = self._write(current, new, key_id=key_id, action=action, note=note)
+        if stored is None:
+            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
+        return stored
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
@@ -506,20 +567,6 @@ class Store:
         self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at
         return StoredExperiment(new, version, created, now)
-
-    def _write_or_conflict(
-        self,
-        current: StoredExperiment,
-        new: Experiment,
-        *,
-        key_id: str,
-        action: str,
-        note: Mapping[str, Any] | None = None,
-    ) -> StoredExperiment:
-        stored = self._write(current, new, key_id=key_id, action=action, note=note)
-        if stored is None:
-            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
-        return stored
 
     @staticmethod
     def _require_status(current: StoredExperiment, allowed: set[Status], action: str) -> None:

@@ -23,7 +23,10 @@ BLUEPRINTS: Final = (
     "service.events:bp",  # /v1/events
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
+    "service.catalogue:bp",  # /v1/metrics
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.holdout:bp",  # /v1/holdout...
+    "service.challengers:bp",  # /v1/experiments/<key>/challengers, /lineage
     "service.console:bp",  # / (the web console)
 )
 

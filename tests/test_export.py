@@ -48,7 +48,8 @@ DAY2 = DAY1 + 86_400_000_000
 def add_exposures(
     r: redis.Redis, experiment: str, units: range, *, start: int = DAY1, step: int = 3_600_000_000
 ) -> list[tuple[Any, ...]]:
-    """Append first exposures the way the store does; return the expected rows."""
+    """Append first exposures the way stores before the compact layout did; return the
+    expected rows."""
     r.sadd(keys.experiments_index(), experiment)
     rows = []
     for i in units:
@@ -63,7 +64,7 @@ def add_exposures(
                 )
             ),
         )
-        rows.append(row)
+        rows.append((*row, None))  # long-form entries predate attributes: null
     return rows
 
 
@@ -151,7 +152,7 @@ def test_export_writes_each_row_once_with_the_schema_and_empties_redis(
     exposures, outcomes = exported(tmp_path)
     assert exposures == Counter(expected_exp)
     assert outcomes == Counter(expected_out)
-    assert result.rows == {"exposures": 35, "outcomes": 25}
+    assert result.rows == {"exposures": 35, "outcomes": 25, "holdout": 0}
     assert read_exposures(tmp_path).schema == schema(Kind.EXPOSURES)
     assert read_outcomes(tmp_path).schema == schema(Kind.OUTCOMES)
     assert read_exposures(tmp_path).column("timestamp")[0].as_py() == datetime(

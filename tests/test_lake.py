@@ -87,8 +87,10 @@ def test_export_to_an_object_store_writes_the_lake_layout_and_reads_back(r, memo
     traffic(r)
     export(r, out_dir=memory_root)
     fs = fsspec.filesystem("memory")
-    folders = {n.rpartition("/")[0] for n in names(fs, memory_root)}
+    written = names(fs, memory_root)
+    folders = {n.rpartition("/")[0] for n in written if n.endswith(".parquet")}
     assert "exposures/experiment=checkout/date=2024-06-02" in folders
+    assert "catalogue.json" in written  # a full export's catalogue, beside the folders
     traffic(r)
     export(r, out_dir=tmp_path)
     local = {p.relative_to(tmp_path).parent.as_posix() for p in tmp_path.rglob("*.parquet")}

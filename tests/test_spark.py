@@ -4,7 +4,9 @@ Spark runs in local mode (one session for the suite, `tests/conftest.py`), on Pa
 in the export's lake layout holding every trap of the join: repeated exposures, crossovers
 (into a third arm), duplicated event ids (also at the same time with other contents),
 events before exposure, inside and outside the CUPED pre-period and the attribution
-window, units never exposed, and event names no metric reads.
+window, units never exposed, event names no metric reads, exposures carrying an
+``attributes`` map (as exports write them), and catalogue metrics: one whose per-unit
+value (and CUPED covariate) is capped, one with its own attribution window.
 """
 
 from __future__ import annotations
@@ -22,17 +24,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from abtest.experiment import Metric, MetricType
 from analysis.analyzer import analyze
 from analysis.data.engines.spark import to_spark
 from tests.test_join import random_join_data
 
-METRICS = ["buy:binomial", "rev:sum", "rev/buy:ratio", "rev:p90:quantile"]
+SPEND_CAP = 8.0
+VISIT_WINDOW_HOURS = 12.0
+METRICS: list[Any] = [
+    "buy:binomial", "rev:sum", "rev/buy:ratio", "rev:p90:quantile",
+    # As the catalogue resolves them: a cap, and a window of its own (the run's is 60 h).
+    Metric("spend", MetricType.SUM, cap=SPEND_CAP),
+    Metric("visit", MetricType.COUNT, attribution_window_hours=VISIT_WINDOW_HOURS),
+]  # fmt: skip
 # One xdist worker runs every Spark test: one JVM for the suite, not one per worker.
 pytestmark = pytest.mark.xdist_group("spark")
 
 
 def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> None:
-    """The frames as Parquet in the export's layout: experiment=/date= folders, UTC times."""
+    """The frames as Parquet in the export's layout: experiment=/date= folders, UTC times
+    (an ``attributes`` column of (key, value) lists is written as the export's map)."""
     for kind, rows, keys in (("exposures", exposures, ["experiment"]), ("outcomes", outcomes, [])):
         dated = rows.assign(date=rows["timestamp"].dt.strftime("%Y-%m-%d"))
         for values, part in dated.groupby([*keys, "date"]):
@@ -40,7 +51,11 @@ def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> N
             for key, value in zip([*keys, "date"], values, strict=True):
                 folder /= f"{key}={value}"
             folder.mkdir(parents=True)
-            table = pa.Table.from_pandas(part.drop(columns="date"), preserve_index=False)
+            frame = part.drop(columns=["date", "attributes"], errors="ignore")
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if "attributes" in part:
+                as_map = pa.array(part["attributes"], type=pa.map_(pa.string(), pa.string()))
+                table = table.append_column("attributes", as_map)
             at = table.schema.get_field_index("timestamp")
             utc = table.column(at).cast(pa.timestamp("us", tz="UTC"))
             table = table.set_column(at, "timestamp", utc)
@@ -48,10 +63,23 @@ def write_lake(root: Path, exposures: pd.DataFrame, outcomes: pd.DataFrame) -> N
 
 
 def trap_data() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`random_join_data` plus a name no metric reads, events before the pre-period and
-    event ids reused at the same time with other contents."""
+    """`random_join_data` plus a name no metric reads, events before the pre-period, event
+    ids reused at the same time with other contents, attributes on most exposures, and
+    copies of the ``rev`` and ``buy`` events as ``spend`` (capped) and ``visit`` (its own
+    window)."""
     exposures, outcomes = random_join_data(4)
     exposures["config_version"] = np.where(np.arange(len(exposures)) % 3, 2, 3)
+    exposures["attributes"] = [
+        None if i % 5 == 0 else [("country", "FR" if i % 2 else "DE"), ("app", str(i % 3))]
+        for i in range(len(exposures))
+    ]
+    copies = [
+        outcomes[outcomes["metric"] == name].assign(
+            metric=copy, event_id=lambda f, c=copy: c + f["event_id"]
+        )
+        for name, copy in (("rev", "spend"), ("buy", "visit"))
+    ]
+    outcomes = pd.concat([outcomes, *copies], ignore_index=True)
     early = outcomes.head(40).assign(
         event_id=[f"x{i}" for i in range(40)],
         timestamp=outcomes["timestamp"].head(40) - pd.Timedelta(days=20),
@@ -81,12 +109,15 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 
 @pytest.mark.slow
 def test_spark_gives_duckdbs_aggregates_and_result(tmp_path, spark):
-    """Same files, every trap: the same aggregates (1e-9) and the same AnalysisResult."""
+    """Same files, every trap: the same aggregates (1e-9) and the same AnalysisResult,
+    segments included."""
     exposures, outcomes = trap_data()
     write_lake(tmp_path, exposures, outcomes)
     settings: dict[str, Any] = {
         "metrics": METRICS, "control": "c", "experiment": "exp",
         "attribution_window": timedelta(hours=60), "planned_units_per_variant": 200,
+        # Each segment's join runs on the engine of the whole analysis.
+        "segment": "country", "min_segment_units": 20,
     }  # fmt: skip
     duck = analyze(tmp_path / "exposures", tmp_path / "outcomes", **settings)
     on_spark = analyze(str(tmp_path / "exposures"), f"file://{tmp_path}/outcomes",
@@ -99,6 +130,10 @@ def test_spark_gives_duckdbs_aggregates_and_result(tmp_path, spark):
     assert min(a.events.to_dict()["dropped"].values()) > 0  # every trap is in the data
     assert min(a.events.duplicates, a.events.covariate, a.events.counted) > 0
     assert (a.start, a.end, a.config_versions) == (b.start, b.end, b.config_versions)
+    # The catalogue's cap and own window act in the data compared (on both engines).
+    for variant, stats in a.metrics["spend"].stats.items():
+        assert stats.sum < a.metrics["rev"].stats[variant].sum  # type: ignore[union-attr]
+    assert 0 < a.metric_events["visit"] < a.metric_events["buy"]
     for name, metric in a.metrics.items():
         for variant, stats in metric.stats.items():
             assert_same(vars(stats), vars(b.metrics[name].stats[variant]), name)
@@ -106,6 +141,9 @@ def test_spark_gives_duckdbs_aggregates_and_result(tmp_path, spark):
             other = b.metrics[name].samples[variant]  # type: ignore[index]
             assert np.array_equal(sample.values, other.values)
             assert np.array_equal(sample.units, other.units)
+    assert duck.segments is not None and set(duck.segments.segments) == {"FR", "DE", None}
+    shown = [r for c in duck.segments.comparisons for r in c.rows if not r.below_minimum]
+    assert {r.segment for r in shown} == {"FR", "DE", None}
     pd.testing.assert_frame_equal(a.daily, b.daily, rtol=1e-9)
     pd.testing.assert_frame_equal(a.exposures_per_day, b.exposures_per_day)
     assert len(a.daily) > 0

@@ -25,8 +25,12 @@ COMMAND_MODULES = (
     "abtest.cli.export_commands",  # export
     "abtest.cli.power_commands",  # power, mde
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
+    "abtest.cli.metrics_commands",  # metrics list, show, put
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
+    "abtest.cli.holdout_commands",  # holdout show|set|release|history|results
+    "abtest.cli.challenge_commands",  # challenge, lineage
+    "abtest.cli.registry_commands",  # registry watch (abtest[mlflow])
 )
 
 EXIT_USAGE = 2

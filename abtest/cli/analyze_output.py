@@ -10,7 +10,8 @@ HTML report and the console: an absolute effect and its interval in the metric's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from analysis.report.formatting import (
     count,
@@ -19,6 +20,12 @@ from analysis.report.formatting import (
     metric_headers,
     metric_unit,
     p_value,
+)
+from analysis.report.segment_view import (
+    comparison_rows,
+    footnote,
+    heterogeneity_text,
+    segment_headers,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +72,18 @@ def render_table(table: list[list[str]]) -> str:
     return "\n".join("  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in table)
 
 
+def _segment_lines(result: AnalysisResult) -> list[str]:
+    if result.segments is None:
+        return []
+    data = result.segments.to_dict()
+    table = [segment_headers(data, result.settings.alpha)]
+    for comparison in data["comparisons"]:
+        table += comparison_rows(comparison)
+    return ["", f"segments by {data['attribute']} (fixed horizon, per segment)",
+            render_table(table), *(heterogeneity_text(c) for c in data["comparisons"]),
+            footnote(data)]  # fmt: skip
+
+
 def human_report(result: AnalysisResult, *, html: str | None, record: str | None) -> str:
     """The text ``abtest analyze`` prints without ``--json``."""
     decision, settings = result.decision, result.settings
@@ -93,6 +112,7 @@ def human_report(result: AnalysisResult, *, html: str | None, record: str | None
         "",
         "always-valid (drives the verdict; units whose observation window closed)",
         render_table(_sequential_table(result)),
+        *_segment_lines(result),
         "",
         f"verdict     {verdict}",
         *(f"  - {reason}" for reason in decision.reasons),
@@ -100,3 +120,23 @@ def human_report(result: AnalysisResult, *, html: str | None, record: str | None
     ]  # fmt: skip
     lines += [f"{flag:<11} {path}" for flag, path in (("report", html), ("record", record)) if path]
     return "\n".join(lines)
+
+
+def holdout_lines(result: Mapping[str, Any]) -> list[str]:
+    """The text ``abtest holdout results`` prints for a `HoldoutResult.to_dict()`."""
+    headers = metric_headers(float(result["alpha"]))
+    table = [[headers[i] for i in _FIXED_COLUMNS]]
+    table += [[cells[i] for i in _FIXED_COLUMNS]
+              for cells in (metric_cells(row).cells() for row in result["metrics"])]  # fmt: skip
+    groups = ", ".join(f"{g['group']} {g['units']:,}" for g in result["groups"])
+    period = result["period"]
+    srm = result["srm"]
+    return [
+        f"holdout     {result['holdout']} ({result['share']:.1%} of units)   "
+        f"period {period['start'] or 'start'} .. {period['end'] or 'now'}",
+        f"units       {groups}   crossovers excluded {result['excluded_units']:,}",
+        f"srm         p = {p_value(srm['p_value'])} ({'ok' if srm['ok'] else 'MISMATCH'})",
+        "",
+        "rest − holdout: the effect of everything the holdout covered",
+        render_table(table),
+    ]

@@ -46,22 +46,29 @@ def parse_attributes(pairs: list[str]) -> dict[str, Any]:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from abtest.catalogue import references, without_references
+
     try:
-        Experiment.from_json_file(args.config)
+        raw = Experiment.read_json_file(args.config)
+        Experiment.from_dict(without_references(raw))
     except InvalidConfig as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"abtest: error: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
         return 1
-    print("ok")
+    named = [str(ref.get("catalogue")) for _, ref in references(raw)]
+    print("ok" + (f" (catalogue metrics, resolved when pushed: {', '.join(named)})"
+                  if named else ""))  # fmt: skip
     return 0
 
 
 def _assign(args: argparse.Namespace) -> int:
+    from abtest.catalogue import without_references
     from abtest.cli import UsageError
     from abtest.experiment import validate_unit_id
 
-    experiment = Experiment.from_json_file(args.config)
+    # Metrics play no part in assignment: catalogue references need no resolving here.
+    experiment = Experiment.from_dict(without_references(Experiment.read_json_file(args.config)))
     problem = validate_unit_id(args.unit_id, "--unit-id")
     if problem:
         raise UsageError(str(problem))

@@ -73,13 +73,17 @@ def _show(args: argparse.Namespace, stored: dict[str, Any]) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from abtest.catalogue import without_references
     from abtest.errors import NotFound
     from abtest.experiment import Experiment
 
-    experiment = Experiment.from_json_file(args.config)  # refuse a bad file before any call
+    raw = Experiment.read_json_file(args.config)
+    # Refuse a bad file before any call; catalogue references are resolved (and pinned) by
+    # the service, so they are sent as written.
+    experiment = Experiment.from_dict(without_references(raw))
     # The lifecycle (status, winner) belongs to start/stop/ship, not to the file: a file
     # pushed again must not try to move it.
-    config = {k: v for k, v in experiment.to_dict().items() if k not in ("status", "winner")}
+    config = {k: v for k, v in raw.items() if k not in ("status", "winner")}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
         _call(args, "GET", path)

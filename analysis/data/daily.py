@@ -51,8 +51,9 @@ def daily_per_unit_sql(metric: Metric, *, window_us: int, end_us: int) -> tuple[
             metric, total="os", columns="code, first_us", where=f"oc > 0 AND {closed}"
         )
         return sql, day
+    y = value_sql(metric.type, "oc", "os", metric.cap)
     return (
-        f"SELECT code, first_us, {value_sql(metric.type, 'oc', 'os')} AS y, 0.0 AS x "
+        f"SELECT code, first_us, {y} AS y, 0.0 AS x "
         f"FROM _unit_values WHERE oc > 0 AND metric = {sql_list([metric.name])} AND {closed}",
         day,
     )

@@ -5,7 +5,9 @@ Rules (each one pinned by a hand-computed case in ``tests/test_join.py``):
 - a unit's first exposure defines its variant and its start; units exposed to more than
   one variant of the experiment (crossovers) are excluded and counted;
 - outcomes count only at or after the unit's start, and before ``start + attribution
-  window`` when a window is given;
+  window`` when a window is given (a metric's own ``attribution_window_hours``, from its
+  catalogue definition, wins for the events it reads);
+- a count or sum metric with a ``cap`` has each unit's value capped at it;
 - exposed units without outcomes count as zero / not converted: ``n`` is the number of
   assigned units, never the number of units with events;
 - a duplicated ``event_id`` counts once (its earliest row);
@@ -38,11 +40,13 @@ from analysis.data.daily import DAY_US, cumulative, empty_daily
 from analysis.data.engines import open_engine
 from analysis.data.load import Source, register_covariates, register_exposures, register_outcomes
 from analysis.data.metric_spec import (
+    longest_window,
     micros,
     parse_metric,
     quantile_level,
     source_metrics,
     sql_list,
+    window_sql,
 )
 from analysis.data.moments import metric_aggregates, moments_sql
 from analysis.data.tables import (
@@ -139,9 +143,12 @@ def aggregate(
         seen.add(metric.name)
     experiment, variants, versions = _experiment_variants(engine, experiment)
     names = sorted({name for m in metrics for name in source_metrics(m)})
-    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
+    late = window_sql(metrics, attribution_window, event="e.metric", time="e.ts_us",
+                      start="u.first_us")  # fmt: skip
+    window = (observation_window or attribution_window or longest_window(metrics)
+              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
     _build_units(engine, experiment, variants)
-    _build_events(engine, names, attribution_window, covariate_window, window)
+    _build_events(engine, names, late, covariate_window, window)
     events, metric_events, span = _event_counts(engine, names)
     # The end of the data bounds the looks: a unit is in them once its window closed by then.
     looks_end = None if span[1] is None else max(span[1], _as_of_us(as_of))
@@ -254,7 +261,7 @@ def _build_units(engine: Engine, experiment: str, variants: Sequence[str]) -> No
 def _build_events(
     engine: Engine,
     names: Sequence[str],
-    attribution_window: timedelta | None,
+    late: str,
     covariate_window: timedelta | None,
     window: timedelta,
 ) -> None:
@@ -262,12 +269,11 @@ def _build_events(
 
     Dedupe by event id first (earliest row wins, ties broken by content), then attach the
     unit (a left join: events of units never exposed stay, to be counted).  ``post``:
-    counted; ``pre``: in the CUPED pre-exposure window; ``obs``: counted and inside the
-    unit's observation window.
+    counted (at or after the start and not ``late``, the SQL true past the event's
+    metric's attribution window: `analysis.data.metric_spec.window_sql`); ``pre``: in the
+    CUPED pre-exposure window; ``obs``: counted and inside the unit's observation window.
     """
-    post = "e.ts_us >= u.first_us" + (
-        f" AND e.ts_us < u.first_us + {micros(attribution_window)}" if attribution_window else ""
-    )
+    post = f"e.ts_us >= u.first_us AND NOT ({late})"
     pre = (
         f"e.ts_us < u.first_us AND e.ts_us >= u.first_us - {micros(covariate_window)}"
         if covariate_window

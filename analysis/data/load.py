@@ -9,7 +9,9 @@ The validation is written once, in DuckDB's SQL, and runs on either engine.
 
 Schemas (extra columns are ignored):
 
-- exposures: ``unit_id, experiment, variant, timestamp[, config_version]``
+- exposures: ``unit_id, experiment, variant, timestamp[, config_version][, attributes]``
+  (``attributes``: a map of text, the unit's attributes at assignment; a segment may also
+  be a column of its own, such as ``country``)
 - outcomes: ``event_id, unit_id, metric, value, timestamp`` (a missing ``value`` column
   or a null value means 1, as in ``POST /v1/events``)
 
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING, Final
 
 import pandas as pd
 
+from abtest.attributes import check_attribute_name
 from abtest.errors import InvalidInput
-from analysis.data.engines.duckdb import DuckDBEngine, connect
+from analysis.data.engines.duckdb import DuckDBEngine, connect, quote
 from analysis.data.sources import Source, fingerprint, locate
 
 if TYPE_CHECKING:
@@ -63,17 +66,25 @@ def register_exposures(
     *,
     name: str = "exposures",
     experiment: str | None = None,
+    segment: str | None = None,
 ) -> None:
-    """Create the validated view ``name(unit_id, experiment, variant, ts, ts_us, config_version)``.
+    """Create the validated view ``name(unit_id, experiment, variant, ts, ts_us,
+    config_version)``.
 
     ``con``: an engine or a DuckDB connection.  ``experiment``: when given and a folder
     holds ``experiment=<key>/`` (the export's layout), only that folder is read.
+
+    With ``segment`` (an attribute name such as ``country``) the view has one more column,
+    ``segment``: the exposure's value of that attribute as text (null when not set), read
+    from a column of that name or else from the ``attributes`` map column that
+    ``abtest export`` writes.
 
     Raises
     ------
     InvalidInput
         The source is missing, empty, lacks a column, or has a column of the wrong type or
-        with nulls; ``field`` names the column (``exposures.variant``).
+        with nulls; ``field`` names the column (``exposures.variant``).  ``segment``: a
+        bad attribute name, or exposures that carry no such attribute (field ``segment``).
     """
     engine = _engine(con)
     raw, files = _register_raw(engine, source, name, experiment)
@@ -85,11 +96,12 @@ def register_exposures(
         "CAST(config_version AS VARCHAR)" if "config_version" in types else "CAST(NULL AS VARCHAR)"
     )
     ts_us = _epoch_us_sql(types["timestamp"], name)
+    extra = "" if segment is None else f", {_segment_sql(engine, raw, types, segment)} AS segment"
     engine.view(
         name,
         f"SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
         f"CAST(experiment AS VARCHAR) AS experiment, CAST(variant AS VARCHAR) AS variant, "
-        f"make_timestamp({ts_us}) AS ts, {ts_us} AS ts_us, {version} AS config_version "
+        f"make_timestamp({ts_us}) AS ts, {ts_us} AS ts_us, {version} AS config_version{extra} "
         f"FROM {raw}",
     )
     _check_rows(
@@ -176,6 +188,25 @@ def read_outcomes(source: Source) -> pd.DataFrame:
     return engine.frame("SELECT event_id, unit_id, metric, value, ts AS timestamp FROM outcomes")
 
 
+def attribute_names(source: Source, *, experiment: str | None = None, limit: int = 50) -> list[str]:
+    """The attribute names kept with the exposures (keys of their ``attributes`` map),
+    sorted; empty when they carry none.  What ``segment`` can be.  ``experiment``: read
+    only its folders of an export (as `register_exposures`)."""
+    engine = DuckDBEngine()
+    try:
+        raw, _ = _register_raw(engine, source, "exposures", experiment)
+        types = _column_types(engine, raw, "exposures", EXPOSURE_COLUMNS)
+        if not types.get("attributes", "").startswith("MAP("):
+            return []
+        rows = engine.rows(
+            f"SELECT DISTINCT unnest(map_keys(attributes)) AS name FROM {raw} "
+            f"ORDER BY name LIMIT {int(limit)}"
+        )
+    finally:
+        engine.close()
+    return [str(r[0]) for r in rows]
+
+
 # -- helpers ------------------------------------------------------------------------------
 def _register_raw(
     engine: Engine, source: Source, name: str, experiment: str | None
@@ -251,6 +282,27 @@ def _require_key(types: dict[str, str], column: str, name: str) -> None:
             f"column '{column}' of {name} must be text or integer, not {types[column]}",
             f"{name}.{column}",
         )
+
+
+def _segment_sql(engine: Engine, raw: str, types: dict[str, str], segment: str) -> str:
+    """SQL for one attribute of each exposure: its own column, else ``attributes[segment]``
+    (a map, as exports write it, or a struct, as pandas writes a column of dicts)."""
+    check_attribute_name(segment, "segment")
+    if segment in types and segment not in (*EXPOSURE_COLUMNS, "config_version", "attributes"):
+        return f'CAST("{segment}" AS VARCHAR)'
+    sql = f"CAST(attributes[{quote(segment)}] AS VARCHAR)"
+    if types.get("attributes", "").startswith(("MAP(", "STRUCT(")):
+        try:
+            engine.rows(f"SELECT {sql} FROM {raw} LIMIT 0")
+        except Exception:  # a struct without that field: a binder (or analysis) error
+            pass
+        else:
+            return sql
+    raise InvalidInput(
+        f"the exposures carry no attribute '{segment}' (neither a column '{segment}' nor "
+        "a key of an 'attributes' column; exports keep the attributes sent at assignment)",
+        "segment",
+    )
 
 
 def _epoch_us_sql(column_type: str, name: str) -> str:

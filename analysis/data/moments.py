@@ -31,7 +31,7 @@ def _per_unit_sql(metric: Metric, *, pre_window: bool, covariate_table: bool) ->
     """``(code, y, x)`` per unit with events: the metric, and its covariate or denominator."""
     if metric.type is MetricType.RATIO:
         return ratio_per_unit_sql(metric, total="s")
-    y = value_sql(metric.type, "c", "s")
+    y = value_sql(metric.type, "c", "s", metric.cap)
     name = sql_list([metric.name])
     if covariate_table:
         return (
@@ -42,7 +42,7 @@ def _per_unit_sql(metric: Metric, *, pre_window: bool, covariate_table: bool) ->
             "FROM covariates AS k JOIN _units AS a ON k.unit_id = a.unit_id "
             f"WHERE NOT a.crossed AND k.metric = {name}) AS c ON v.unit_id = c.unit_id"
         )
-    x = value_sql(metric.type, "pc", "ps") if pre_window else "0.0"
+    x = value_sql(metric.type, "pc", "ps", metric.cap) if pre_window else "0.0"
     return f"SELECT code, {y} AS y, {x} AS x FROM _unit_values WHERE metric = {name}"
 
 

@@ -17,6 +17,7 @@ from analysis.decision.result import AnalysisResult
 from analysis.decision.rules import Verdict
 from analysis.report.figures import cumulative_figure, effect_figure, exposures_figure, figure_png
 from analysis.report.formatting import count, metric_cells, metric_headers, number, p_value
+from analysis.report.segment_view import segment_html
 
 _VERDICT_COLOURS = {
     Verdict.SHIP: "#1a7f37",
@@ -25,6 +26,17 @@ _VERDICT_COLOURS = {
     Verdict.ROLL_BACK: "#cf222e",
     Verdict.INVALID: "#8250df",
 }
+
+
+# Shared with the holdout report (`analysis.report.holdout_html`).
+REPORT_CSS = """\
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1f2328; }
+.verdict h1 { margin: 0; font-size: 1.8rem; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1.5rem; }
+td, th { border: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.warn { color: #9a6700; font-weight: 600; }
+img { max-width: 100%; display: block; margin: 1rem 0; }"""
 
 
 def _img(figure: Figure, alt: str) -> str:
@@ -57,19 +69,18 @@ def render_html(result: AnalysisResult) -> str:
     figures = [_img(effect_figure(result), "effects with confidence intervals"),
                _img(cumulative_figure(result), "cumulative effect over time"),
                _img(exposures_figure(result), "units exposed per day")]  # fmt: skip
+    segments = (
+        ""
+        if result.segments is None
+        else segment_html(result.segments.to_dict(), result.settings.alpha)
+    )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>abtest report: {e(result.experiment)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1f2328; }}
+{REPORT_CSS}
 .verdict {{ background: {colour}; color: white; padding: 1rem 1.5rem; border-radius: 8px; }}
-.verdict h1 {{ margin: 0; font-size: 1.8rem; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1.5rem; }}
-td, th {{ border: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.warn {{ color: #9a6700; font-weight: 600; }}
-img {{ max-width: 100%; display: block; margin: 1rem 0; }}
 </style></head><body>
 <div class="verdict"><h1>{e(d.verdict.value.replace("_", " ").upper())}{variant}{e(extra)}</h1>
 <div>experiment <b>{e(result.experiment)}</b> · control <b>{e(result.control)}</b></div></div>
@@ -82,6 +93,7 @@ img {{ max-width: 100%; display: block; margin: 1rem 0; }}
 <h2>Metrics</h2>
 <table id="metrics"><tr>{headers}</tr>
 {"".join(metric_rows)}</table>
+{segments}
 {"".join(figures)}
 <p><small>alpha {result.settings.alpha}, correction {e(result.settings.correction)};
 generated {generated} by abtest.</small></p>

@@ -46,6 +46,18 @@ _TYPE_NAMES: Final = {
 """Spark types -> the DuckDB type names the validation of `analysis.data.load` checks."""
 
 
+def _duckdb_type(data_type: Any) -> str:
+    """A Spark type as DuckDB names it: ``MAP(VARCHAR, VARCHAR)`` for the exposures'
+    ``attributes`` map, ``STRUCT(...)`` for a struct, scalars by `_TYPE_NAMES`."""
+    kind = type(data_type).__name__
+    if kind == "MapType":
+        return f"MAP({_duckdb_type(data_type.keyType)}, {_duckdb_type(data_type.valueType)})"
+    if kind == "StructType":
+        fields = ", ".join(f"{f.name} {_duckdb_type(f.dataType)}" for f in data_type.fields)
+        return f"STRUCT({fields})"
+    return _TYPE_NAMES.get(kind, str(data_type.simpleString()).upper())
+
+
 def to_spark(sql: str) -> str:
     """One DuckDB statement in Spark SQL."""
     import sqlglot
@@ -130,10 +142,7 @@ class SparkEngine:
 
     def column_types(self, relation: str) -> dict[str, str]:
         schema = self.spark.table(relation).schema
-        return {
-            f.name: _TYPE_NAMES.get(type(f.dataType).__name__, f.dataType.simpleString().upper())
-            for f in schema.fields
-        }
+        return {f.name: _duckdb_type(f.dataType) for f in schema.fields}
 
     def parquet_null_counts(self, files: list[str]) -> dict[str, int | None]:
         del files
