@@ -39,14 +39,14 @@ class AssignRequest(NamedTuple):
 
 
 def script_call(
-    cached: CachedExperiment, unit_id: str, attributes: Mapping[str, Any] | None
+    cached: CachedExperiment, unit_id: str, attributes: Mapping[str, Any] | None, now: int
 ) -> tuple[Assignment, int, tuple[Any, ...]]:
-    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments."""
+    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments
+    (``now``: the exposure's time, epoch µs)."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
     sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
     variant = result.variant if result.reason is Reason.ASSIGNED else None
-    now = time.time_ns() // 1000
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     return result, partition, (
         cached.version, "sticky" if sticky else "check", unit_id,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from abtest.errors import InvalidConfig, Problem
+from abtest.rollout_plan import RolloutPlan, parse_rollout_plan, rollout_plan_problems
 from abtest.targeting import OPERATORS, Rule
 
 SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -27,12 +28,17 @@ _QUANTILE_SUFFIX: Final = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
 
 
 class Status(StrEnum):
-    """Lifecycle of an experiment: draft -> running -> stopped | shipped."""
+    """Lifecycle of an experiment: draft -> running -> stopped | shipped | rolled_back.
+
+    ``rolled_back``: a guarded rollout (or a person) took the new variant away; everyone
+    is served control and nobody is an exposure any more.  It is final, like shipped.
+    """
 
     DRAFT = "draft"
     RUNNING = "running"
     STOPPED = "stopped"
     SHIPPED = "shipped"
+    ROLLED_BACK = "rolled_back"
 
 
 class MetricType(StrEnum):
@@ -117,6 +123,8 @@ class Experiment:
     # Relative change of the primary metric the plan is powered for (0.03: 3%); the
     # console's power line and the verdict's sample-size check use it.
     minimum_detectable_effect: float | None = None
+    # A guarded rollout of the new variant (`abtest.rollout_plan`); None: none.
+    rollout: RolloutPlan | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -176,6 +184,7 @@ class Experiment:
             problems.append(Problem("minimum_detectable_effect", _MDE_RULE))
         else:
             kwargs["minimum_detectable_effect"] = None if mde is None else float(mde)
+        kwargs["rollout"] = parse_rollout_plan(data.get("rollout"), problems)
         try:
             experiment = cls(**kwargs)
         except InvalidConfig as exc:
@@ -229,6 +238,7 @@ class Experiment:
             "secondary_metrics": [m.to_dict() for m in self.secondary_metrics],
             "planned_units_per_variant": self.planned_units_per_variant,
             "minimum_detectable_effect": self.minimum_detectable_effect,
+            "rollout": None if self.rollout is None else self.rollout.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -269,7 +279,7 @@ _FIELDS: Final = (
     "key", "seed", "description", "owner", "hypothesis", "status", "winner", "control",
     "variants", "traffic", "targeting", "overrides", "layer", "primary_metric",
     "guardrail_metrics", "secondary_metrics", "planned_units_per_variant",
-    "minimum_detectable_effect",
+    "minimum_detectable_effect", "rollout",
 )  # fmt: skip
 # A relative effect above 100% is far more often "3" meant as 3% than a planned doubling.
 _MDE_RULE: Final = "must be a relative effect in (0, 1], e.g. 0.03 for 3%"
@@ -367,6 +377,13 @@ def _check(exp: Experiment) -> list[Problem]:
         if metric.name in names:
             problems.append(Problem(f"{path}.name", f"metric '{metric.name}' is listed twice"))
         names.add(metric.name)
+    if exp.rollout is not None and not problems:  # its rules read the variants and metrics
+        plan, found = rollout_plan_problems(
+            exp.rollout, variants=exp.variant_keys, weights=exp.weights, control=exp.control,
+            guardrail_margins={m.name: m.margin for m in exp.guardrail_metrics},
+        )  # fmt: skip
+        problems.extend(found)
+        object.__setattr__(exp, "rollout", plan)  # defaults stored explicitly, like the seed
     return problems
 
 

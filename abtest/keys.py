@@ -21,6 +21,12 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
     abtest:<E>:ids:<YYYYMMDD>:<n>      HASH    12-byte digest of an event id -> '' (bucket n)
     abtest:event-partitions            SET     every event partition count ever written with
+    abtest:{K}:rollout                 HASH    guarded rollout: step, step_started_at, step_units,
+                                               paused (by, at, reason), lease_epoch
+    abtest:{K}:rollout:checks          LIST    the monitor's checks, one JSON each (bounded)
+    abtest:{K}:monitor-lease           STRING  "<token>:<epoch>" of the monitor acting on K (TTL)
+    abtest:monitor:instances           HASH    monitor id -> JSON heartbeat (last check, error)
+    abtest:clock                       STRING  controlled clock (demo/test mode only): epoch µs
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
@@ -219,6 +225,31 @@ def export_lock(stream: str) -> str:
     return f"{stream}:export-lock"
 
 
+def rollout_state(experiment_key: str) -> str:
+    """HASH of a guarded rollout's state (its plan is in the config)."""
+    return f"{PREFIX}:{{{experiment_key}}}:rollout"
+
+
+def rollout_checks(experiment_key: str) -> str:
+    """LIST of the monitor's check records of one rollout, oldest first, bounded."""
+    return f"{PREFIX}:{{{experiment_key}}}:rollout:checks"
+
+
+def monitor_lease(experiment_key: str) -> str:
+    """STRING lease of the monitor that may act on one experiment (see `LEASE_SCRIPT`)."""
+    return f"{PREFIX}:{{{experiment_key}}}:monitor-lease"
+
+
+def monitor_instances() -> str:
+    """HASH monitor id -> JSON heartbeat of each monitor process."""
+    return f"{PREFIX}:monitor:instances"
+
+
+def controlled_clock() -> str:
+    """STRING the controlled clock's time in epoch µs (``ABTEST_CLOCK=controlled`` only)."""
+    return f"{PREFIX}:clock"
+
+
 def console_secret() -> str:
     """STRING random secret that signs console sessions when no SECRET_KEY is configured."""
     return f"{PREFIX}:console:secret"
@@ -360,8 +391,13 @@ return {3, code}
 """
 )
 
-# KEYS: meta, history of one experiment.  Compare-and-set of a new version plus its audit
-# entry; ARGV[1] == '' means "create" (ARGV[6]: the partition count, fixed from then on).
+# KEYS: meta, history of one experiment [, its rollout state [, its monitor lease]].
+# Compare-and-set of a new version plus its audit entry; ARGV[1] == '' means "create"
+# (ARGV[6]: the partition count, fixed from then on).  With a lease key, the write happens
+# only while the lease holds ARGV[7] (the acting monitor's fencing value: a monitor that
+# lost its lease cannot write); ARGV[8..] are field/value pairs set in the rollout state
+# in the same step.  Replies 1 written, 0 version conflict, -1 lease lost.  All keys
+# carry the experiment's hash tag.
 WRITE_VERSION_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -370,9 +406,51 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return 0
 end
+if KEYS[4] and redis.call('GET', KEYS[4]) ~= ARGV[7] then return -1 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
+if KEYS[3] and #ARGV > 7 then redis.call('HSET', KEYS[3], unpack(ARGV, 8)) end
 return 1
+"""
+
+# KEYS: monitor lease, rollout state of one experiment.  ARGV: token, TTL ms.  Takes the
+# lease when it is free (a new epoch: HINCRBY lease_epoch), renews it when the token holds
+# it, else leaves it.  Replies the epoch held, or 0 when another monitor holds it.  The
+# lease's value "<token>:<epoch>" is the fencing value every write of the holder checks.
+LEASE_SCRIPT: Final = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local token, epoch = string.match(held, '^(.*):(%d+)$')
+  if token ~= ARGV[1] then return 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(epoch)
+end
+local epoch = redis.call('HINCRBY', KEYS[2], 'lease_epoch', 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+return epoch
+"""
+
+# KEYS: monitor lease, rollout checks, rollout state of one experiment.  ARGV: fencing
+# value, the check's JSON, the list's bound, then field/value pairs for the state.
+# Appends one check record while the lease holds the fencing value; replies 1, or -1.
+RECORD_CHECK_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+if #ARGV > 3 then redis.call('HSET', KEYS[3], unpack(ARGV, 4)) end
+return 1
+"""
+
+# KEYS: the controlled clock.  Sets it to ARGV[1] (epoch µs) unless that would move it
+# backwards; replies the clock's time after the call.
+SET_CLOCK_SCRIPT: Final = """
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > now then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return tostring(now)
 """
 
 # KEYS: a partition's unit state.  Raises its version copy to ARGV[1], never lowers it.
