@@ -270,6 +270,9 @@ def _steps(value: object, problems: list[Problem]) -> tuple[float, ...]:
     if steps[-1] != 1.0:
         problems.append(Problem("rollout.steps", "the last step must be 1 (100%: ship)"))
         return ()
+    if len(steps) < 2:
+        problems.append(Problem("rollout.steps", "needs a step below 1 before the last (1: ship)"))
+        return ()
     return tuple(steps)
 
 

@@ -69,6 +69,7 @@ BAD_PLANS = [
     ("rollout.steps[0]", {"steps": [0, 1]}, "share in (0, 1]"),
     ("rollout.steps[1]", {"steps": [0.1, 1.5]}, "share in (0, 1]"),
     ("rollout.steps", {"steps": [0.1, 0.5]}, "last step must be 1"),
+    ("rollout.steps", {"steps": [1]}, "a step below 1"),
     ("rollout.steps[1]", {"steps": [0.1, 0.6, 1]}, "weight share 0.5"),
     ("rollout.min_hours_per_step", {"min_hours_per_step": -1}, ">= 0"),
     ("rollout.check_interval_minutes", {"check_interval_minutes": 0}, "> 0"),
