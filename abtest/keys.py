@@ -533,18 +533,6 @@ return {accepted, duplicates}
 """
 )
 
-# KEYS: the controlled clock.  Sets it to ARGV[1] (epoch µs) unless that would move it
-# backwards; replies the clock's time after the call.
-SET_CLOCK_SCRIPT: Final = """
-local now = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wanted = tonumber(ARGV[1])
-if wanted > now then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return ARGV[1]
-end
-return tostring(now)
-"""
-
 # KEYS: a lock.  Deletes it only while it still holds the caller's token.
 RELEASE_LOCK_SCRIPT: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -35,7 +35,10 @@ def truth(store: Store, redis_client) -> tuple[dict[str, int], dict[str, float]]
     """Units per variant (the counters) and the latency sum per variant (from the streams,
     read before any export)."""
     units = dict(store.exposure_counts(KEY).variants)
-    variant_of = {f["unit_id"]: f["variant"]
+    codes = {
+        code: variant for variant, code in redis_client.hgetall(keys.variant_codes(KEY)).items()
+    }
+    variant_of = {f["u"]: codes[f["v"]]
                   for _, f in redis_client.xrange(keys.exposures_stream(KEY))}  # fmt: skip
     sums: Counter[str] = Counter()
     for _, event in redis_client.xrange(keys.outcomes_stream()):

@@ -33,18 +33,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    import redis
-
     from abtest.experiment import Experiment
+    from abtest.redis_client import RedisClient
     from abtest.store import Store
     from analysis.decision.rollout import RolloutDecision
     from service.monitor.clock import Clock
     from service.monitor.data import MonitorData
 
-Check = Callable[["Store", "redis.Redis[str]", "Experiment", "MonitorData", "Clock"], None]
-DecisionHook = Callable[
-    ["Store", "redis.Redis[str]", "Experiment", "RolloutDecision", "Clock"], None
-]
+Check = Callable[["Store", "RedisClient", "Experiment", "MonitorData", "Clock"], None]
+DecisionHook = Callable[["Store", "RedisClient", "Experiment", "RolloutDecision", "Clock"], None]
 
 PLUGINS: Final = ("service.monitor.health",)
 _log = logging.getLogger(__name__)
@@ -99,7 +96,7 @@ def load_plugins() -> list[str]:
 
 
 def run_checks(
-    store: Store, client: redis.Redis[str], experiment: Experiment, data: MonitorData,
+    store: Store, client: RedisClient, experiment: Experiment, data: MonitorData,
     clock: Clock,
 ) -> list[str]:  # fmt: skip
     """Run every registered check on one experiment; the errors, one line each."""
@@ -115,7 +112,7 @@ def run_checks(
 
 
 def run_decision_hooks(
-    store: Store, client: redis.Redis[str], experiment: Experiment,
+    store: Store, client: RedisClient, experiment: Experiment,
     decision: RolloutDecision, clock: Clock,
 ) -> list[str]:  # fmt: skip
     """Call every decision hook; the errors, one line each."""

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from abtest import keys
 from abtest.errors import InvalidInput
+from abtest.redis_client import register_script
 
 if TYPE_CHECKING:
-    import redis
+    from abtest.redis_client import RedisClient
 
 CLOCK_MODES: Final = ("system", "controlled")
 
@@ -74,9 +75,9 @@ class SettableClock:
 class RedisClock:
     """The controlled clock shared through Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis[str]) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
-        self._set = client.register_script(keys.SET_CLOCK_SCRIPT)
+        self._set = register_script(client, keys.SET_CLOCK_SCRIPT)
 
     def now_us(self) -> int:
         """The clock's time in epoch µs (the system's until first set)."""
@@ -103,7 +104,7 @@ def clock_mode(value: object) -> str:
     return str(value)
 
 
-def make_clock(mode: str, client: redis.Redis[str]) -> Clock:
+def make_clock(mode: str, client: RedisClient) -> Clock:
     """The clock of a service or monitor in ``mode`` (see `clock_mode`)."""
     return RedisClock(client) if clock_mode(mode) == "controlled" else SystemClock()
 

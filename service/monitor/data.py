@@ -42,13 +42,15 @@ import pyarrow as pa
 
 from abtest import keys
 from abtest.errors import InvalidInput
+from abtest.export import StreamSource, sources_for
 from abtest.export_files import Kind, files, parse
 from abtest.store import ExposureCounts, StoredExperiment
 from analysis.data.tables import DEFAULT_OBSERVATION_WINDOW, Aggregates
 
 if TYPE_CHECKING:
     import duckdb
-    import redis
+
+    from abtest.redis_client import RedisClient
 
 _PAGE: Final = 10_000  # entries per XRANGE call: bounds each call's time in Redis
 _COLUMNS: Final = {
@@ -136,7 +138,7 @@ class MonitorReader:
     asks Redis only for new entries.  ``export_dir`` None: Redis only (then exported rows
     are missed, which `MonitorData.complete` reports)."""
 
-    def __init__(self, redis: redis.Redis[str], export_dir: str | Path | None) -> None:
+    def __init__(self, redis: RedisClient, export_dir: str | Path | None) -> None:
         self.redis = redis
         self.export_dir = None if export_dir is None else Path(export_dir)
         self._streams: dict[str, _StreamCache] = {}
@@ -158,13 +160,20 @@ class MonitorReader:
         """
         with self._lock:
             stats: dict[str, int] = {"stream_entries": 0, "malformed": 0}
-            exposures = [self._stream(keys.exposures_stream(s.experiment.key), Kind.EXPOSURES,
-                                      stats) for s in experiments]  # fmt: skip
-            outcomes = self._stream(keys.outcomes_stream(), Kind.OUTCOMES, stats)
+            sources = [source for s in experiments
+                       for source in sources_for(self.redis, s.experiment.key)]  # fmt: skip
+            exposures = [self._stream(source, stats) for source in sources
+                         if source.kind is Kind.EXPOSURES]  # fmt: skip
+            seen_streams = set()
+            outcomes = []
+            for source in sources:  # every experiment lists the same outcome streams
+                if source.kind is Kind.OUTCOMES and source.stream not in seen_streams:
+                    seen_streams.add(source.stream)
+                    outcomes.append(self._stream(source, stats))
             wanted = {s.experiment.key for s in experiments}
             file_exposures, file_outcomes, read_files, cached = self._read_files(wanted)
         exposure_table = _concat(Kind.EXPOSURES, [*exposures, *file_exposures])
-        outcome_table = _concat(Kind.OUTCOMES, [outcomes, *file_outcomes])
+        outcome_table = _concat(Kind.OUTCOMES, [*outcomes, *file_outcomes])
         con = _connect(exposure_table, outcome_table)
         try:
             duplicates = _duplicates(con, exposure_table.num_rows, outcome_table.num_rows)
@@ -185,26 +194,32 @@ class MonitorReader:
             con.close()
 
     # -- streams ------------------------------------------------------------------------
-    def _stream(self, stream: str, kind: Kind, stats: dict[str, int]) -> pa.Table:
-        cache = self._streams.setdefault(stream, _StreamCache())
-        rows: list[dict[str, Any]] = []
+    def _stream(self, source: StreamSource, stats: dict[str, int]) -> pa.Table:
+        kind = source.kind
+        cache = self._streams.setdefault(source.stream, _StreamCache())
+        entries: list[dict[str, str]] = []
         start = cache.last_id if cache.last_id == "-" else f"({cache.last_id}"
         while True:
-            page = self.redis.xrange(stream, min=start, max="+", count=_PAGE)
+            page = self.redis.xrange(source.stream, min=start, max="+", count=_PAGE)
             if not page:
                 break
-            for _, entry in page:
-                try:
-                    row = parse(kind, entry)
-                except ValueError:
-                    stats["malformed"] += 1  # export quarantines it; nothing to count
-                    continue
-                rows.append(row)
+            entries += [entry for _, entry in page]
             stats["stream_entries"] += len(page)
             cache.last_id = page[-1][0]
             start = f"({cache.last_id}"
             if len(page) < _PAGE:
                 break
+        variants = None
+        if source.experiment is not None and entries:
+            # Read after the entries: codes only ever grow, so every code in them is known.
+            codes = self.redis.hgetall(keys.variant_codes(source.experiment))
+            variants = {code: variant for variant, code in codes.items()}
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                rows.append(parse(kind, entry, experiment=source.experiment, variants=variants))
+            except ValueError:
+                stats["malformed"] += 1  # export quarantines it; nothing to count
         if rows:
             cache.tables.append(_table(kind, rows))
         return _concat(kind, cache.tables)

@@ -24,8 +24,7 @@ from abtest.experiment import Status
 from service.monitor.clock import from_us
 
 if TYPE_CHECKING:
-    import redis
-
+    from abtest.redis_client import RedisClient
     from abtest.rollout_store import Rollouts
     from abtest.store import StoredExperiment
 
@@ -34,7 +33,7 @@ FORGET_AFTER_SECONDS: Final = 86_400.0  # a monitor silent for a day is dropped 
 OVERDUE_INTERVALS: Final = 3
 
 
-def write_heartbeat(client: redis.Redis[str], instance: str, entry: dict[str, Any]) -> None:
+def write_heartbeat(client: RedisClient, instance: str, entry: dict[str, Any]) -> None:
     """Store ``instance``'s heartbeat; forget monitors silent for `FORGET_AFTER_SECONDS`."""
     client.hset(keys.monitor_instances(), instance, json.dumps(entry, allow_nan=False))
     cutoff = time.time() - FORGET_AFTER_SECONDS
@@ -44,12 +43,12 @@ def write_heartbeat(client: redis.Redis[str], instance: str, entry: dict[str, An
         client.hdel(keys.monitor_instances(), *gone)
 
 
-def remove_heartbeat(client: redis.Redis[str], instance: str) -> None:
+def remove_heartbeat(client: RedisClient, instance: str) -> None:
     """Forget ``instance`` (it stopped cleanly)."""
     client.hdel(keys.monitor_instances(), instance)
 
 
-def heartbeats(client: redis.Redis[str]) -> dict[str, dict[str, Any]]:
+def heartbeats(client: RedisClient) -> dict[str, dict[str, Any]]:
     """Every monitor's last heartbeat by instance id."""
     found = {}
     for name, raw in client.hgetall(keys.monitor_instances()).items():
@@ -83,7 +82,7 @@ def rollout_checks(
 
 
 def monitor_health(
-    client: redis.Redis[str], rollouts: Rollouts, experiments: Sequence[StoredExperiment],
+    client: RedisClient, rollouts: Rollouts, experiments: Sequence[StoredExperiment],
     now: datetime,
 ) -> dict[str, Any]:  # fmt: skip
     """The monitor's part of ``/healthz``: ``ok``, ``stale`` (no monitor succeeded lately,

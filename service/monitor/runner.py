@@ -46,7 +46,7 @@ from service.monitor.heartbeat import remove_heartbeat, write_heartbeat
 from service.monitor.rollout import check_rollout
 
 if TYPE_CHECKING:
-    import redis
+    from abtest.redis_client import RedisClient
 
 WATCHED: Final = (Status.RUNNING, Status.SHIPPED, Status.ROLLED_BACK)
 _log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Monitor:
     """Checks experiments on their schedule (module docstring); thread-safe to stop."""
 
     def __init__(
-        self, client: redis.Redis[str], clock: Clock, settings: MonitorSettings | None = None
+        self, client: RedisClient, clock: Clock, settings: MonitorSettings | None = None
     ) -> None:
         self.redis = client
         self.clock = clock
