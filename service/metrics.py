@@ -71,17 +71,23 @@ class Metrics:
         self._child(self.assignments, result.experiment, variant, result.reason.value).inc()
 
     def render(self, store: Store) -> Response:
-        """The exposition text: process metrics plus exposure counters read from Redis."""
+        """The exposition text: process metrics plus exposure counters read from Redis, and
+        the monitor's and rollouts' series (`service.monitor.metrics`)."""
+        from abtest.rollout_store import Rollouts
+        from service.monitor.metrics import monitor_lines
+
         lines = [
             "# HELP abtest_exposures_total First exposures by experiment and variant",
             "# TYPE abtest_exposures_total counter",
         ]
-        for stored in store.list_experiments():
+        experiments = store.list_experiments()
+        for stored in experiments:
             key = stored.experiment.key
             for variant, count in store.exposure_counts(key).variants.items():
                 lines.append(
                     f'abtest_exposures_total{{experiment="{key}",variant="{variant}"}} {count}'
                 )
+        lines += monitor_lines(Rollouts(store), experiments)
         text = generate_latest(self.registry).decode() + "\n".join(lines) + "\n"
         return Response(text, content_type=CONTENT_TYPE)
 

@@ -40,6 +40,9 @@ def defaults() -> dict[str, Any]:
         # endpoint and the console: a unit counts once this long has passed since its
         # first exposure, with its outcomes of that span.
         "OBSERVATION_HOURS": 24.0,
+        # "controlled": the clock of demo and test mode, set by the client through
+        # POST /v1/clock and shared in Redis (service.monitor.clock); refused otherwise.
+        "CLOCK": "system",
     }
 
 
@@ -94,6 +97,9 @@ def check(config: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"must be a whole number >= {least} (env ABTEST_{name}), got {value!r}", name
             )
+    if config.get("CLOCK") not in ("system", "controlled"):
+        raise InvalidInput(f"must be system or controlled (env ABTEST_CLOCK), got "
+                           f"{config.get('CLOCK')!r}", "CLOCK")  # fmt: skip
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
     if scheme not in SCHEMES:

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
+    "abtest.cli.monitor_commands",  # monitor
 )
 
 EXIT_USAGE = 2

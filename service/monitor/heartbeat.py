@@ -3,10 +3,11 @@
 
 Every monitor writes one JSON entry per cycle into `abtest.keys.monitor_instances`:
 ``started``, ``last_cycle``, ``last_success`` (wall-clock epoch seconds: liveness is about
-real time, whatever clock the checks use), ``last_error``, the experiments it checked and
-its clock's time.  A monitor is *stale* when its last successful cycle is older than
-`STALE_AFTER_SECONDS`; a rollout is *overdue* when its last check (on the monitor's
-clock) is older than three of its check intervals.  Either means the monitor is stuck or
+real time, whatever clock the checks use), ``last_error``, ``poll`` (its seconds between
+cycles), the experiments it checked and its clock's time.  A monitor is *stale* when its
+last successful cycle (or its start, before one) is older than ten of its polls and at
+least `STALE_AFTER_SECONDS`; a rollout is *overdue* when its last check (on the
+monitor's clock) is older than three of its check intervals.  Either means the monitor is stuck or
 dead, and both show in ``/healthz`` (as detail: the service itself is fine) and as
 Prometheus gauges.
 """
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from abtest.rollout_store import Rollouts
     from abtest.store import StoredExperiment
 
-STALE_AFTER_SECONDS: Final = 600.0
+STALE_AFTER_SECONDS: Final = 120.0
+STALE_POLLS: Final = 10
 FORGET_AFTER_SECONDS: Final = 86_400.0  # a monitor silent for a day is dropped from the list
 OVERDUE_INTERVALS: Final = 3
 
@@ -57,6 +59,14 @@ def heartbeats(client: RedisClient) -> dict[str, dict[str, Any]]:
         except ValueError:
             continue
     return found
+
+
+def is_stale(beat: dict[str, Any], now: float | None = None) -> bool:
+    """Whether a heartbeat says its monitor is stuck or dead (module docstring)."""
+    wall = time.time() if now is None else now
+    limit = max(STALE_AFTER_SECONDS, STALE_POLLS * float(beat.get("poll") or 0))
+    last = float(beat.get("last_success") or beat.get("started") or 0)
+    return wall - last > limit
 
 
 def rollout_checks(
@@ -88,9 +98,7 @@ def monitor_health(
     """The monitor's part of ``/healthz``: ``ok``, ``stale`` (no monitor succeeded lately,
     or a rollout is overdue) or ``none`` (no monitor ever ran, and no rollout runs)."""
     beats = heartbeats(client)
-    wall = time.time()
-    instances = [{"id": name, **beat,
-                  "stale": wall - float(beat.get("last_success") or 0) > STALE_AFTER_SECONDS}
+    instances = [{"id": name, **beat, "stale": is_stale(beat)}
                  for name, beat in sorted(beats.items())]  # fmt: skip
     running = rollout_checks(rollouts, experiments, now)
     alive = any(not i["stale"] for i in instances)
@@ -108,6 +116,7 @@ def monitor_health(
 __all__ = [
     "STALE_AFTER_SECONDS",
     "heartbeats",
+    "is_stale",
     "monitor_health",
     "remove_heartbeat",
     "rollout_checks",

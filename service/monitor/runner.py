@@ -191,7 +191,7 @@ class Monitor:
             "started": self._started, "last_cycle": wall, "last_success": self._last_success,
             "last_error": report.errors[0] if report.errors else None,
             "checked": list(report.checked), "clock": now.isoformat(), "pid": os.getpid(),
-            "plugins": self.plugins,
+            "plugins": self.plugins, "poll": self.settings.poll_seconds,
         })  # fmt: skip
 
     # -- the loop ------------------------------------------------------------------------------
