@@ -64,4 +64,42 @@ def check_rollout_update(old: Experiment, config: Mapping[str, Any]) -> None:
                        "experiment first (or roll back)", "rollout")  # fmt: skip
 
 
-__all__ = ["check_rollout_update", "starting_step", "step_fields"]
+def plan_steps(experiment: Experiment) -> list[dict[str, Any]]:
+    """Each step of the rollout: its number, share of the new variant, the experiment's
+    traffic that realises it, and whether it ships (for `plan_lines` and the console)."""
+    plan = experiment.rollout
+    assert plan is not None
+    share = experiment.weights[plan.variant]
+    return [{"step": i + 1, "share": step, "traffic": plan.traffic(i, share),
+             "ship": i == plan.last_step} for i, step in enumerate(plan.steps)]  # fmt: skip
+
+
+def plan_lines(experiment: Experiment) -> list[str]:
+    """The rollout plan in words, one line each (``abtest validate`` prints them)."""
+    plan = experiment.rollout
+    assert plan is not None
+    lines = [f"guarded rollout of '{plan.variant}' against '{experiment.control}': checks "
+             f"every {plan.check_interval_minutes:g} min, alpha {plan.alpha:g}"]  # fmt: skip
+    for step in plan_steps(experiment):
+        if step["ship"]:
+            lines.append(f"  step {step['step']}  100%  ship '{plan.variant}' to everyone")
+            continue
+        lines.append(
+            f"  step {step['step']}  {step['share']:>5.1%} of units get '{plan.variant}' "
+            f"(traffic {step['traffic']:.1%}); advance after >= {plan.min_hours_per_step:g} h "
+            f"and >= {plan.min_units_per_step:,} new units of '{plan.variant}'"
+        )
+    margins = {m.name: m for m in experiment.guardrail_metrics}
+    for name in plan.guardrails:
+        metric = margins[name]
+        worse = "lower" if metric.higher_is_better else "higher"
+        lines.append(f"  guardrail {name}: rolls back when {worse} in '{plan.variant}' "
+                     f"(always-valid, Holm); planned regression {metric.margin:.3g} "
+                     "(relative)")  # fmt: skip
+    lines.append(f"  each unit is observed for {plan.observation_hours:g} h after its exposure"
+                 + ("; shipping needs every guardrail shown within its margin"
+                    if plan.ship_requires_non_inferiority else ""))  # fmt: skip
+    return lines
+
+
+__all__ = ["check_rollout_update", "plan_lines", "plan_steps", "starting_step", "step_fields"]

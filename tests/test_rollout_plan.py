@@ -4,6 +4,7 @@ and what a rolled-back experiment serves."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,3 +156,17 @@ def test_a_rolled_back_experiment_has_no_winner():
     config = {**rollout_config(), "status": "rolled_back", "winner": "v1"}
     with pytest.raises(InvalidConfig, match="only a shipped"):
         Experiment.from_dict(config)
+
+
+def test_validate_prints_the_plan(capsys):
+    """``abtest validate`` says ok, then the plan step by step with its guardrails."""
+    from abtest.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "ranker-v3-rollout.json"
+    assert main(["validate", str(example)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ok"
+    assert lines[1] == ("guarded rollout of 'v3' against 'v2': checks every 60 min, alpha 0.05")
+    assert lines[2].startswith("  step 1   1.0% of units get 'v3' (traffic 2.0%); advance after")
+    assert lines[6] == "  step 5  100%  ship 'v3' to everyone"
+    assert lines[7].startswith("  guardrail latency_ms: rolls back when higher in 'v3'")

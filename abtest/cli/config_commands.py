@@ -47,13 +47,17 @@ def parse_attributes(pairs: list[str]) -> dict[str, Any]:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        Experiment.from_json_file(args.config)
+        experiment = Experiment.from_json_file(args.config)
     except InvalidConfig as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"abtest: error: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
         return 1
     print("ok")
+    if experiment.rollout is not None:
+        from abtest.rollout_rules import plan_lines
+
+        print("\n".join(plan_lines(experiment)))
     return 0
 
 
