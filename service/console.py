@@ -63,7 +63,8 @@ bp = Blueprint("console", __name__, template_folder="templates")
 SESSION_TOKEN: Final = "console_session"
 SESSION_CSRF: Final = "console_csrf"
 CSRF_FIELD: Final = "csrf_token"
-ACTIONS: Final = ("start", "stop", "ship")
+ACTIONS: Final = ("start", "stop", "ship", "pause", "resume", "rollback")
+ROLLOUT_ACTIONS: Final = ("pause", "resume", "rollback")
 _SIGN_IN_ENDPOINTS: Final = frozenset({"console.login"})
 
 # Status of each AbtestError code on console pages: the API's mapping, in HTML.
@@ -294,8 +295,16 @@ def experiment(key: str) -> ResponseReturnValue:
 
 def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:
     status = stored.experiment.status.value
-    return {"start": status in ("draft", "stopped"), "stop": status == "running",
-            "ship": status in ("running", "stopped")}  # fmt: skip
+    allowed = {"start": status in ("draft", "stopped"), "stop": status == "running",
+               "ship": status in ("running", "stopped")}  # fmt: skip
+    if stored.experiment.rollout is not None:
+        from abtest.rollout_store import Rollouts
+
+        paused = Rollouts(_store()).state(stored.experiment.key).paused
+        allowed |= {"pause": status == "running" and not paused,
+                    "resume": status == "running" and paused,
+                    "rollback": status in ("running", "stopped")}  # fmt: skip
+    return allowed
 
 
 @bp.route("/experiments/<key>/<action>", methods=["GET", "POST"])
@@ -326,7 +335,12 @@ def act(key: str, action: str) -> ResponseReturnValue:
             "version",
         )
     key_id = g.console_key.id
-    if action == "start":
+    if action in ROLLOUT_ACTIONS:
+        from abtest.rollout_store import Rollouts
+
+        act_on = getattr(Rollouts(store), action)
+        act_on(key, key_id=key_id, reason=request.form.get("reason", "").strip() or None)
+    elif action == "start":
         store.start_experiment(key, key_id=key_id)
     elif action == "stop":
         store.stop_experiment(key, key_id=key_id)
@@ -356,4 +370,12 @@ def _describe(stored: StoredExperiment, action: str, variant: str | None) -> str
         return f"Start '{key}': units will be assigned and exposures logged."
     if action == "stop":
         return f"Stop '{key}': nobody new is assigned; assigned units keep their variant."
+    if action == "pause":
+        return (f"Pause the rollout of '{key}': it stays at its step and the monitor does not "
+                "advance it (it still rolls back on harm) until you resume it.")  # fmt: skip
+    if action == "resume":
+        return f"Resume the rollout of '{key}': the monitor may advance it again."
+    if action == "rollback":
+        return (f"Roll back '{key}': the new variant gets 0% of traffic, everyone is served "
+                "control from now on, and the rollout ends.")  # fmt: skip
     return f"Ship '{variant}' of '{key}': every unit gets '{variant}' from now on."

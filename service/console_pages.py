@@ -89,6 +89,8 @@ class Detail:
     metric_headers: Sequence[str] = ()
     metric_rows: Sequence[MetricCells] = ()
     shipped: Mapping[str, Any] | None = None  # the ship entry: time, key, reason
+    rollout: Mapping[str, Any] | None = None  # `service.rollout_status.rollout_document`
+    rollout_figure: Figure | None = None
 
 
 def _analysed(app: Flask, stored: StoredExperiment) -> tuple[ExperimentResults | None, str]:
@@ -265,7 +267,36 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         metric_headers=() if data is None else metric_headers(data["settings"]["alpha"]),
         metric_rows=[] if data is None else [metric_cells(m) for m in data["metrics"]],
         shipped=_ship_entry(app, stored, history),
+        **_rollout(app, stored),
     )
+
+
+def _rollout(app: Flask, stored: StoredExperiment) -> dict[str, Any]:
+    """The rollout section of the page: its document and its timeline chart (when the
+    experiment has a rollout plan)."""
+    from abtest.rollout_store import Rollouts
+    from analysis.report.figures import figure_png
+    from analysis.report.rollout_figures import rollout_figure
+    from service.rollout_status import rollout_document
+
+    plan = stored.experiment.rollout
+    if plan is None:
+        return {}
+    document = rollout_document(Rollouts(app.extensions["abtest"].store), stored.experiment.key,
+                                limit=100)  # fmt: skip
+    series: dict[str, Any] = next(
+        (c["series"] for c in reversed(document["checks"]) if c.get("series")), {}
+    )
+    guardrails = [m for m in stored.experiment.guardrail_metrics if m.name in plan.guardrails]
+    events = [(a["time"], a["action"].replace("rollout_", "")) for a in document["actions"]
+              if a["action"] != "start"]  # fmt: skip
+    figure = None
+    try:
+        png = figure_png(rollout_figure(series, guardrails, alpha=plan.alpha, events=events))
+        figure = Figure("Guardrails: cumulative effect of the new variant per day", png)
+    except Exception:  # one broken chart must not hide the page (it is logged)
+        _log.exception("rollout figure of %s failed", stored.experiment.key)
+    return {"rollout": document, "rollout_figure": figure}
 
 
 def _figures(app: Flask, analysed: ExperimentResults | None) -> list[Figure]:

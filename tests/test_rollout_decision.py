@@ -276,3 +276,16 @@ def test_a_latency_regression_is_caught_early():
     assert out.share("roll_back") == 1.0
     assert np.mean(out.step <= 2) >= 0.9
     assert np.median(out.hours) <= 72
+
+
+def test_a_guardrail_without_variation_does_not_hold_the_advance_but_the_ship():
+    """No error in either arm yet: no harm shown, so the rollout advances; shipping waits
+    until non-inferiority can be shown."""
+    looks = [GuardrailLook(ERROR, error_effect(0, 0)),
+             GuardrailLook(LATENCY, latency_effect(200.0, 200.0))]  # fmt: skip
+    decision = decide_rollout(PLAN, READY, looks)
+    assert decision.action is Action.ADVANCE
+    assert decision.numbers["no_variation"] == ["error"]
+    last = decide_rollout(PLAN, StepProgress(step=3, hours=30.0, units=5000), looks)
+    assert last.action is Action.HOLD
+    assert "guardrail error not yet shown within its 0.1 margin" in last.reasons[0]

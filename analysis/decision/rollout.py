@@ -161,8 +161,10 @@ class GuardrailTests:
 
     ``estimate``: absolute effect in metric units, with its (1 - alpha) confidence
     sequence ``lower``/``upper``; ``tau``: the prior's scale in metric units; ``p_harm``
-    (and Holm-adjusted across each rollout's guardrails), ``p_non_inferior``; ``looked``:
-    the guardrail had data to test.
+    (and Holm-adjusted across each rollout's guardrails), ``p_non_inferior``; ``present``:
+    the guardrail has a look (units in both arms); ``looked``: and the look varies, so it
+    carries evidence (a guardrail whose every unit has the same value, an error rate with
+    no error yet, has p = 1 both ways: no harm shown, and no non-inferiority either).
     """
 
     estimate: FloatArray
@@ -174,6 +176,7 @@ class GuardrailTests:
     p_harm_adjusted: FloatArray
     p_non_inferior: FloatArray
     looked: NDArray[np.bool_]
+    present: NDArray[np.bool_]
 
 
 def guardrail_tests(
@@ -192,7 +195,8 @@ def guardrail_tests(
     se_c, se_v = arms.control_se, arms.variant_se
     with np.errstate(invalid="ignore", divide="ignore"):
         variance = se_c**2 + se_v**2
-        looked = np.isfinite(m_c) & np.isfinite(m_v) & np.isfinite(variance) & (variance > 0)
+        present = np.isfinite(m_c) & np.isfinite(m_v)
+        looked = present & np.isfinite(variance) & (variance > 0)
         estimate = m_v - m_c
         tau2 = (margin * np.abs(m_c)) ** 2
         p_harm = always_valid_p_values(estimate=bad * estimate, variance=variance, tau2=tau2,
@@ -212,7 +216,7 @@ def guardrail_tests(
     return GuardrailTests(
         estimate=estimate, relative=relative, lower=lower, upper=upper,
         tau=np.sqrt(tau2), p_harm=p_harm, p_harm_adjusted=holm_along_last_axis(p_harm),
-        p_non_inferior=p_ni, looked=looked,
+        p_non_inferior=p_ni, looked=looked, present=present,
     )  # fmt: skip
 
 
@@ -240,7 +244,7 @@ def decide_actions(
         ~np.asarray(paused, dtype=bool)
         & (np.asarray(hours, dtype=float) >= plan.min_hours_per_step)
         & (np.asarray(units) >= plan.min_units_per_step)
-        & tests.looked.all(axis=-1)
+        & tests.present.all(axis=-1)
     )
     ship = step + 1 >= plan.last_step
     if plan.ship_requires_non_inferiority:
@@ -266,7 +270,7 @@ def _describe(tests: GuardrailTests, g: int, look: GuardrailLook, alpha: float) 
 def _numbers(tests: GuardrailTests, looks: Sequence[GuardrailLook]) -> list[dict[str, Any]]:
     out = []
     for g, look in enumerate(looks):
-        if not tests.looked[0, g] or look.effect is None:
+        if not tests.present[0, g] or look.effect is None:
             continue
         e = look.effect
         row = {"metric": look.metric.name, "higher_is_better": look.metric.higher_is_better,
@@ -310,12 +314,14 @@ def decide_rollout(
     )  # fmt: skip
     action, ship = ACTIONS[int(codes[0])], bool(ships[0])
     no_look = {look.metric.name: look.note or "no data to test yet"
-               for g, look in enumerate(looks) if not tests.looked[0, g]}  # fmt: skip
+               for g, look in enumerate(looks) if not tests.present[0, g]}  # fmt: skip
     numbers: dict[str, Any] = {
         "step": progress.step, "share": plan.steps[progress.step], "alpha": alpha,
         "step_hours": progress.hours, "step_units": progress.units,
         "min_hours": plan.min_hours_per_step, "min_units": plan.min_units_per_step,
         "guardrails": _numbers(tests, looks), "no_look": no_look,
+        "no_variation": [look.metric.name for g, look in enumerate(looks)
+                         if tests.present[0, g] and not tests.looked[0, g]],
     }  # fmt: skip
     if action is Action.ROLL_BACK:
         reasons = [_describe(tests, g, look, alpha) for g, look in enumerate(looks)
