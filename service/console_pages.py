@@ -284,15 +284,22 @@ def _rollout(app: Flask, stored: StoredExperiment) -> dict[str, Any]:
         return {}
     document = rollout_document(Rollouts(app.extensions["abtest"].store), stored.experiment.key,
                                 limit=100)  # fmt: skip
-    series: dict[str, Any] = next(
-        (c["series"] for c in reversed(document["checks"]) if c.get("series")), {}
-    )
+    latest = next((c for c in reversed(document["checks"]) if c.get("series")), None)
+    series: dict[str, Any] = {} if latest is None else latest["series"]
     guardrails = [m for m in stored.experiment.guardrail_metrics if m.name in plan.guardrails]
     events = [(a["time"], a["action"].replace("rollout_", "")) for a in document["actions"]
               if a["action"] != "start"]  # fmt: skip
     figure = None
     try:
-        png = figure_png(rollout_figure(series, guardrails, alpha=plan.alpha, events=events))
+        png = figure_png(
+            rollout_figure(
+                series,
+                guardrails,
+                alpha=plan.alpha,
+                events=events,
+                as_of=None if latest is None else latest["time"],
+            )
+        )
         figure = Figure("Guardrails: cumulative effect of the new variant per day", png)
     except Exception:  # one broken chart must not hide the page (it is logged)
         _log.exception("rollout figure of %s failed", stored.experiment.key)
