@@ -91,6 +91,30 @@ class AdminClient:
         answer: dict[str, Any] = self._call("GET", _path(key, "exposures"))
         return answer
 
+    # -- guarded rollouts ---------------------------------------------------------------------
+    def rollout(self, key: str, *, limit: int | None = None) -> dict[str, Any]:
+        """The guarded rollout: plan, step, state, actions and the newest checks."""
+        query = "" if limit is None else "?" + urlencode({"limit": limit})
+        answer: dict[str, Any] = self._call("GET", _path(key, "rollout") + query)
+        return answer
+
+    def pause_rollout(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Hold the rollout at its step (audited); the rollout afterwards."""
+        return self._rollout_action(key, "pause", reason)
+
+    def resume_rollout(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Let the monitor advance a paused rollout again (audited)."""
+        return self._rollout_action(key, "resume", reason)
+
+    def rollback(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Roll the rollout back: everyone is served control (audited)."""
+        return self._rollout_action(key, "rollback", reason)
+
+    def _rollout_action(self, key: str, action: str, reason: str | None) -> dict[str, Any]:
+        body = {} if reason is None else {"reason": reason}
+        answer: dict[str, Any] = self._call("POST", _path(key, f"rollout/{action}"), body)
+        return answer
+
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:
         """A new key (returned once, never stored in clear) and its public record."""

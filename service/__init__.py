@@ -24,6 +24,7 @@ BLUEPRINTS: Final = (
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.rollouts:bp",  # /v1/experiments/<key>/rollout...
     "service.console:bp",  # / (the web console)
 )
 

@@ -173,6 +173,26 @@ def spec() -> dict[str, Any]:
                 "get": _op("Analysis results from the exported files (service.results)", "admin",
                            parameters=by_key)
             },
+            "/v1/experiments/{key}/rollout": {
+                "get": _op("The guarded rollout: plan, step, state, actions and the newest "
+                           "checks (?limit=, default 200)", "admin",
+                           parameters=[*by_key, {"name": "limit", "in": "query",
+                                                 "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 2000}}])
+            },
+            **{
+                f"/v1/experiments/{{key}}/rollout/{action}": {
+                    "post": _op(summary, "admin", parameters=by_key,
+                                body={"type": "object", "properties": {
+                                    "reason": {"type": "string",
+                                               "maxLength": MAX_REASON_LENGTH}}})
+                }
+                for action, summary in (
+                    ("pause", "Hold the rollout at its step (it still rolls back on harm)"),
+                    ("resume", "Let the monitor advance a paused rollout again"),
+                    ("rollback", "Roll back: everyone is served control"),
+                )
+            },
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,

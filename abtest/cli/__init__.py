@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
     "abtest.cli.monitor_commands",  # monitor
+    "abtest.cli.rollout_commands",  # rollout status|pause|resume|rollback
 )
 
 EXIT_USAGE = 2
