@@ -25,6 +25,7 @@ BLUEPRINTS: Final = (
     "service.keys:bp",  # /v1/keys
     "service.results:bp",  # /v1/experiments/<key>/results
     "service.rollouts:bp",  # /v1/experiments/<key>/rollout...
+    "service.clock:bp",  # /v1/clock (the controlled clock of demo and test mode)
     "service.console:bp",  # / (the web console)
 )
 

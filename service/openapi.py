@@ -193,6 +193,14 @@ def spec() -> dict[str, Any]:
                     ("rollback", "Roll back: everyone is served control"),
                 )
             },
+            "/v1/clock": {
+                "get": _op("The service's time and clock mode (system or controlled)", "admin"),
+                "post": _op("Move the controlled clock (ABTEST_CLOCK=controlled only, else 409; "
+                            "never backwards)", "admin",
+                            body={"type": "object", "required": ["now"], "properties": {
+                                "now": {"oneOf": [{"type": "string", "format": "date-time"},
+                                                  {"type": "number"}]}}}),
+            },
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,

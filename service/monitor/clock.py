@@ -89,10 +89,14 @@ class RedisClock:
         return from_us(self.now_us())
 
     def set(self, moment: datetime) -> datetime:
-        """Move the clock to ``moment`` (never backwards: `InvalidInput`); its new time."""
+        """Move the clock to ``moment``; its new time.  The first setting may be any time (a
+        simulation may start days in the past); after that it never moves backwards
+        (`InvalidInput`), so streams, audit entries and checks stay in order."""
         wanted = to_us(moment)
-        if wanted < self.now_us():
-            raise InvalidInput("the controlled clock never moves backwards", "now")
+        current = self.redis.get(keys.controlled_clock())
+        if current and wanted < int(current):
+            raise InvalidInput(f"the controlled clock never moves backwards (it is at "
+                               f"{from_us(int(current)).isoformat()})", "now")  # fmt: skip
         return from_us(int(self._set(keys=[keys.controlled_clock()], args=[wanted])))
 
 
