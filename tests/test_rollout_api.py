@@ -101,3 +101,20 @@ def test_admin_client_and_cli_over_http(rolling, url, capsys, monkeypatch):
     assert capsys.readouterr().out.startswith(f"{KEY}: rolled back, step 1 of 3 (0.0% of units")
     assert main(["rollout", "rollback", KEY, "--yes"]) == 2
     assert "cannot roll back a rolled_back experiment" in capsys.readouterr().err
+
+
+def test_pushing_the_rollout_file_again_leaves_the_traffic_to_the_rollout(
+    rolling, url, capsys, monkeypatch, tmp_path
+):
+    """``abtest push`` of the plan's file while it runs stores a version and keeps the
+    step's traffic (the file's traffic belongs to the rollout)."""
+    import json
+
+    path = tmp_path / "rollout.json"
+    path.write_text(json.dumps({**rollout_experiment(), "description": "v2 of the text"}))
+    monkeypatch.setenv("ABTEST_URL", url)
+    monkeypatch.setenv("ABTEST_API_KEY", rolling.admin_key)
+    assert main(["push", str(path)]) == 0
+    assert capsys.readouterr().out == f"{KEY}: running (config version 3)\n"
+    stored = rolling.store.get_experiment(KEY).experiment
+    assert (stored.description, stored.traffic) == ("v2 of the text", pytest.approx(0.2))

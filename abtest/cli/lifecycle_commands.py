@@ -77,9 +77,10 @@ def _push(args: argparse.Namespace) -> int:
     from abtest.experiment import Experiment
 
     experiment = Experiment.from_json_file(args.config)  # refuse a bad file before any call
-    # The lifecycle (status, winner) belongs to start/stop/ship, not to the file: a file
-    # pushed again must not try to move it.
-    config = {k: v for k, v in experiment.to_dict().items() if k not in ("status", "winner")}
+    # The lifecycle (status, winner) belongs to start/stop/ship, not to the file, and a
+    # guarded rollout's traffic to its steps: a file pushed again must not try to move them.
+    owned = ("status", "winner") + (("traffic",) if experiment.rollout is not None else ())
+    config = {k: v for k, v in experiment.to_dict().items() if k not in owned}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
         _call(args, "GET", path)
