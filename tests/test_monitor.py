@@ -247,3 +247,25 @@ def test_rollouts_end_to_end_aa_and_regressions(store, redis_client, clock):
     assert sum(status[k] is Status.ROLLED_BACK for k in aa) <= 1
     assert sum(status[k] is Status.SHIPPED for k in aa) >= 8
     assert all(status[k] is Status.ROLLED_BACK for k in bad)
+
+
+def test_an_action_on_a_version_a_person_changed_is_not_taken(store, redis_client, clock):
+    """The check read version 2; a person paused meanwhile (version 3): its rollback is
+    refused, recorded as not taken, and the next check decides again."""
+    start(store)
+    mon = monitor(redis_client, clock)
+    Traffic(store, clock, latency={"v1": 200.0, "v2": 320.0}).hour(1000)
+    clock.advance(timedelta(hours=1))  # every unit observed for its window
+    fence = Rollouts(store).acquire_lease(KEY, "m1", 60_000)
+    data = mon.reader.read(
+        [store.get_experiment(KEY)], counts={KEY: store.exposure_counts(KEY)}, now=clock.now()
+    )[KEY]
+    Rollouts(store).pause(KEY, key_id="k-person")
+    result = check_rollout(Rollouts(store), data, clock, fence=fence)
+    assert result is not None
+    assert result.decision.action is Action.ROLL_BACK and not result.acted
+    assert "changed since the check read it (version 2, now 3)" in result.error
+    record = Rollouts(store).checks(KEY)[-1]
+    assert (record["acted"], record["read_version"], record["version"]) == (False, 2, 2)
+    clock.advance(timedelta(hours=1))
+    assert mon.run_once().actions == {KEY: "roll_back"}  # paused, and still rolled back
