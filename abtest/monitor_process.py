@@ -12,10 +12,8 @@ to `MAX_BACKOFF`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,20 +21,12 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
+from abtest.embedded import prepare_child
+
 STOP_TIMEOUT: Final = 10.0
 MAX_BACKOFF: Final = 30.0
 _STABLE_SECONDS: Final = 60.0  # a monitor that ran this long resets the backoff
 _log = logging.getLogger(__name__)
-
-
-def _child_setup() -> None:
-    os.umask(0o077)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class MonitorSupervisor:
@@ -77,7 +67,7 @@ class MonitorSupervisor:
             self._process = subprocess.Popen(
                 [sys.executable, "-P", "-m", "abtest", "monitor", *self.options],
                 stdin=subprocess.DEVNULL, env={**env, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True, preexec_fn=_child_setup,  # noqa: PLW1509 - see module
+                start_new_session=True, preexec_fn=prepare_child,  # noqa: PLW1509 - see module
             )  # fmt: skip
 
     def _supervise(self) -> None:

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys
-from abtest.errors import Conflict, InvalidInput
+from abtest.errors import Conflict
 from abtest.experiment import Experiment, Status
 from abtest.redis_client import register_script
 from abtest.rollout_plan import RolloutPlan
 from abtest.rollout_rules import step_fields
+from abtest.store import audit_reason
 
 if TYPE_CHECKING:
     from abtest.store import Store, StoredExperiment
 
 MAX_CHECKS: Final = 2_000  # per rollout: about 83 days of hourly checks
 MONITOR_KEY_ID: Final = "monitor"  # the audit trail's key id of the monitor's own actions
-MAX_REASON_LENGTH: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -79,17 +79,6 @@ def variant_units(store: Store, experiment: Experiment) -> int:
     return store.exposure_counts(experiment.key).variants.get(experiment.rollout.variant, 0)
 
 
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
-    return reason or None
-
-
 class Rollouts:
     """Reads and actions of guarded rollouts, on top of a `Store` (its write path)."""
 
@@ -121,7 +110,7 @@ class Rollouts:
     def pause(self, key: str, *, key_id: str, reason: object = None) -> StoredExperiment:
         """Hold the running rollout at its step: the monitor stops advancing it (it still
         rolls back on harm).  Audited; `Conflict` unless running and not paused."""
-        text = _reason(reason)
+        text = audit_reason(reason)
         stored, _ = self.planned(key)
         self._require_running(stored, "pause")
         if self.state(key).paused:
@@ -137,7 +126,7 @@ class Rollouts:
 
     def resume(self, key: str, *, key_id: str, reason: object = None) -> StoredExperiment:
         """Let the monitor advance a paused rollout again.  Audited."""
-        text = _reason(reason)
+        text = audit_reason(reason)
         stored, _ = self.planned(key)
         self._require_running(stored, "resume")
         if not self.state(key).paused:
@@ -164,7 +153,7 @@ class Rollouts:
         read), else `Conflict`; ``fence``: the monitor's lease value; ``numbers``: the
         decision's numbers, kept in the audit entry.
         """
-        text = _reason(reason)
+        text = audit_reason(reason)
         stored, _ = self.planned(key)
         self._require_version(stored, expected_version)
         if stored.experiment.status not in (Status.RUNNING, Status.STOPPED):

@@ -108,8 +108,9 @@ class ExposureCounts:
         }
 
 
-def _ship_reason(reason: object) -> str | None:
-    """A ship reason, stripped; None when absent or blank."""
+def audit_reason(reason: object) -> str | None:
+    """A reason for the audit entry (ship, rollout actions), stripped; None when absent or
+    blank; `InvalidInput` when it is not a string or over `MAX_REASON_LENGTH`."""
     if reason is None:
         return None
     if not isinstance(reason, str):
@@ -250,8 +251,8 @@ class Store:
         if new.status is Status.RUNNING:
             with self._lifecycle_lock():
                 self._check_layers(new)
-                return self._write_or_conflict(current, new, key_id=key_id, action="update")
-        return self._write_or_conflict(current, new, key_id=key_id, action="update")
+                return self.write_version(current, new, key_id=key_id, action="update")
+        return self.write_version(current, new, key_id=key_id, action="update")
 
     def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """draft or stopped -> running; `Conflict` on a layer overlap with a running one.
@@ -269,7 +270,7 @@ class Store:
                 new, state = starting_step(current.experiment.status, new, units=units,
                                            now_us=self.now_us())  # fmt: skip
             self._check_layers(new)
-            return self._write_or_conflict(current, new, key_id=key_id, action="start",
+            return self.write_version(current, new, key_id=key_id, action="start",
                                            rollout_state=state)  # fmt: skip
 
     def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
@@ -277,7 +278,7 @@ class Store:
         current = self.get_experiment(key)
         self._require_status(current, {Status.RUNNING}, "stop")
         new = current.experiment.with_changes(status=Status.STOPPED)
-        return self._write_or_conflict(current, new, key_id=key_id, action="stop")
+        return self.write_version(current, new, key_id=key_id, action="stop")
 
     def ship_experiment(
         self, key: str, variant: str, *, key_id: str, reason: str | None = None
@@ -287,14 +288,14 @@ class Store:
         ``reason`` (why ship, e.g. against the verdict) is kept in the audit entry; blank
         is the same as none.
         """
-        reason = _ship_reason(reason)
+        reason = audit_reason(reason)
         current = self.get_experiment(key)
         if variant not in current.experiment.variant_keys:
             raise InvalidInput(f"'{variant}' is not a variant of '{key}'", "variant")
         self._require_status(current, {Status.RUNNING, Status.STOPPED}, "ship")
         new = current.experiment.with_changes(status=Status.SHIPPED, winner=variant)
         note = None if reason is None else {"reason": reason}
-        return self._write_or_conflict(current, new, key_id=key_id, action="ship", note=note)
+        return self.write_version(current, new, key_id=key_id, action="ship", note=note)
 
     def write_version(
         self,
@@ -314,8 +315,11 @@ class Store:
         monitor's lease value) the write happens only while that lease holds
         (`LeaseLost`).  `Conflict` when the experiment changed since ``current``.
         """
-        return self._write_or_conflict(current, new, key_id=key_id, action=action, note=note,
-                                       rollout_state=rollout_state, fence=fence)  # fmt: skip
+        stored = self._write(current, new, key_id=key_id, action=action, note=note,
+                             rollout_state=rollout_state, fence=fence)  # fmt: skip
+        if stored is None:
+            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
+        return stored
 
     def history(self, key: str) -> list[dict[str, Any]]:
         """Audit entries, oldest first: version, time, key_id, action, diff, config."""
@@ -567,23 +571,6 @@ class Store:
         self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at
         return StoredExperiment(new, version, created, now)
-
-    def _write_or_conflict(
-        self,
-        current: StoredExperiment,
-        new: Experiment,
-        *,
-        key_id: str,
-        action: str,
-        note: Mapping[str, Any] | None = None,
-        rollout_state: Mapping[str, str | int | float] | None = None,
-        fence: str | None = None,
-    ) -> StoredExperiment:
-        stored = self._write(current, new, key_id=key_id, action=action, note=note,
-                             rollout_state=rollout_state, fence=fence)  # fmt: skip
-        if stored is None:
-            raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
-        return stored
 
     @staticmethod
     def _require_status(current: StoredExperiment, allowed: set[Status], action: str) -> None:

@@ -17,6 +17,11 @@ from service.monitor.clock import SettableClock, to_us
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
+def clocked_store(client: Any, clock: SettableClock) -> Store:
+    """A store whose exposures, events and audit entries are dated by ``clock``."""
+    return Store(client, now_us=lambda: to_us(clock.now()))
+
+
 def rollout_experiment(
     key: str = "ranker-v3", *, latency_margin: float = 0.05, **plan: Any
 ) -> dict[str, Any]:

@@ -17,24 +17,19 @@ from abtest.rollout_store import Rollouts
 from abtest.store import Store
 from analysis.decision.rollout import Action, RolloutDecision
 from service.monitor import checks
-from service.monitor.clock import SettableClock, to_us
 from service.monitor.data import MonitorData
 from service.monitor.heartbeat import heartbeats, monitor_health
 from service.monitor.rollout import check_rollout
 from service.monitor.runner import Monitor, MonitorSettings
-from tests.monitor_traffic import START, Traffic, rollout_experiment
+from tests.monitor_traffic import Traffic, clocked_store, rollout_experiment
 
 KEY = "ranker-v3"
 
 
 @pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(START)
-
-
-@pytest.fixture
 def store(redis_client, clock) -> Store:
-    return Store(redis_client, now_us=lambda: to_us(clock.now()))
+    """A store dated by the test's clock."""
+    return clocked_store(redis_client, clock)
 
 
 @pytest.fixture(autouse=True)

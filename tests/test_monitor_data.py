@@ -11,21 +11,16 @@ import pytest
 from abtest import keys
 from abtest.export import GROUP, Step, export
 from abtest.store import Store
-from service.monitor.clock import SettableClock, to_us
+from service.monitor.clock import SettableClock
 from service.monitor.data import MonitorData, MonitorReader
-from tests.monitor_traffic import START, Traffic, rollout_experiment
+from tests.monitor_traffic import Traffic, clocked_store, rollout_experiment
 
 KEY = "ranker-v3"
 
 
 @pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(START)
-
-
-@pytest.fixture
 def store(redis_client, clock) -> Store:
-    store = Store(redis_client, now_us=lambda: to_us(clock.now()))
+    store = clocked_store(redis_client, clock)
     store.create_experiment(rollout_experiment(steps=[0.5, 1]), key_id="t")
     store.start_experiment(KEY, key_id="t")
     return store
