@@ -107,7 +107,7 @@ def test_rate_drop_follows_the_exposure():
 
 def test_rate_drop_ignores_an_outage_in_its_baseline():
     """The median baseline keeps its level through an earlier outage day."""
-    history = STEADY[:10] + [0] + STEADY[10:13]
+    history = [*STEADY[:10], 0, *STEADY[10:13]]
     test = health.rate_drop_test(history, 5.0)
     assert float(test.expected) == pytest.approx(np.median(history))
     assert test.alarm
@@ -225,9 +225,7 @@ def test_srm_follows_a_ramp_of_the_weights():
     ramp = {"old": [95.0, 50.0], "new": [5.0, 50.0]}
     assert health.sample_ratio_mismatch(units, ramp) == []
     expected = {"old": 9500 + 5000, "new": 500 + 5000}
-    (signal,) = health.sample_ratio_mismatch(
-        {"old": [9000, 5000], "new": [1000, 5000]}, ramp
-    )
+    (signal,) = health.sample_ratio_mismatch({"old": [9000, 5000], "new": [1000, 5000]}, ramp)
     assert signal.numbers["expected"] == pytest.approx(expected)
     assert health.sample_ratio_mismatch(units, {"old": 50.0, "new": 50.0})
 
