@@ -37,6 +37,7 @@ _RANK: Final = {Severity.WARNING: 0, Severity.CRITICAL: 1}
 
 ACTIVE: Final = "active"
 RESOLVED: Final = "resolved"
+STATUSES: Final = (ACTIVE, RESOLVED, "all")  # the filters of an alert listing
 
 # What a webhook is told about: a new alert, an active one that became critical, or one
 # that cleared.
@@ -240,6 +241,7 @@ __all__ = [
     "FAILED",
     "PENDING",
     "RESOLVED",
+    "STATUSES",
     "Alert",
     "Delivery",
     "Severity",

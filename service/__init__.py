@@ -24,6 +24,8 @@ BLUEPRINTS: Final = (
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.alerts:bp",  # /v1/alerts, /v1/experiments/<key>/alerts
+    "service.webhooks:bp",  # /v1/webhooks...
     "service.console:bp",  # / (the web console)
 )
 

@@ -25,17 +25,18 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 
 from abtest import keys
-from abtest.alerts import ACTIVE, RESOLVED, Alert, Severity, dedup_key
+from abtest.alerts import ACTIVE, RESOLVED, STATUSES, Alert, Severity, dedup_key
 from abtest.errors import InvalidInput
-from analysis.statistics.health import HealthSignal
+
+if TYPE_CHECKING:  # the book needs only the signal's fields, not the statistics (scipy)
+    from analysis.statistics.health import HealthSignal
 
 HISTORY_LIMIT: Final = 500  # resolved alerts kept per experiment
-STATUSES: Final = ("active", "resolved", "all")
 _CAS_ATTEMPTS: Final = 20
 
 

@@ -252,6 +252,20 @@ class Webhooks:
         found.sort(key=lambda d: (d.last_attempt_at or "", d.id), reverse=True)
         return found[:limit]
 
+    def status_counts(self) -> dict[tuple[str, str], int]:
+        """Deliveries per (webhook, status): pending ones, and those in each log; every
+        webhook has its three counts, zeros included."""
+        counts = {(w.id, status): 0 for w in self.list_webhooks()
+                  for status in (PENDING, DELIVERED, FAILED)}  # fmt: skip
+        for delivery, _ in self._pending():
+            key = (delivery.webhook, PENDING)
+            if key in counts:
+                counts[key] += 1
+        for webhook_id in {w for w, _ in counts}:
+            for text in self.redis.lrange(keys.webhook_log(webhook_id), 0, -1):
+                counts[(webhook_id, str(json.loads(text)["status"]))] += 1
+        return counts
+
     # -- deliveries: queueing and sending --------------------------------------------------
     def notify(self, changes: Sequence[AlertChange], *, now: datetime) -> list[Delivery]:
         """Queue one delivery per change and interested webhook (Redis writes only)."""
