@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-import redis
+from typing import TYPE_CHECKING
 
 from abtest.alerts import Alert, Delivery, Webhook
 from abtest.errors import InvalidInput
@@ -15,6 +14,9 @@ from abtest.experiment import SLUG
 from abtest.store import Store
 from service.monitor.alerts import STATUSES, AlertBook
 from service.monitor.webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class AlertsPage:
 
 
 def alerts_page(
-    client: redis.Redis[str],
+    client: RedisClient,
     store: Store,
     *,
     experiment: str | None,
@@ -58,6 +60,6 @@ def alerts_page(
     )  # fmt: skip
 
 
-def active_alerts(client: redis.Redis[str], experiment: str) -> list[Alert]:
+def active_alerts(client: RedisClient, experiment: str) -> list[Alert]:
     """One experiment's active alerts, critical first."""
     return AlertBook(client).active(experiment)

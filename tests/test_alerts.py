@@ -13,6 +13,7 @@ from abtest.errors import InvalidInput
 from analysis.statistics.health import HealthSignal
 from service.monitor.alerts import AlertBook, iso, reconcile
 
+REDIS_TOPOLOGIES = ("single", "cluster")  # the same alerts and deliveries on Redis Cluster
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 

@@ -15,6 +15,7 @@ from service.monitor.webhooks import RetryPolicy, Webhooks
 from tests.conftest import Api, simple_config
 from tests.webhook_receiver import receiver
 
+REDIS_TOPOLOGIES = ("single", "cluster")  # the same alerts and deliveries on Redis Cluster
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 SECRET = "a-secret-of-some-length"
 

@@ -19,6 +19,7 @@ from service.monitor.alerts import AlertBook, AlertChange
 from service.monitor.webhooks import RetryPolicy, Webhooks, WebhookSender
 from tests.webhook_receiver import receiver
 
+REDIS_TOPOLOGIES = ("single", "cluster")  # the same alerts and deliveries on Redis Cluster
 SECRET = "a-secret-of-some-length"
 FAST = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.05, timeout=2.0)
 

@@ -32,8 +32,12 @@ import redis
 from abtest import keys
 from abtest.alerts import ACTIVE, RESOLVED, STATUSES, Alert, Severity, dedup_key
 from abtest.errors import InvalidInput
+from abtest.redis_client import register_script
 
-if TYPE_CHECKING:  # the book needs only the signal's fields, not the statistics (scipy)
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
+
+    # The book needs only the signal's fields, not the statistics (scipy).
     from analysis.statistics.health import HealthSignal
 
 HISTORY_LIMIT: Final = 500  # resolved alerts kept per experiment
@@ -154,12 +158,12 @@ class AlertBook:
         Resolved alerts kept per experiment (older ones are dropped).
     """
 
-    def __init__(self, client: redis.Redis[str], *, history_limit: int = HISTORY_LIMIT) -> None:
+    def __init__(self, client: RedisClient, *, history_limit: int = HISTORY_LIMIT) -> None:
         if history_limit < 1:
             raise InvalidInput("must be at least 1", "history_limit")
         self.redis = client
         self.history_limit = history_limit
-        self._apply = client.register_script(keys.APPLY_ALERTS_SCRIPT)
+        self._apply = register_script(client, keys.APPLY_ALERTS_SCRIPT)
 
     # -- writing -----------------------------------------------------------------------------
     def record(

@@ -34,7 +34,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import redis
@@ -43,6 +43,7 @@ from abtest import keys
 from abtest.alerts import DELIVERED, FAILED, PENDING, Alert, Delivery, Severity, Webhook
 from abtest.errors import InvalidInput, NotFound
 from abtest.experiment import SLUG
+from abtest.redis_client import register_script
 from abtest.webhook_signature import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -51,6 +52,9 @@ from abtest.webhook_signature import (
     sign,
 )
 from service.monitor.alerts import AlertChange, iso
+
+if TYPE_CHECKING:
+    from abtest.redis_client import RedisClient
 
 MAX_WEBHOOKS: Final = 100
 MAX_URL_LENGTH: Final = 2_000
@@ -155,7 +159,7 @@ class Webhooks:
 
     def __init__(
         self,
-        client: redis.Redis[str],
+        client: RedisClient,
         *,
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
@@ -163,8 +167,8 @@ class Webhooks:
         self.redis = client
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
-        self._claim = client.register_script(keys.CLAIM_DELIVERIES_SCRIPT)
-        self._record = client.register_script(keys.RECORD_DELIVERY_SCRIPT)
+        self._claim = register_script(client, keys.CLAIM_DELIVERIES_SCRIPT)
+        self._record = register_script(client, keys.RECORD_DELIVERY_SCRIPT)
 
     # -- registrations ---------------------------------------------------------------------
     def create_webhook(
