@@ -3,6 +3,7 @@ reference (numpy, scipy, statsmodels), properties by Hypothesis, and the signals
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 
@@ -13,8 +14,9 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.robust.scale import mad as statsmodels_mad
 
+from abtest import webhook_signature
 from abtest.alerts import Severity
-from analysis.statistics import health
+from analysis.statistics import health, health_rates, health_trends, robust
 from analysis.statistics.sequential_margin import SequentialMargin
 from analysis.statistics.srm import srm_test
 
@@ -284,3 +286,11 @@ def test_subject_names():
     assert health.subject("purchase") == "purchase"
     assert health.subject(variant="v2") == "v2"
     assert health.subject() == health.ALL
+
+
+@pytest.mark.parametrize("module", [health, health_rates, health_trends, robust,
+                                    webhook_signature])  # fmt: skip
+def test_examples_are_correct_doctests(module):
+    """The Examples sections of the health modules (and the signature helper) run as shown."""
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
