@@ -11,7 +11,7 @@ and vectorised (1,000 experiments x 60 days in about a second):
   days); two variants at 50/50;
 - a conversion metric per variant: a rate drawn from 3% to 30% per experiment, with its
   own day-of-week effect (+-3%) and day-level noise (sd 0.03); its daily value is
-  conversions / units with the binomial SE.
+  conversions / units (judged with the binomial SE).
 
 ``python -m tests.health_simulation`` prints the table the README quotes;
 ``tests/test_health_simulation.py`` asserts it stays within the stated bounds.
@@ -80,14 +80,23 @@ def rate_alarms(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def trend_alarms(rates: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`trend_test` on every day of daily conversion ``rates`` over ``units``: (drop, jump).
-    The latest day's SE is the binomial one at the baseline's median (its level under "no
-    change"), as the monitor computes it."""
-    history, current = _windows(rates)
-    median, _, _ = health.robust_baseline(history)
-    se = health.rate_se(median, units)
-    test = health.trend_test(history, current, current_se=se)
-    return test.drop, test.jump
+    """`metric_trend`'s two rules on every day of daily conversion ``rates`` over ``units``:
+    (drop, jump).  One day: `trend_series` (the binomial SE at each day's baseline median,
+    as the monitor computes it); sustained: `cusum_test` over the `health.WINDOW` days up to
+    each day, as the monitor runs it on its series."""
+    values = np.moveaxis(rates, 1, -1)  # (E, variants, T)
+    test = health.trend_series(values, units=np.moveaxis(units, 1, -1))
+    judged = (test.periods >= health.MIN_HISTORY) & np.isfinite(test.z)
+    z = np.where(judged, test.z, 0.0)
+    rel = np.where(judged, test.relative_change, 0.0)
+    pad = np.zeros((*z.shape[:-1], health.WINDOW - 1))
+    z_windows = sliding_window_view(np.concatenate([pad, z], axis=-1), health.WINDOW, axis=-1)
+    rel_windows = sliding_window_view(np.concatenate([pad, rel], axis=-1), health.WINDOW,
+                                      axis=-1)  # fmt: skip
+    sustained = health.cusum_test(z_windows, rel_windows)
+    drop = test.drop | sustained.drop
+    jump = (test.jump | sustained.jump) & ~drop
+    return np.moveaxis(drop, -1, 1), np.moveaxis(jump, -1, 1)
 
 
 def conversion_rates(traffic: Traffic) -> tuple[np.ndarray, np.ndarray]:

@@ -294,3 +294,74 @@ def test_examples_are_correct_doctests(module):
     """The Examples sections of the health modules (and the signature helper) run as shown."""
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- sustained shifts (CUSUM) ----------------------------------------------------------------
+
+
+def _reference_cusum(z, rel, *, k, h, clip, min_change):
+    """Page's two-sided tabular CUSUM, one period at a time (the textbook recursion)."""
+    low = high = 0.0
+    run_low = run_high = 0
+    sum_low = sum_high = 0.0
+    for raw, rt in zip(z, rel, strict=True):
+        zt = max(-clip, min(clip, raw))
+        low, high = max(0.0, low - zt - k), max(0.0, high + zt - k)
+        run_low, sum_low = (run_low + 1, sum_low + rt) if low > 0 else (0, 0.0)
+        run_high, sum_high = (run_high + 1, sum_high + rt) if high > 0 else (0, 0.0)
+    drop = low >= h and sum_low / max(run_low, 1) <= -min_change
+    jump = high >= h and sum_high / max(run_high, 1) >= min_change and not drop
+    return low, high, drop, jump
+
+
+def test_cusum_matches_the_textbook_recursion():
+    """The vectorised CUSUM equals the one-period-at-a-time recursion on random series."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(0, 2, (300, 14)) + rng.choice([-2.5, 0, 2.5], (300, 1))
+    rel = z / 10
+    test = health.cusum_test(z, rel)
+    for i in range(len(z)):
+        low, high, drop, jump = _reference_cusum(
+            z[i], rel[i], k=health.CUSUM_K, h=health.CUSUM_H, clip=health.CUSUM_CLIP,
+            min_change=health.TREND_MIN_CHANGE,
+        )  # fmt: skip
+        assert test.low[i] == pytest.approx(low) and test.high[i] == pytest.approx(high)
+        assert (bool(test.drop[i]), bool(test.jump[i])) == (drop, jump)
+    assert test.drop.any() and test.jump.any()
+
+
+def test_trend_series_judges_each_period_as_trend_test_does():
+    """Period t of `trend_series` is `trend_test` of t against the window before it."""
+    rng = np.random.default_rng(12)
+    values = rng.normal(10, 1, 40)
+    series = health.trend_series(values, se=0.2)
+    for t in (7, 20, 39):
+        single = health.trend_test(values[max(0, t - health.WINDOW) : t], values[t],
+                                   current_se=0.2)  # fmt: skip
+        assert series.z[t] == pytest.approx(float(single.z))
+    assert (series.periods[:7] < health.MIN_HISTORY).all()
+
+
+def test_a_sustained_drop_no_single_day_shows_is_caught():
+    """A small experiment's conversions fall from 10% to 2% (200 units a day): no single
+    day is beyond z = 5, but in most of 40 runs six such days are a sustained drop."""
+    caught = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        units = np.full(36, 200)
+        rates = np.concatenate([rng.binomial(200, 0.10, 30), rng.binomial(200, 0.02, 6)]) / units
+        assert not health.trend_series(rates, units=units).drop.any()
+        signals = health.metric_trend({"purchase[v2]": rates}, units={"purchase[v2]": units})
+        if signals:
+            (signal,) = signals
+            assert signal.kind == health.METRIC_DROP and "has stayed" in signal.message
+            assert 3 <= signal.numbers["periods"] <= 10  # the run can begin before the shift
+            assert signal.numbers["mean_relative_change"] < -0.5
+            caught += 1
+    assert caught >= 24
+
+
+def test_one_wild_day_is_not_a_sustained_shift():
+    """A single day far out (clipped) followed by normal days leaves the CUSUM below h."""
+    values = [10.0, 10.2, 9.9, 10.1, 9.8, 10.0, 10.1] * 3 + [30.0] + [10.0, 9.9, 10.1]
+    assert health.metric_trend({"m": values}) == []

@@ -145,18 +145,36 @@ def _daily(days: list[date], n: list[int], conversions: list[int]) -> pd.DataFra
 
 
 def test_cohort_values_are_the_differences_of_the_cumulative_looks():
-    """Each day's cohort: the units that entered the looks that day, their conversion rate,
-    and the latest cohort's binomial SE at the baseline's median."""
+    """Each day's cohort: the units that entered the looks that day and their conversion
+    rate, judged with the binomial SE at the baseline's median."""
     latest = date(2024, 5, 19)
     days = [latest - timedelta(days=i) for i in range(9, -1, -1)]
     daily = _daily(days, [1000] * 10, [100] * 9 + [30])
-    values, se = series.cohort_values([Metric("purchase", MetricType.BINOMIAL)], daily, latest)
-    rates = values["purchase[treatment]"]
+    cohorts = series.cohort_values([Metric("purchase", MetricType.BINOMIAL)], daily, latest)
+    rates = cohorts.values["purchase[treatment]"]
+    assert rates.shape == (series.TREND_PERIODS,)
     assert rates[-1] == pytest.approx(0.03) and rates[-2] == pytest.approx(0.1)
     assert np.isnan(rates[0])  # before the first look
-    assert se["purchase[treatment]"] == pytest.approx(np.sqrt(0.1 * 0.9 / 1000))
-    (signal,) = health.metric_trend(values, se=se)
+    assert cohorts.units["purchase[treatment]"][-1] == 1000
+    (signal,) = health.metric_trend(cohorts.values, units=cohorts.units)
     assert signal.kind == health.METRIC_DROP and signal.subject == "purchase[treatment]"
+    assert signal.severity.value == "warning"  # to 30% of its level: not a collapse
+
+
+def test_cohorts_of_a_mean_metric_carry_their_own_se():
+    """A sum metric's cohort mean comes with the SE of that mean (sd / sqrt(n))."""
+    latest = date(2024, 5, 19)
+    rows = [{"day": latest - timedelta(days=1), "variant": "v1", "metric": "revenue", "n": 4,
+             "sum_y": 10.0, "sum_x": 0.0, "sum_yy": 30.0},
+            {"day": latest, "variant": "v1", "metric": "revenue", "n": 8, "sum_y": 30.0,
+             "sum_x": 0.0, "sum_yy": 130.0}]  # fmt: skip
+    cohorts = series.cohort_values([Metric("revenue", MetricType.SUM)], pd.DataFrame(rows),
+                                   latest)  # fmt: skip
+    # The last cohort: 4 units, sum 20, sum of squares 100: mean 5, variance 0.
+    assert cohorts.values["revenue[v1]"][-1] == 5.0
+    assert cohorts.se["revenue[v1]"][-1] == 0.0
+    # The one before: mean 2.5, variance (30 - 25) / 3, SE sqrt(5 / 3 / 4).
+    assert cohorts.se["revenue[v1]"][-2] == pytest.approx(np.sqrt(5 / 3 / 4))
 
 
 def test_srm_inputs_follow_the_weights_of_each_hour():

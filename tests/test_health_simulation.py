@@ -44,12 +44,14 @@ def test_guardrail_false_alarms_per_experiment():
 @pytest.mark.slow
 def test_planted_failures_are_caught(traffic):
     """A broken client is caught the same day; a collapsed or silent metric the same day in
-    large experiments; a +30% jump within a week in most large ones."""
+    large experiments, and a collapse within a week in most small ones too (the sustained
+    rule); a +30% jump within a week in nearly all large ones."""
     found = simulation.planted(traffic, seed=99)
     client = found["broken client (exposures to 10%): exposure_drop"]
     assert client.same_day >= 0.99
     assert found["broken client in one variant: exposure_drop[v2]"].same_day >= 0.99
     collapse = found["metric collapse (v2 conversions to 10%): metric_drop"]
     assert collapse.same_day_large >= 0.99 and collapse.same_day >= 0.75
+    assert collapse.within_week >= 0.9
     assert found["metric logging stops in v2: missing_events"].same_day_large >= 0.99
-    assert found["metric jump (v2 conversions +30%): metric_jump"].within_week_large >= 0.75
+    assert found["metric jump (v2 conversions +30%): metric_jump"].within_week_large >= 0.9

@@ -23,11 +23,13 @@ The checks and their statistics
     the median itself; the lower-tail probability is the p-value.  An alarm needs both
     ``p < alpha`` and a count below ``max_ratio`` of the expected (significant *and*
     large: a weekend dip is neither).  Critical when below ``stop_ratio`` (stopped).
-``metric_drop`` / ``metric_jump`` (`trend_test`)
+``metric_drop`` / ``metric_jump`` (`trend_test`, `cusum_test`)
     A metric collapses or jumps against its own recent days, Twyman's law both ways: a
     robust z-score ``(x - median) / s`` with ``s`` the larger of the baseline's
     ``1.4826 MAD`` (inflated for the median's own error) and the latest value's sampling
     SE, and an alarm when ``|z| >= z_threshold`` *and* the relative change is at least
+    ``min_change``; or, for a shift no single day shows, when Page's CUSUM of the daily
+    z-scores over the last window crosses ``h`` with a mean change of at least
     ``min_change``.  Critical when the metric falls below ``collapse_ratio`` of its level
     (broken logging) or more than doubles.  Slow drifts move the median with them and are
     not flagged: they are not broken.
@@ -46,6 +48,7 @@ The checks and their statistics
 
 References
 ----------
+Page, E. S. (1954), "Continuous inspection schemes", Biometrika 41 (the CUSUM).
 Montgomery, D. C. (2019), *Introduction to Statistical Quality Control*, 8th ed., Wiley,
 §6-§9 (control charts on a process's own history, and why limits come from in-control
 data).  Hampel, F. R. (1974), "The influence curve and its role in robust estimation",
@@ -75,6 +78,9 @@ from analysis.statistics.health_rates import (
 )
 from analysis.statistics.health_signal import (
     ALL,
+    CUSUM_CLIP,
+    CUSUM_H,
+    CUSUM_K,
     EVENT_DROP,
     EXPOSURE_DROP,
     GUARDRAIL_ALPHA,
@@ -98,7 +104,15 @@ from analysis.statistics.health_signal import (
     HealthSignal,
     subject,
 )
-from analysis.statistics.health_trends import TrendTest, metric_trend, rate_se, trend_test
+from analysis.statistics.health_trends import (
+    CusumTest,
+    TrendTest,
+    cusum_test,
+    metric_trend,
+    rate_se,
+    trend_series,
+    trend_test,
+)
 from analysis.statistics.results import json_float
 from analysis.statistics.robust import robust_baseline
 from analysis.statistics.sequential_margin import SequentialMargin
@@ -306,6 +320,9 @@ def guardrail_regression(
 
 __all__ = [
     "ALL",
+    "CUSUM_CLIP",
+    "CUSUM_H",
+    "CUSUM_K",
     "EVENT_DROP",
     "EXPOSURE_DROP",
     "GUARDRAIL_ALPHA",
@@ -326,9 +343,11 @@ __all__ = [
     "TREND_MIN_CHANGE",
     "TREND_Z",
     "WINDOW",
+    "CusumTest",
     "HealthSignal",
     "RateDropTest",
     "TrendTest",
+    "cusum_test",
     "event_drop",
     "exposure_drop",
     "guardrail_regression",
@@ -340,5 +359,6 @@ __all__ = [
     "robust_baseline",
     "sample_ratio_mismatch",
     "subject",
+    "trend_series",
     "trend_test",
 ]

@@ -33,6 +33,9 @@ TREND_Z: Final = 5.0
 TREND_MIN_CHANGE: Final = 0.10  # Twyman: +10% overnight is suspect
 TREND_COLLAPSE_RATIO: Final = 0.1
 TREND_CRITICAL_JUMP: Final = 1.0  # more than doubled
+CUSUM_K: Final = 1.0  # allowance per period, in robust z units
+CUSUM_H: Final = 8.0  # decision interval
+CUSUM_CLIP: Final = 6.0  # one period's z counts at most this much
 MISSING_ALPHA: Final = 1e-6
 MISSING_TOLERATED_RATIO: Final = 0.5
 GUARDRAIL_ALPHA: Final = 0.025  # one-sided, the verdict's alpha / 2 per direction
@@ -73,6 +76,9 @@ def percent(rel: float) -> str:
 
 __all__ = [
     "ALL",
+    "CUSUM_CLIP",
+    "CUSUM_H",
+    "CUSUM_K",
     "EVENT_DROP",
     "EXPOSURE_DROP",
     "GUARDRAIL_ALPHA",

@@ -37,10 +37,13 @@ import pandas as pd
 
 from abtest.experiment import Experiment, Metric, MetricType
 from analysis.data.metric_spec import source_metrics
-from analysis.statistics.health import ALL, WINDOW, rate_se, robust_baseline, subject
+from analysis.statistics.health import ALL, WINDOW, subject
 
 HOUR: Final = timedelta(hours=1)
 DAY: Final = timedelta(days=1)
+# A metric's series: two windows and the latest period, so that the sustained-shift rule
+# (`analysis.statistics.health_trends.cusum_test`) sees a whole window of judged periods.
+TREND_PERIODS: Final = 2 * WINDOW + 1
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
@@ -76,25 +79,6 @@ class Timeline:
         weights = {str(v["key"]): float(v["weight"]) for v in config.get("variants", [])}
         total = sum(weights.values()) or 1.0
         return {ALL: traffic, **{v: traffic * weights.get(v, 0.0) / total for v in names}}
-
-
-@dataclass(frozen=True)
-class HealthInputs:
-    """Everything the checks of one experiment read (see the module docstring).
-
-    Series hold ``WINDOW + 1`` windows, oldest first; the last is the one judged.
-    """
-
-    end: datetime
-    exposures: dict[str, FloatArray] = field(default_factory=dict)
-    exposure: dict[str, FloatArray] = field(default_factory=dict)
-    events: dict[str, FloatArray] = field(default_factory=dict)
-    latest_events: dict[str, dict[str, float]] = field(default_factory=dict)
-    units: dict[str, float] = field(default_factory=dict)
-    hourly_units: dict[str, FloatArray] = field(default_factory=dict)
-    hourly_weights: dict[str, FloatArray] = field(default_factory=dict)
-    values: dict[str, FloatArray] = field(default_factory=dict)
-    value_se: dict[str, float] = field(default_factory=dict)
 
 
 def window_end(as_of: datetime) -> datetime:
@@ -162,8 +146,9 @@ def event_inputs(
 def per_event_means(
     metrics: Sequence[Metric], events_by_hour: pd.DataFrame, end: datetime, *, by_variant: bool
 ) -> dict[str, FloatArray]:
-    """Mean value per event of each window, per metric (and variant): NaN without events."""
-    count = WINDOW + 1
+    """Mean value per event of each window (`TREND_PERIODS` of them), per metric (and
+    variant): NaN without events."""
+    count = TREND_PERIODS
     out = {}
     for metric in metrics:
         name = source_metrics(metric)[0]
@@ -179,46 +164,43 @@ def per_event_means(
     return out
 
 
-def cohort_values(
-    metrics: Sequence[Metric], daily: pd.DataFrame, latest_day: date
-) -> tuple[dict[str, FloatArray], dict[str, float]]:
+@dataclass(frozen=True)
+class MetricSeries:
+    """Per subject (``metric[variant]``), a metric's value per period, and what the checks
+    need to judge its noise: per-period SEs (mean metrics) or units (rates)."""
+
+    values: dict[str, FloatArray] = field(default_factory=dict)
+    se: dict[str, FloatArray] = field(default_factory=dict)
+    units: dict[str, FloatArray] = field(default_factory=dict)
+
+
+def cohort_values(metrics: Sequence[Metric], daily: pd.DataFrame, latest_day: date) -> MetricSeries:
     """Per metric and variant, the per-unit mean of each daily cohort up to ``latest_day``
-    (``WINDOW + 1`` days, NaN for a day with fewer than 2 units) and the latest cohort's SE
-    under "no change" (binomial: at the baseline's median; else the cohort's own)."""
-    count = WINDOW + 1
-    days = [latest_day - timedelta(days=count - 1 - i) for i in range(count)]
-    values: dict[str, FloatArray] = {}
-    errors: dict[str, float] = {}
+    (`TREND_PERIODS` days, NaN for a day with fewer than 2 units), with each cohort's units
+    (binomial metrics: the checks take the SE at the baseline's level) or its own SE of
+    the mean (count and sum metrics; none for ratios)."""
+    days = [latest_day - timedelta(days=TREND_PERIODS - 1 - i) for i in range(TREND_PERIODS)]
+    out = MetricSeries()
     kinds = {m.name: m.type for m in metrics if m.type is not MetricType.QUANTILE}
     if daily.empty or not kinds:
-        return values, errors
+        return out
     frame = daily[daily["metric"].isin(list(kinds))].sort_values(["metric", "variant", "day"])
     for (name, variant), rows in frame.groupby(["metric", "variant"]):
         cumulative = rows.set_index("day")[["n", "sum_y", "sum_x", "sum_yy"]].astype(float)
-        cohort = cumulative.diff().fillna(cumulative.iloc[:1])
-        cohort = cohort.reindex(days)
+        cohort = cumulative.diff().fillna(cumulative.iloc[:1]).reindex(days)
         n = cohort["n"].to_numpy()
+        kind = kinds[str(name)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            if kinds[str(name)] is MetricType.RATIO:
-                mean = cohort["sum_y"].to_numpy() / cohort["sum_x"].to_numpy()
-            else:
-                mean = cohort["sum_y"].to_numpy() / n
-        mean = np.where(n >= 2, mean, np.nan)
+            denominator = cohort["sum_x"].to_numpy() if kind is MetricType.RATIO else n
+            mean = np.where(n >= 2, cohort["sum_y"].to_numpy() / denominator, np.nan)
+            variance = (cohort["sum_yy"].to_numpy() - cohort["sum_y"].to_numpy() ** 2 / n) / (n - 1)
         key = subject(str(name), str(variant))
-        values[key] = mean
-        errors[key] = _cohort_se(kinds[str(name)], mean, cohort.iloc[-1])
-    return values, errors
-
-
-def _cohort_se(kind: MetricType, mean: FloatArray, last: pd.Series) -> float:
-    n = float(last["n"]) if np.isfinite(last["n"]) else 0.0
-    if n < 2 or kind is MetricType.RATIO:
-        return 0.0
-    if kind is MetricType.BINOMIAL:
-        level, _, _ = robust_baseline(mean[:-1])
-        return float(rate_se(level, n)) if np.isfinite(level) else 0.0
-    variance = max(float(last["sum_yy"]) - float(last["sum_y"]) ** 2 / n, 0.0) / (n - 1)
-    return float(np.sqrt(variance / n))
+        out.values[key] = mean
+        if kind is MetricType.BINOMIAL:
+            out.units[key] = np.nan_to_num(n)
+        elif kind is not MetricType.RATIO:
+            out.se[key] = np.where(n >= 2, np.sqrt(np.maximum(variance, 0.0) / n), 0.0)
+    return out
 
 
 def hourly_srm_inputs(
@@ -253,7 +235,8 @@ def cumulative_units(exposures_by_hour: pd.DataFrame, end: datetime) -> dict[str
 
 __all__ = [
     "DAY",
-    "HealthInputs",
+    "TREND_PERIODS",
+    "MetricSeries",
     "Timeline",
     "cohort_values",
     "cumulative_units",
