@@ -236,3 +236,16 @@ def test_backoff_grows_with_equal_jitter():
     for failed, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]:
         delays = [policy.delay(failed, rng) for _ in range(200)]
         assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+
+
+def test_send_pending_stops_when_nothing_is_due(redis_client, hooks):
+    """A one-shot run sends what is due, and leaves a retry due later in the outbox."""
+    with receiver(statuses=[500]) as sink:
+        slow = Webhooks(redis_client, policy=RetryPolicy(max_attempts=3, base_delay=60.0))
+        webhook, _ = slow.create_webhook(sink.url, secret=SECRET)
+        slow.notify(raised(redis_client), now=datetime.now(UTC))
+        started = time.monotonic()
+        assert slow.send_pending(seconds=5) == 1
+        assert time.monotonic() - started < 2
+    (delivery,) = slow.deliveries(webhook.id)
+    assert (delivery.status, delivery.attempts) == ("pending", 1)

@@ -29,10 +29,8 @@ import re
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -40,7 +38,7 @@ from urllib.parse import urlsplit
 import redis
 
 from abtest import keys
-from abtest.alerts import DELIVERED, FAILED, PENDING, Alert, Delivery, Severity, Webhook
+from abtest.alerts import DELIVERED, FAILED, PENDING, Delivery, Severity, Webhook
 from abtest.errors import InvalidInput, NotFound
 from abtest.experiment import SLUG
 from abtest.redis_client import register_script
@@ -52,6 +50,7 @@ from abtest.webhook_signature import (
     sign,
 )
 from service.monitor.alerts import AlertChange, iso
+from service.monitor.webhook_http import RetryPolicy, post, render
 
 if TYPE_CHECKING:
     from abtest.redis_client import RedisClient
@@ -64,39 +63,7 @@ MAX_FILTER_ITEMS: Final = 100
 MAX_DESCRIPTION_LENGTH: Final = 200
 LOG_LIMIT: Final = 200  # ended deliveries kept per webhook
 _KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_ERROR_CHARS: Final = 300
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a delivery is attempted (see the module docstring)."""
-
-    max_attempts: int = 10
-    base_delay: float = 5.0  # seconds before the first retry (about)
-    max_delay: float = 900.0
-    timeout: float = 5.0  # per attempt
-    claim_seconds: float = 30.0  # beyond the timeout, before a claimed delivery is retried
-
-    def delay(self, failed_attempts: int, rng: random.Random) -> float:
-        """Seconds to wait after the ``failed_attempts``-th failure (equal jitter)."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (failed_attempts - 1))
-        return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
-def slack_text(event: str, alert: Alert) -> str:
-    """The one-line ``text``: severity, experiment, kind, subject and the message."""
-    what = {"alert.raised": "", "alert.escalated": "escalated: ",
-            "alert.resolved": "resolved: "}.get(event, "")  # fmt: skip
-    mark = "RESOLVED" if event == "alert.resolved" else alert.severity.value.upper()
-    return f"[{mark}] {alert.experiment}: {what}{alert.kind} ({alert.subject}) - {alert.message}"
-
-
-def render(event: str, alert: Alert, delivery_id: str) -> str:
-    """The delivery's JSON body (the same bytes on every attempt)."""
-    return json.dumps({"text": slack_text(event, alert), "event": event,
-                       "delivery": delivery_id, "alert": alert.to_dict()},
-                      ensure_ascii=False, allow_nan=False)  # fmt: skip
 
 
 def _check_url(url: object) -> str:
@@ -118,30 +85,6 @@ def _check_items(values: Iterable[str], field: str, pattern: re.Pattern[str]) ->
         if not isinstance(item, str) or not pattern.fullmatch(item):
             raise InvalidInput("not a valid name", f"{field}[{i}]")
     return items
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A POST redirected would be resent as a GET without its body: report the 3xx instead.
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-_OPENER: Final = urllib.request.build_opener(_NoRedirect)
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
-    """One attempt: (HTTP status or None, error text or '')."""
-    headers = {"Content-Type": "application/json", **headers}
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return int(response.status), ""
-    except urllib.error.HTTPError as exc:
-        text = exc.read(_ERROR_CHARS).decode("utf-8", "replace") if exc.fp else ""
-        return exc.code, f"HTTP {exc.code} {exc.reason}: {text}".strip().rstrip(":")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, f"{type(exc).__name__}: {reason}"[:_ERROR_CHARS]
 
 
 class Webhooks:
@@ -309,6 +252,19 @@ class Webhooks:
             self._attempt(str(delivery_id))
         return len(ids)
 
+    def send_pending(self, *, seconds: float) -> int:
+        """Send what is due until nothing is or ``seconds`` have passed (``abtest monitor
+        --once``: no thread outlives the run; a retry scheduled later waits for the next
+        run, in the outbox).  Returns the attempts made."""
+        deadline = time.monotonic() + seconds
+        attempted = 0
+        while time.monotonic() < deadline:
+            sent = self.send_due()
+            if not sent:
+                break
+            attempted += sent
+        return attempted
+
     def _attempt(self, delivery_id: str) -> None:
         raw = self.redis.hget(keys.webhook_pending(), delivery_id)
         if raw is None:  # ended meanwhile; drop the stray outbox entry
@@ -396,7 +352,4 @@ __all__ = [
     "RetryPolicy",
     "WebhookSender",
     "Webhooks",
-    "post",
-    "render",
-    "slack_text",
 ]
