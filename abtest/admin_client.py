@@ -1,4 +1,5 @@
-"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys.
+"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys,
+alerts and webhooks.
 
     with AdminClient("http://localhost:8000", admin_key) as admin:
         admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
@@ -18,12 +19,14 @@ a key, are sent again once in that case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+from abtest.alerts import Alert, Delivery, Severity, Webhook
 from abtest.auth import ApiKey, Role
 from abtest.client_http import HttpTransport
 from abtest.errors import InvalidInput
@@ -129,6 +132,63 @@ class AdminClient:
         """Revoke a key by id; its record with ``revoked_at`` set."""
         return ApiKey.from_dict(self._call("DELETE", "/v1/keys/" + quote(key_id, safe="")))
 
+    # -- alerts and webhooks -------------------------------------------------------------------
+    def alerts(
+        self,
+        *,
+        experiment: str | None = None,
+        status: str = "active",
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        """Alerts of every experiment (or one): ``status`` active, resolved or all; with
+        ``since``, those active at some time since then.  Active first, critical first."""
+        query = _query(experiment=experiment, status=status, since=since)
+        return [Alert.from_dict(a) for a in self._call("GET", "/v1/alerts" + query)["alerts"]]
+
+    def experiment_alerts(
+        self, key: str, *, status: str = "active", since: datetime | None = None
+    ) -> list[Alert]:
+        """One experiment's alerts (`NotFound` for an unknown experiment)."""
+        path = _path(key, "alerts") + _query(status=status, since=since)
+        return [Alert.from_dict(a) for a in self._call("GET", path)["alerts"]]
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        min_severity: Severity | str = Severity.WARNING,
+        kinds: Iterable[str] = (),
+        experiments: Iterable[str] = (),
+        description: str = "",
+    ) -> tuple[Webhook, str | None]:
+        """Register a webhook; returns it and the secret the service generated when none
+        was given (shown this once), else None."""
+        body: dict[str, Any] = {"url": url, "min_severity": _value(Severity, min_severity),
+                                "kinds": list(kinds), "experiments": list(experiments),
+                                "description": description}  # fmt: skip
+        if secret is not None:
+            body["secret"] = secret
+        answer = self._call("POST", "/v1/webhooks", body)
+        return Webhook.from_dict(answer), answer.get("secret")
+
+    def list_webhooks(self) -> list[Webhook]:
+        """Every webhook (never their secrets)."""
+        return [Webhook.from_dict(w) for w in self._call("GET", "/v1/webhooks")["webhooks"]]
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        """One webhook."""
+        return Webhook.from_dict(self._call("GET", _webhook_path(webhook_id)))
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        """Remove a webhook (its pending deliveries are dropped)."""
+        return Webhook.from_dict(self._call("DELETE", _webhook_path(webhook_id)))
+
+    def webhook_deliveries(self, webhook_id: str) -> list[Delivery]:
+        """The webhook's pending deliveries, then its ended ones (newest first)."""
+        answer = self._call("GET", _webhook_path(webhook_id) + "/deliveries")
+        return [Delivery.from_dict(d) for d in answer["deliveries"]]
+
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -158,6 +218,16 @@ def _value(kind: type[StrEnum], value: StrEnum | str) -> str:
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         raise InvalidInput(f"must be one of {allowed}", kind.__name__.lower()) from None
+
+
+def _query(**values: str | datetime | None) -> str:
+    given = {k: v.isoformat() if isinstance(v, datetime) else v
+             for k, v in values.items() if v is not None}  # fmt: skip
+    return "?" + urlencode(given) if given else ""
+
+
+def _webhook_path(webhook_id: str) -> str:
+    return "/v1/webhooks/" + quote(webhook_id, safe="")
 
 
 def _path(key: str, action: str = "") -> str:

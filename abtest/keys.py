@@ -32,11 +32,20 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
     <stream>:export-lock               STRING  one exporter per stream at a time (token, TTL)
     abtest:console:secret              STRING  the console's session-signing secret (random)
+    abtest:{K}:alerts                  HASH    "kind|subject" -> JSON of the active alert
+    abtest:{K}:alerts:rev              STRING  revision of the active alerts (compare-and-set)
+    abtest:{K}:alerts:history          LIST    resolved alerts (JSON), newest first, bounded
+    abtest:{webhooks}:hooks            HASH    webhook id -> JSON registration (with its secret)
+    abtest:{webhooks}:outbox           ZSET    delivery id -> due time (epoch ms)
+    abtest:{webhooks}:pending          HASH    delivery id -> JSON (record, body) until it ends
+    abtest:{webhooks}:log:<id>         LIST    one webhook's ended deliveries, newest first
 
 **Hash tags and partitions.**  Every Lua script touches keys of one hash tag only, so each
 runs on one Redis Cluster shard.  The tags:
 
-* ``{K}``: an experiment's definition (meta, history, variant codes).
+* ``{K}``: an experiment's definition (meta, history, variant codes), and its alerts: few
+  per experiment (one active per condition, a capped history) and not growing with
+  traffic, so they spread over the slots with the experiments and need no partitions.
 * ``<U>``, per-unit state of partition ``p`` of ``P`` (``P`` is fixed when the experiment is
   created, the ``partitions`` field of its meta): ``{K}`` when ``P == 1``, else
   ``{K:p<p>}`` or ``{K:p<p>.<j>}`` (`_tag`: the suffix spreads the partitions evenly over
@@ -52,13 +61,15 @@ runs on one Redis Cluster shard.  The tags:
   when ``Q == 1``, else ``{events:<q>}`` or ``{events:<q>.<j>}``, chosen the same way.  An
   event's partition is `event_partition` (a hash of its event id), so a retried event
   meets its first copy's dedupe table.
+* ``{webhooks}``: webhook registrations and deliveries, bounded too (the deliveries not
+  yet ended, and a capped log per webhook).
 * ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
   ever used alone.
 
 A rule for every future key: an experiment's definition-level data under ``{K}``; anything
 that grows with units (sticky state, exposures, per-unit attributes, holdout exposures) under
 the unit's partition tag ``<U>``, checked against the partition's version copy; anything that
-grows with traffic across experiments (events, alerts) under a partition tag like ``<E>``
+grows with traffic across experiments (events) under a partition tag like ``<E>``
 chosen by a hash of its own id; one script = one tag.
 
 **Compact per-unit state.**  The sticky map and the accepted-id tables are *linear hash
@@ -258,6 +269,41 @@ def console_secret() -> str:
 def console_session(digest: str) -> str:
     """STRING sha256(console session token) -> sha256(admin API key); expires when idle."""
     return f"{PREFIX}:console:session:{digest}"
+
+
+def alerts(experiment_key: str) -> str:
+    """HASH ``kind|subject`` -> JSON of the experiment's active alert for that condition."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts"
+
+
+def alerts_revision(experiment_key: str) -> str:
+    """STRING revision of `alerts`, bumped by every write (writes compare and set it)."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts:rev"
+
+
+def alerts_history(experiment_key: str) -> str:
+    """LIST of the experiment's resolved alerts (JSON), newest first, capped."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts:history"
+
+
+def webhooks() -> str:
+    """HASH webhook id -> JSON registration, secret included (never served)."""
+    return f"{PREFIX}:{{webhooks}}:hooks"
+
+
+def webhook_outbox() -> str:
+    """ZSET delivery id -> epoch ms when its next attempt is due (or its claim expires)."""
+    return f"{PREFIX}:{{webhooks}}:outbox"
+
+
+def webhook_pending() -> str:
+    """HASH delivery id -> JSON of a delivery not yet ended (its record and body)."""
+    return f"{PREFIX}:{{webhooks}}:pending"
+
+
+def webhook_log(webhook_id: str) -> str:
+    """LIST of one webhook's ended deliveries (delivered or failed), newest first, capped."""
+    return f"{PREFIX}:{{webhooks}}:log:{webhook_id}"
 
 
 # -- partition and bucket functions (stable: changing one moves stored data) ----------------
@@ -579,4 +625,49 @@ for i = 5, #ARGV, chunk do
   redis.call('XDEL', KEYS[2], unpack(ids))
 end
 return acked
+"""
+
+# -- alerts and webhooks (`service.monitor.alerts`, `service.monitor.webhooks`) ------------
+
+# KEYS: alerts, alerts_revision, alerts_history of one experiment.  ARGV[1]: the revision the
+# caller read ('0' when none), ARGV[2]: history cap, then (op, field, value) triples: 'set'
+# and 'del' on the active alerts, 'push' onto the history.  Applies all or nothing: 0 when
+# another writer came first (the caller reads again), else the new revision.
+APPLY_ALERTS_SCRIPT: Final = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 3 do
+  local op = ARGV[i]
+  if op == 'set' then redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  elseif op == 'del' then redis.call('HDEL', KEYS[1], ARGV[i + 1])
+  else redis.call('LPUSH', KEYS[3], ARGV[i + 2]) end
+end
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
+return redis.call('INCR', KEYS[2])
+"""
+
+# KEYS: webhook_outbox.  ARGV: now (ms), claim (ms), limit.  Takes the due deliveries and
+# pushes each one's due time past the claim, so a sender that dies mid-attempt leaves it to
+# be tried again once the claim expires, and two senders never take the same one at once.
+CLAIM_DELIVERIES_SCRIPT: Final = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+end
+return due
+"""
+
+# KEYS: webhook_outbox, webhook_pending, the delivery's webhook_log.  ARGV: delivery id,
+# its JSON, the next attempt's due time (ms; '' when it has ended), log cap.  A retry is
+# rescheduled; an ended delivery leaves the queue for its webhook's log.
+RECORD_DELIVERY_SCRIPT: Final = """
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+return 0
 """

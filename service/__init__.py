@@ -26,6 +26,8 @@ BLUEPRINTS: Final = (
     "service.results:bp",  # /v1/experiments/<key>/results
     "service.rollouts:bp",  # /v1/experiments/<key>/rollout...
     "service.clock:bp",  # /v1/clock (the controlled clock of demo and test mode)
+    "service.alerts:bp",  # /v1/alerts, /v1/experiments/<key>/alerts
+    "service.webhooks:bp",  # /v1/webhooks...
     "service.console:bp",  # / (the web console)
 )
 

@@ -54,7 +54,7 @@ from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
 from abtest.experiment import Status
 from abtest.store import MAX_REASON_LENGTH, Store, StoredExperiment
 from analysis.report import formatting
-from service import console_pages
+from service import console_alerts, console_pages
 from service.extension import abtest
 from service.security import public
 
@@ -290,7 +290,21 @@ def experiment(key: str) -> ResponseReturnValue:
     """One experiment: config, progress, power, figures, history and the action buttons."""
     stored = _store().get_experiment(key)
     page = console_pages.detail(current_app, stored, _store().history(key))
-    return render_template("experiment.html", page=page, actions=_allowed_actions(stored))
+    alerts = console_alerts.active_alerts(abtest().redis, key)
+    return render_template("experiment.html", page=page, actions=_allowed_actions(stored),
+                           alerts=alerts)  # fmt: skip
+
+
+@bp.get("/alerts")
+@public
+def alerts() -> ResponseReturnValue:
+    """Alerts of every experiment or one (``?experiment=``), active, resolved or all
+    (``?status=``), with the webhooks and their failed deliveries."""
+    page = console_alerts.alerts_page(
+        abtest().redis, _store(), experiment=request.args.get("experiment") or None,
+        status=request.args.get("status", "active"),
+    )  # fmt: skip
+    return render_template("alerts.html", page=page)
 
 
 def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:

@@ -10,8 +10,16 @@ from __future__ import annotations
 from typing import Any, Final
 
 from abtest import __version__
+from abtest.alerts import STATUSES, Severity
 from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
 from abtest.store import MAX_BATCH_ASSIGNMENTS, MAX_REASON_LENGTH
+from service.monitor.webhooks import (
+    LOG_LIMIT,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_SECRET_LENGTH,
+    MAX_URL_LENGTH,
+    MIN_SECRET_LENGTH,
+)
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _ANY: Final[dict[str, Any]] = {"type": "object"}
@@ -49,6 +57,73 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
 
 def _key_param(name: str = "key") -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
+    """The alert and webhook operations (`service.alerts`, `service.webhooks`)."""
+    status = {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"enum": list(STATUSES), "default": "active"},
+    }
+    since = {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "date-time"},
+        "description": "Alerts active at some time since then",
+    }
+    experiment = {
+        "name": "experiment",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+    }
+    by_id = _key_param("webhook_id")
+    webhook_body = {
+        "type": "object",
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
+            "secret": {
+                "type": "string",
+                "minLength": MIN_SECRET_LENGTH,
+                "maxLength": MAX_SECRET_LENGTH,
+                "writeOnly": True,
+                "description": "Signs each delivery; generated (and returned once) when absent",
+            },
+            "min_severity": {"enum": [s.value for s in Severity], "default": "warning"},
+            "kinds": {"type": "array", "items": {"type": "string"}},
+            "experiments": {"type": "array", "items": {"type": "string"}},
+            "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
+        },
+    }
+    return {
+        "/v1/alerts": {
+            "get": _op("Alerts of every experiment (?experiment=, ?status=, ?since=)", "admin",
+                       parameters=[experiment, status, since])
+        },
+        "/v1/experiments/{key}/alerts": {
+            "get": _op("One experiment's alerts (?status=, ?since=)", "admin",
+                       parameters=[*by_key, status, since])
+        },
+        "/v1/webhooks": {
+            "get": _op("List webhooks with their deliveries by status", "admin"),
+            "post": _op("Register a webhook (its secret is write-only)", "admin", ok=201,
+                        body=webhook_body),
+        },
+        "/v1/webhooks/{webhook_id}": {
+            "get": _op("One webhook", "admin", parameters=by_id),
+            "delete": _op("Remove a webhook and its deliveries", "admin", parameters=by_id),
+        },
+        "/v1/webhooks/{webhook_id}/deliveries": {
+            "get": _op("A webhook's deliveries: pending, then ended (newest first)", "admin",
+                       parameters=[*by_id, {"name": "limit", "in": "query", "required": False,
+                                            "schema": {"type": "integer", "minimum": 1,
+                                                       "maximum": LOG_LIMIT}}])
+        },
+    }  # fmt: skip
 
 
 def spec() -> dict[str, Any]:
@@ -201,6 +276,7 @@ def spec() -> dict[str, Any]:
                                 "now": {"oneOf": [{"type": "string", "format": "date-time"},
                                                   {"type": "number"}]}}}),
             },
+            **alert_paths(by_key),
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,

@@ -45,6 +45,13 @@ EVENTS = [Event(f"e{i}", "u", "m", 1.0, 1_714_564_800_000_000) for i in range(40
         (keys.controlled_clock(), "abtest:clock"),
         (keys.console_secret(), "abtest:console:secret"),
         (keys.console_session("ab12"), "abtest:console:session:ab12"),
+        (keys.alerts("ranker-v2"), "abtest:{ranker-v2}:alerts"),
+        (keys.alerts_revision("ranker-v2"), "abtest:{ranker-v2}:alerts:rev"),
+        (keys.alerts_history("ranker-v2"), "abtest:{ranker-v2}:alerts:history"),
+        (keys.webhooks(), "abtest:{webhooks}:hooks"),
+        (keys.webhook_outbox(), "abtest:{webhooks}:outbox"),
+        (keys.webhook_pending(), "abtest:{webhooks}:pending"),
+        (keys.webhook_log("w1a2b3c4d5e6"), "abtest:{webhooks}:log:w1a2b3c4d5e6"),
     ],
 )
 def test_rendered_key_names(rendered, expected):
@@ -91,6 +98,13 @@ def test_keys_of_one_script_map_to_one_cluster_slot():
             keys.monitor_lease("r"),
             keys.rollout_checks("r"),
         ],
+        [
+            keys.alerts("ranker-v2"),
+            keys.alerts_revision("ranker-v2"),
+            keys.alerts_history("ranker-v2"),
+            keys.experiment_meta("ranker-v2"),
+        ],
+        [keys.webhooks(), keys.webhook_outbox(), keys.webhook_pending(), keys.webhook_log("w1")],
     ]
     for group in groups:
         assert len({key_slot(k.encode()) for k in group}) == 1, group

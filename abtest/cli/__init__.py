@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "abtest.cli.export_commands",  # export
     "abtest.cli.power_commands",  # power, mde
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
+    "abtest.cli.alert_commands",  # alerts, webhooks
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
     "abtest.cli.monitor_commands",  # monitor
