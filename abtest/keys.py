@@ -490,13 +490,12 @@ return 1
 # KEYS: the controlled clock.  Sets it to ARGV[1] (epoch µs) unless that would move it
 # backwards; replies the clock's time after the call.
 SET_CLOCK_SCRIPT: Final = """
-local now = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wanted = tonumber(ARGV[1])
-if wanted > now then
+local current = redis.call('GET', KEYS[1])
+if tonumber(ARGV[1]) > tonumber(current or '0') then
   redis.call('SET', KEYS[1], ARGV[1])
   return ARGV[1]
 end
-return tostring(now)
+return current
 """
 
 # KEYS: a partition's unit state.  Raises its version copy to ARGV[1], never lowers it.

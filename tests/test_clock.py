@@ -47,6 +47,14 @@ def test_the_controlled_clock_dates_exposures_audit_entries_and_monitor_checks(
     assert later["now"] == "2026-03-02T10:00:00+00:00"
 
 
+def test_setting_the_clock_to_its_own_time_answers_that_time(controlled):
+    """Moving to where it already is (a simulation's first hour) is no move, not a 500."""
+    for _ in range(2):
+        answer = controlled.call("POST", "/v1/clock", {"now": "2026-03-02T09:30:00Z"})
+        assert answer.status_code == 200
+        assert answer.get_json()["now"] == "2026-03-02T09:30:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("now", "message"),
     [
