@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--clock", choices=("system", "controlled"), default=None,
                      help=f"controlled: the demo's and tests' clock in Redis (default "
                      f"${CLOCK_ENV}, else system)")  # fmt: skip
+    cmd.add_argument("--deliver-seconds", type=float, default=10.0, metavar="SECONDS",
+                     help="--once: send the webhook deliveries due for at most this long "
+                     "before exiting (default 10; later retries wait for the next run)",
+                     )  # fmt: skip
     cmd.add_argument("--json", action="store_true", help="--once: print the cycle as JSON")
     add_store_arguments(cmd, exclusive=True)
     cmd.set_defaults(handler=_monitor)
@@ -79,6 +83,10 @@ def _monitor(args: argparse.Namespace) -> int:
     for value, flag in ((args.interval, "--interval"), (args.poll, "--poll"),
                         (args.lease_seconds, "--lease-seconds")):  # fmt: skip
         _positive(value, flag)
+    if not args.deliver_seconds >= 0:
+        from abtest.cli import UsageError
+
+        raise UsageError(f"--deliver-seconds must be >= 0, got {args.deliver_seconds}")
     hours = args.observation_hours
     if hours is None:
         hours = float(os.environ.get("ABTEST_OBSERVATION_HOURS") or 24.0)
@@ -98,7 +106,7 @@ def _monitor(args: argparse.Namespace) -> int:
             try:
                 monitor = Monitor(client, make_clock(mode, client), settings)
                 if args.once:
-                    return _once(monitor, as_json=args.json)
+                    return _once(monitor, as_json=args.json, deliver=args.deliver_seconds)
                 _forever(monitor)
                 return 0
             finally:
@@ -107,19 +115,22 @@ def _monitor(args: argparse.Namespace) -> int:
         raise StoreUnavailable(f"cannot reach Redis: {exc}") from None
 
 
-def _once(monitor: Any, *, as_json: bool) -> int:
+def _once(monitor: Any, *, as_json: bool, deliver: float) -> int:
     try:
         report = monitor.run_once()
+        sent = monitor.deliver(seconds=deliver) if deliver > 0 else 0
     finally:
         monitor.close()
     if as_json:
-        print(json.dumps(report.to_dict(), sort_keys=True))
+        print(json.dumps({**report.to_dict(), "deliveries_attempted": sent}, sort_keys=True))
     else:
         print(f"checked {len(report.checked)} experiment(s) in {report.seconds:.2f} s"
               + (f"; {len(report.held_elsewhere)} held by another monitor"
                  if report.held_elsewhere else ""))  # fmt: skip
         for key, action in sorted(report.actions.items()):
             print(f"{key}: {action}")
+        if sent:
+            print(f"{sent} webhook delivery attempt(s)")
         for error in report.errors:
             print(f"error: {error}", file=sys.stderr)
     return 1 if report.errors else 0

@@ -23,6 +23,7 @@ from analysis.decision.always_valid import look_effect, window_text
 from analysis.decision.rollout import GuardrailLook
 from analysis.statistics.quantile import quantile_difference
 from analysis.statistics.results import Effect
+from analysis.statistics.sequential_margin import SequentialMargin, sequential_margin_test
 
 
 @dataclass(frozen=True)
@@ -88,4 +89,41 @@ def guardrail_looks(
     return looks, series
 
 
-__all__ = ["GuardrailSeries", "guardrail_looks"]
+def guardrail_margin_tests(
+    agg: Aggregates, experiment: Experiment, *, level: float = 0.95
+) -> list[tuple[str, str, SequentialMargin]]:
+    """The always-valid margin test of each guardrail with a margin and each variant at
+    the latest daily look (what `analysis.statistics.health.guardrail_regression` reads
+    for an experiment without a rollout plan).
+
+    The prior is fixed by the margin as a guarded rollout's is (``τ = margin · |control
+    mean|``, `analysis.decision.rollout`), so it needs no analysis settings; quantile
+    guardrails and guardrails without a look yet are left out.
+    """
+    out = []
+    for metric in experiment.guardrail_metrics:
+        if not metric.margin or metric.type is MetricType.QUANTILE:
+            continue
+        if metric.name not in agg.metrics:
+            continue
+        for variant in experiment.variant_keys:
+            if variant == experiment.control:
+                continue
+            _, arms = daily_looks(agg, metric.name, experiment.control, variant)
+            if not arms:
+                continue
+            effect = look_effect(metric.type, level)(*arms[-1])
+            tau2 = (metric.margin * abs(effect.control_mean)) ** 2
+            if not tau2 > 0:
+                continue
+            try:
+                test = sequential_margin_test(effect, margin=metric.margin, tau2=tau2,
+                                              higher_is_better=metric.higher_is_better,
+                                              relative=True)  # fmt: skip
+            except InvalidInput:  # no relative effect (a control mean of 0): no test
+                continue
+            out.append((metric.name, variant, test))
+    return out
+
+
+__all__ = ["GuardrailSeries", "guardrail_looks", "guardrail_margin_tests"]

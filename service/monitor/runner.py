@@ -19,6 +19,10 @@ One cycle:
    and the registered checks (`service.monitor.checks`: the health monitors);
 5. the heartbeat (`service.monitor.heartbeat`), which ``/healthz`` and ``/metrics`` read.
 
+The alerts the checks raise are queued for the webhooks in Redis; a long-running monitor
+sends them from a thread (`service.monitor.webhooks.WebhookSender`), a one-shot run drains
+what is due for a bounded time before it exits (`Monitor.deliver`).
+
 A failure in one experiment's check is logged and reported, and never stops the others; a
 failed cycle (Redis down) is retried at the next poll.
 """
@@ -44,6 +48,7 @@ from service.monitor.clock import Clock, from_us, to_us
 from service.monitor.data import MonitorReader
 from service.monitor.heartbeat import remove_heartbeat, write_heartbeat
 from service.monitor.rollout import check_rollout
+from service.monitor.webhooks import Webhooks, WebhookSender
 
 if TYPE_CHECKING:
     from abtest.redis_client import RedisClient
@@ -104,6 +109,7 @@ class Monitor:
         self.store = Store(client, now_us=lambda: to_us(clock.now()))
         self.rollouts = Rollouts(self.store)
         self.reader = MonitorReader(client, self.settings.export_dir)
+        self.webhooks = Webhooks(client)
         self.plugins = checks.load_plugins()
         self._health_checked: dict[str, datetime] = {}
         self._held: dict[str, str] = {}  # experiment -> fence of the leases this monitor holds
@@ -197,9 +203,16 @@ class Monitor:
             "plugins": self.plugins, "poll": self.settings.poll_seconds,
         })  # fmt: skip
 
+    def deliver(self, *, seconds: float) -> int:
+        """Send the webhook deliveries that are due, for at most ``seconds`` (a one-shot
+        run: retries scheduled later wait in the outbox for the next run); the attempts."""
+        return self.webhooks.send_pending(seconds=seconds)
+
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Cycle every ``poll_seconds`` until ``stop`` is set, then release the leases."""
+        """Cycle every ``poll_seconds`` until ``stop`` is set, then release the leases;
+        webhook deliveries go out from a thread meanwhile."""
+        sender = WebhookSender(self.webhooks).start()
         try:
             while not stop.is_set():
                 try:
@@ -211,6 +224,7 @@ class Monitor:
                         _log.warning("rollout %s: %s", key, action)
                 stop.wait(self.settings.poll_seconds)
         finally:
+            sender.stop(timeout=self.webhooks.policy.timeout + 1)
             self.close()
 
     def close(self) -> None:
