@@ -1,5 +1,5 @@
 """Python admin client of the abtest service: experiments, their lifecycle, exposures, keys,
-alerts and webhooks.
+guarded rollouts, alerts and webhooks, and the controlled clock of demo and test mode.
 
     with AdminClient("http://localhost:8000", admin_key) as admin:
         admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
@@ -117,6 +117,20 @@ class AdminClient:
         body = {} if reason is None else {"reason": reason}
         answer: dict[str, Any] = self._call("POST", _path(key, f"rollout/{action}"), body)
         return answer
+
+    # -- the controlled clock (demo and test mode) --------------------------------------------
+    def clock(self) -> datetime:
+        """The service's time (its controlled clock's under ``ABTEST_CLOCK=controlled``)."""
+        return datetime.fromisoformat(self._call("GET", "/v1/clock")["now"])
+
+    def set_clock(self, now: datetime) -> datetime:
+        """Move the controlled clock to ``now`` (a zone-aware time; never backwards);
+        `Conflict` when the service runs on the system clock."""
+        if now.tzinfo is None:
+            raise InvalidInput("needs a time zone", "now")
+        return datetime.fromisoformat(
+            self._call("POST", "/v1/clock", {"now": now.isoformat()})["now"]
+        )
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:
