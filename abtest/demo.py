@@ -145,7 +145,7 @@ def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, planned: int,
         running_service(data_dir, port, "--workers", "2", settings=CONTROLLED_CLOCK)
     )
     say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {shown(data_dir)})")
-    admin, sdk = _keys(server.admin_key, data_dir)
+    admin, sdk = demo_keys(server.admin_key, data_dir)
     api = stack.enter_context(AdminClient(server.url, admin, timeout=60.0))
     first_day = simulated_start(DEMO_DAYS)
     api.set_clock(first_day)
@@ -287,7 +287,7 @@ def shown(path: Path) -> str:
         return str(absolute)
 
 
-def _keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
+def demo_keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
     """The admin key (printed by the first start, else a new one) and a new sdk key."""
     import redis
 

@@ -90,8 +90,10 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
     ax.axhline(0, color="black", linewidth=0.8)
     settings = result.settings
     window = settings.observation_window_hours or settings.attribution_window_hours
-    matured = "" if window is None else (
-        f"\n(each day: units whose {window_text(timedelta(hours=window))} window closed)"
+    matured = (
+        ""
+        if window is None
+        else (f"\n(each day: units whose {window_text(timedelta(hours=window))} window closed)")
     )
     ax.set_title(f"Cumulative effect on {metric} over time{matured}")
     ax.set_ylabel(f"{metric}: variant − {result.control}")

@@ -88,6 +88,9 @@ def rollout_figure(
                         "leaving 0 upwards rolls back)" if not metric.higher_is_better
                         else f"always-valid band (each side at α/{len(guardrails)}: "
                         "leaving 0 downwards rolls back)")  # fmt: skip
+        if len(x) == 1:  # a band needs two days to show: draw the one look's interval
+            ax.vlines(x, lower, upper, color=line.get_color(), alpha=0.4, linewidth=6)
+            ax.set_xlim(x[0] - np.timedelta64(12, "h"), x[0] + np.timedelta64(12, "h"))
         ax.axhline(0, color="black", linewidth=0.8)
         harm = margin * abs(float(looks[-1]["control_mean"]))
         harm = -harm if metric.higher_is_better else harm

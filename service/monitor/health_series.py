@@ -185,15 +185,22 @@ def cohort_values(metrics: Sequence[Metric], daily: pd.DataFrame, latest_day: da
     if daily.empty or not kinds:
         return out
     frame = daily[daily["metric"].isin(list(kinds))].sort_values(["metric", "variant", "day"])
+    position = {day: i for i, day in enumerate(days)}
     for (name, variant), rows in frame.groupby(["metric", "variant"]):
-        cumulative = rows.set_index("day")[["n", "sum_y", "sum_x", "sum_yy"]].astype(float)
-        cohort = cumulative.diff().fillna(cumulative.iloc[:1]).reindex(days)
-        n = cohort["n"].to_numpy()
+        # Each day's cohort is the difference of the cumulative looks (numpy: pandas'
+        # diff-and-fill costs milliseconds per call, and this runs per metric and variant).
+        cumulative = rows[["n", "sum_y", "sum_x", "sum_yy"]].to_numpy(dtype=float)
+        differences = np.diff(cumulative, axis=0, prepend=0.0)
+        cohort = np.full((len(days), 4), np.nan)
+        for row, day in enumerate(rows["day"]):
+            if day in position:
+                cohort[position[day]] = differences[row]
+        n, sum_y, sum_x, sum_yy = cohort.T
         kind = kinds[str(name)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            denominator = cohort["sum_x"].to_numpy() if kind is MetricType.RATIO else n
-            mean = np.where(n >= 2, cohort["sum_y"].to_numpy() / denominator, np.nan)
-            variance = (cohort["sum_yy"].to_numpy() - cohort["sum_y"].to_numpy() ** 2 / n) / (n - 1)
+            denominator = sum_x if kind is MetricType.RATIO else n
+            mean = np.where(n >= 2, sum_y / denominator, np.nan)
+            variance = (sum_yy - sum_y**2 / n) / (n - 1)
         key = subject(str(name), str(variant))
         out.values[key] = mean
         if kind is MetricType.BINOMIAL:
