@@ -39,6 +39,11 @@ ACTIVE: Final = "active"
 RESOLVED: Final = "resolved"
 STATUSES: Final = (ACTIVE, RESOLVED, "all")  # the filters of an alert listing
 
+KIND_PATTERN: Final = r"[a-z][a-z0-9_]{0,63}"  # an alert kind's name
+# The URLs the API takes for a webhook: http(s), a host name or address, a port, a
+# printable path (stricter than what the monitor's own check lets through).
+WEBHOOK_URL_PATTERN: Final = r"https?://[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[!-~]*)?"
+
 # What a webhook is told about: a new alert, an active one that became critical, or one
 # that cleared.
 EVENTS: Final = ("alert.raised", "alert.escalated", "alert.resolved")

@@ -30,23 +30,47 @@ class CachedExperiment(NamedTuple):
 MAX_BATCH_ASSIGNMENTS: Final = 100
 
 
+# How far back a caller's own assignment time may date an exposure (`AssignRequest`).
+MAX_EXPOSURE_DELAY_US: Final = 3_600_000_000  # one hour
+
+
 class AssignRequest(NamedTuple):
-    """One unit to assign in `Store.assign_many`."""
+    """One unit to assign in `Store.assign_many`.
+
+    ``assigned_at`` (epoch µs) is when the caller assigned the unit itself (the client's
+    local evaluation), so outcomes it tracked at once are not older than the exposure.  A
+    first exposure is stamped with the earlier of it and the time of arrival, but never
+    more than `MAX_EXPOSURE_DELAY_US` before arrival; a time in the future (a clock ahead)
+    counts as arrival.
+    """
 
     experiment: str
     unit_id: str
     attributes: Mapping[str, Any] | None = None
+    assigned_at: int | None = None
+
+
+def exposure_time(assigned_at: int | None, now: int) -> int:
+    """The exposure timestamp (epoch µs) of a unit assigned at ``assigned_at``, now."""
+    if assigned_at is None:
+        return now
+    return min(now, max(assigned_at, now - MAX_EXPOSURE_DELAY_US))
 
 
 def script_call(
-    cached: CachedExperiment, unit_id: str, attributes: Mapping[str, Any] | None, now: int
+    cached: CachedExperiment,
+    unit_id: str,
+    attributes: Mapping[str, Any] | None,
+    now: int,
+    assigned_at: int | None = None,
 ) -> tuple[Assignment, int, tuple[Any, ...]]:
     """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments
-    (``now``: the exposure's time, epoch µs)."""
+    (``now``: the store's time, epoch µs; the exposure is dated `exposure_time`)."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
     sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
     variant = result.variant if result.reason is Reason.ASSIGNED else None
+    now = exposure_time(assigned_at, now)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     return result, partition, (
         cached.version, "sticky" if sticky else "check", unit_id,

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 KEY_PREFIX: Final = "abt_"
 _MAX_KEY_LENGTH: Final = 200
+_KEY_ID_BYTES: Final = 6
+KEY_ID_PATTERN: Final = f"k[0-9a-f]{{{2 * _KEY_ID_BYTES}}}"  # "k" and 12 hex digits
 
 
 class Role(StrEnum):
@@ -109,7 +111,8 @@ class ApiKeys:
         if len(name) > 100:
             raise InvalidInput("longer than 100 characters", "name")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKey(id="k" + secrets.token_hex(6), role=role, created_at=_now(), name=name)
+        record = ApiKey(id="k" + secrets.token_hex(_KEY_ID_BYTES), role=role, created_at=_now(),
+                        name=name)  # fmt: skip
         created = self._create(
             keys=[keys.api_keys_by_hash(), keys.api_keys_by_id()],
             args=[_digest(token), record.id, "1" if only_if_empty else "0",

@@ -16,8 +16,11 @@ With ``local_evaluation=True`` the client fetches every experiment config
 process with `abtest.assignment.assign` (the service's own hashing).  Exposures are still
 recorded by the service: the first time this process sees a unit ``assigned`` in an
 experiment, the background thread sends it with ``POST /v1/assign/batch`` (up to
-`abtest.store.MAX_BATCH_ASSIGNMENTS` units per request), which stores the sticky variant and
-logs the first exposure exactly once.  Only the standard library is used
+`abtest.store.MAX_BATCH_ASSIGNMENTS` units per request) together with the time it was
+assigned here, which dates the exposure (`abtest.store.exposure_time`), so outcomes tracked
+right after the assignment are not older than it; the service stores the sticky variant and
+logs the first exposure exactly once.  A batch the service refuses in part loses only the
+items it names (`abtest.client_batches`).  Only the standard library is used
 (``http.client`` with one keep-alive connection per thread).
 """
 
@@ -38,16 +41,22 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from abtest import errors
+from abtest.assign_requests import check_assign_request
 from abtest.assignment import Reason
 from abtest.assignment import assign as assign_locally
+from abtest.client_batches import Delivery, deliver
 from abtest.client_http import HttpTransport, ServiceUnavailable
-from abtest.events import MAX_BATCH_EVENTS, parse_event
+from abtest.events import MAX_BATCH_EVENTS, now_us, parse_event
 from abtest.experiment import Experiment, Status, validate_unit_id
+from abtest.json_input import unsafe_value
 from abtest.store import MAX_BATCH_ASSIGNMENTS
 
 __all__ = ["Client", "ClientAssignment", "ClientStats", "ServiceUnavailable"]
 
 _SEEN_LIMIT: Final = 100_000  # (experiment, unit) pairs remembered to send one exposure each
+# A first exposure to report: experiment, unit, attributes, and when it was assigned here
+# (epoch µs; the service dates the exposure by it, so outcomes tracked at once count).
+_Exposure = tuple[str, str, Mapping[str, Any], int]
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ class Client:
         self._changed = threading.Condition(self._lock)  # buffer drained / config loaded
         self._wake = threading.Event()
         self._events: deque[dict[str, Any]] = deque()
-        self._exposures: deque[tuple[str, str, Mapping[str, Any]]] = deque()
+        self._exposures: deque[_Exposure] = deque()
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._configs: dict[str, tuple[Experiment, int]] | None = None
         self._counts = dict.fromkeys(("tracked", "sent", "duplicates", "dropped", "rejected",
@@ -159,10 +168,14 @@ class Client:
     def assign(
         self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> ClientAssignment:
-        """The unit's variant; remote (one request) or, in local mode, computed in process."""
+        """The unit's variant; remote (one request) or, in local mode, computed in process.
+
+        A request the service would refuse raises `InvalidInput` here, before anything is
+        sent or queued.
+        """
         if not self.local_evaluation:
             return self.assign_remote(experiment, unit_id, attributes)
-        _check_unit_id(unit_id)
+        _check_unit(unit_id, attributes)
         configs = self._loaded()
         if experiment not in configs:
             raise errors.NotFound(f"no experiment '{experiment}'", "experiment")
@@ -173,6 +186,7 @@ class Client:
     ) -> dict[str, ClientAssignment]:
         """The unit's assignment in every running, shipped or rolled-back experiment, by
         experiment key."""
+        _check_unit(unit_id, attributes)
         if not self.local_evaluation:
             query = [("unit_id", unit_id)]
             query += [(f"attr.{k}", v if isinstance(v, str) else json.dumps(v))
@@ -180,7 +194,6 @@ class Client:
             body = self._call("GET", f"/v1/assignments?{urlencode(query, quote_via=quote)}")
             answers = [ClientAssignment.from_dict(a) for a in body["assignments"]]
             return {a.experiment: a for a in answers}
-        _check_unit_id(unit_id)
         live = (Status.RUNNING, Status.SHIPPED, Status.ROLLED_BACK)
         return {key: self._local(entry, unit_id, attributes)
                 for key, entry in sorted(self._loaded().items())
@@ -207,7 +220,7 @@ class Client:
             self._seen[(key, unit_id)] = None
             if len(self._seen) > _SEEN_LIMIT:
                 self._seen.popitem(last=False)  # forgotten: at worst one more idempotent call
-            self._exposures.append((key, unit_id, dict(attributes)))
+            self._exposures.append((key, unit_id, dict(attributes), now_us()))
         self._wake.set()
 
     def _loaded(self) -> dict[str, tuple[Experiment, int]]:
@@ -360,21 +373,13 @@ class Client:
                 batch = [self._events[i] for i in range(min(self.batch_size, len(self._events)))]
             if not batch:
                 return
-            try:
-                answer = self._call("POST", "/v1/events", {"events": batch})
-                with self._lock:
+            sent = deliver(batch, lambda part: self._call("POST", "/v1/events", {"events": part}))
+            with self._lock:
+                for _, answer in sent.delivered:
                     self._counts["sent"] += int(answer["accepted"]) + int(answer["duplicates"])
                     self._counts["duplicates"] += int(answer["duplicates"])
-            except ServiceUnavailable:
-                raise  # kept in the buffer; retried after a backoff
-            except errors.AbtestError as exc:
-                self._note(exc)
-                with self._lock:
-                    self._counts["rejected"] += len(batch)
-            with self._lock:
-                for _ in batch:  # only this thread removes, so these are the batch's events
-                    self._events.popleft()
-                self._changed.notify_all()
+                self._counts["rejected"] += len(sent.dropped)
+            self._settle(self._events, batch, sent)
 
     def _send_exposures(self) -> None:
         while True:
@@ -383,59 +388,59 @@ class Client:
                 batch = [self._exposures[i] for i in range(count)]
             if not batch:
                 return
-            try:
-                answers: list[ClientAssignment | None] = list(self._assign_remote_many(batch))
-            except ServiceUnavailable:
-                raise  # kept in the buffer; sent again after a backoff (assigning is idempotent)
-            except errors.AbtestError as exc:
-                # One bad request refuses the whole batch: send them one by one, so that only
-                # that one is lost (e.g. its experiment no longer exists).
-                self._note(exc)
-                answers = [self._assign_remote_or_none(*item) for item in batch]
+            sent = deliver(batch, self._assign_remote_many)
             configs = self._configs or {}
             # A unit assigned under older weights keeps its stored variant on the server.
             differs = sum(
                 answer.variant != assign_locally(configs[key][0], unit_id, attributes).variant
-                for (key, unit_id, attributes), answer in zip(batch, answers, strict=True)
-                if answer is not None and key in configs
+                for indices, answers in sent.delivered
+                for (key, unit_id, attributes, _), answer in zip(
+                    [batch[i] for i in indices], answers, strict=True
+                )
+                if key in configs
             )
             with self._lock:
-                self._counts["exposures_sent"] += sum(a is not None for a in answers)
-                self._counts["exposures_dropped"] += sum(a is None for a in answers)
+                self._counts["exposures_sent"] += sum(len(i) for i, _ in sent.delivered)
+                self._counts["exposures_dropped"] += len(sent.dropped)
                 self._counts["mismatches"] += differs
-                for _ in batch:  # only this thread removes, so these are the batch's exposures
-                    self._exposures.popleft()
+            self._settle(self._exposures, batch, sent)
 
-    def _assign_remote_many(
-        self, batch: list[tuple[str, str, Mapping[str, Any]]]
-    ) -> list[ClientAssignment]:
-        requests = [{"experiment": key, "unit_id": unit_id, "attributes": dict(attributes)}
-                    for key, unit_id, attributes in batch]  # fmt: skip
+    def _settle(self, queue: deque[Any], batch: list[Any], sent: Delivery[Any, Any]) -> None:
+        """Take ``batch`` off the front of ``queue``, putting back what was not sent; raise
+        `ServiceUnavailable` if the service went away (the thread then backs off)."""
+        for refusal in sent.refusals:
+            self._note(refusal)
+        with self._lock:
+            for _ in batch:  # only this thread removes, so these are the batch's items
+                queue.popleft()
+            queue.extendleft(batch[i] for i in reversed(sent.unsettled))
+            self._changed.notify_all()
+        if sent.unavailable is not None:
+            raise sent.unavailable  # the rest stays queued; sent again after a backoff
+
+    def _assign_remote_many(self, batch: list[_Exposure]) -> list[ClientAssignment]:
+        requests = [
+            {"experiment": key, "unit_id": unit_id, "attributes": dict(attributes),
+             "assigned_at": assigned_at}
+            for key, unit_id, attributes, assigned_at in batch
+        ]  # fmt: skip
         answer = self._call("POST", "/v1/assign/batch", {"requests": requests})
         return [ClientAssignment.from_dict(item) for item in answer["assignments"]]
-
-    def _assign_remote_or_none(
-        self, key: str, unit_id: str, attributes: Mapping[str, Any]
-    ) -> ClientAssignment | None:
-        try:
-            return self.assign_remote(key, unit_id, attributes)
-        except ServiceUnavailable:
-            raise
-        except errors.AbtestError as exc:
-            self._note(exc)
-            return None
 
     def assign_remote(
         self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> ClientAssignment:
         """``POST /v1/assign`` whatever the mode (it records the unit's first exposure)."""
+        check_assign_request(experiment, unit_id, attributes)
         body: dict[str, Any] = {"experiment": experiment, "unit_id": unit_id}
         if attributes:
             body["attributes"] = dict(attributes)
         return ClientAssignment.from_dict(self._call("POST", "/v1/assign", body))
 
 
-def _check_unit_id(unit_id: object) -> None:
-    problem = validate_unit_id(unit_id)
+def _check_unit(unit_id: object, attributes: Mapping[str, Any] | None) -> None:
+    """The cheap checks of local evaluation: what would poison the exposure queue."""
+    problem = validate_unit_id(unit_id) or (unsafe_value(attributes, "attributes")
+                                            if attributes else None)  # fmt: skip
     if problem:
         raise errors.InvalidInput(problem.message, problem.field)

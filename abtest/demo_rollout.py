@@ -112,6 +112,7 @@ class WebhookReceiver:
 @contextlib.contextmanager
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     """A real HTTP server on a free loopback port that records and verifies deliveries."""
+    from abtest.json_input import decode_bytes, loads
     from abtest.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
     state = WebhookReceiver()
@@ -122,7 +123,9 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             verified = verify_signature(state.secret, body, self.headers.get(TIMESTAMP_HEADER, ""),
                                         self.headers.get(SIGNATURE_HEADER, ""))  # fmt: skip
             with state.lock:
-                state.received.append({"verified": verified, "body": json.loads(body)})
+                text, raw_surrogates = decode_bytes(body)
+                parsed = loads(text, raw_surrogates=raw_surrogates)
+                state.received.append({"verified": verified, "body": parsed})
             self.send_response(200 if verified else 401)
             self.end_headers()
 

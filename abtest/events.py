@@ -9,7 +9,8 @@ An event is ``{event_id, unit_id, metric, value?, timestamp?}``:
   Ratio and quantile metrics are computed from plain events (``clicks``, ``latency_ms``).
 * ``value``: a finite number, default 1.
 * ``timestamp``: when it happened, as epoch seconds (a number) or an ISO-8601 string with a
-  time zone; default: now.  It must lie between 2000-01-01 and one day ahead of now.
+  time zone; default: now.  It must lie between 2000-01-01 and the end of tomorrow (UTC):
+  a fixed bound for a whole day, so the published schema states exactly what is accepted.
 
 A batch holds at most `MAX_BATCH_EVENTS` events and is accepted or refused as a whole.
 Idempotency memory is bounded: an event id is remembered for `DEDUPE_WINDOW_DAYS` full days
@@ -19,22 +20,82 @@ within 7 days is always recognised, and memory holds at most about eight days of
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from abtest.errors import InvalidInput, PayloadTooLarge
-from abtest.experiment import MetricType, metric_name_problem, validate_unit_id
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from abtest.schemas import FiniteNumber, MetricName, Strict, UnitId, as_error, validate
 
 MAX_BATCH_EVENTS: Final = 1000
 MAX_EVENT_ID_LENGTH: Final = 128
 DEDUPE_WINDOW_DAYS: Final = 7
 _MIN_TIMESTAMP_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
-_MAX_FUTURE_US: Final = 86_400_000_000  # one day
-_FIELDS: Final = frozenset({"event_id", "unit_id", "metric", "value", "timestamp"})
+_DAY_US: Final = 86_400_000_000
+_NOW: Final = "now_us"  # the validation context's key for the current time
+
+
+def _publish_latest(schema: dict[str, Any]) -> None:
+    schema["maximum"] = latest_us(now_us()) / 1e6  # today's bound, as the validator has it
+
+
+EpochSeconds = Annotated[
+    float,
+    Field(ge=_MIN_TIMESTAMP_US / 1e6, allow_inf_nan=False, json_schema_extra=_publish_latest),
+]
+IsoTime = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]
+
+
+class EventInput(Strict):
+    """One event as sent to ``POST /v1/events`` or given to `Client.track` (see the module
+    docstring); `parse_event` turns it into an `Event`."""
+
+    event_id: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
+    unit_id: UnitId
+    metric: MetricName
+    value: FiniteNumber = 1.0
+    timestamp: EpochSeconds | IsoTime | None = Field(
+        default=None,
+        validate_default=True,  # the default is "now", filled in by the validator
+        description="Epoch seconds or ISO-8601 with a time zone, between 2000-01-01 and the "
+        "end of tomorrow (UTC); default: now",
+    )
+
+    @field_validator("timestamp", mode="wrap")
+    @classmethod
+    def _known_time(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> int:
+        try:
+            checked = handler(value)
+        except ValidationError as exc:
+            # One error at the field, from the form the value was sent in, rather than one
+            # per member of the union (whose locations would name the union's members).
+            errors = exc.errors(include_url=False)
+            fits = [
+                e for e in errors if isinstance(value, str) == str(e["loc"][-1]).endswith("str")
+            ]
+            message = as_error((fits or errors)[0]).message
+            if not isinstance(value, int | float | str) or isinstance(value, bool):
+                message = "must be epoch seconds or an ISO-8601 string"
+            raise PydanticCustomError("timestamp", message) from None
+        now = (info.context or {}).get(_NOW) or now_us()
+        return _parse_timestamp(checked, now)
+
+
+class EventBatch(Strict):
+    """The body of ``POST /v1/events``: 1 to `MAX_BATCH_EVENTS` events, all or nothing."""
+
+    events: Annotated[list[EventInput], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +119,12 @@ class Event:
         }
 
 
+def latest_us(now: int) -> int:
+    """The latest event time accepted at ``now``: the last second of tomorrow, UTC (epoch µs;
+    a whole second, so the published schema's bound in seconds is exact)."""
+    return (now // _DAY_US + 2) * _DAY_US - 1_000_000
+
+
 def now_us() -> int:
     """Current time in integer epoch microseconds."""
     return time.time_ns() // 1000
@@ -65,67 +132,44 @@ def now_us() -> int:
 
 def parse_event(data: object, *, where: str = "event", now: int | None = None) -> Event:
     """Validate one event mapping; raise `InvalidInput` naming the field at fault."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput("must be an object", where)
-    for name in data:
-        if name not in _FIELDS:
-            raise InvalidInput("unknown field", f"{where}.{name}")
-    event_id = data.get("event_id")
-    if not isinstance(event_id, str) or not event_id:
-        raise InvalidInput("required: a non-empty string", f"{where}.event_id")
-    if len(event_id) > MAX_EVENT_ID_LENGTH:
-        raise InvalidInput(f"longer than {MAX_EVENT_ID_LENGTH} characters", f"{where}.event_id")
-    problem = validate_unit_id(data.get("unit_id"), f"{where}.unit_id")
-    if problem:
-        raise InvalidInput(problem.message, problem.field)
-    metric = data.get("metric")
-    if not isinstance(metric, str):
-        raise InvalidInput("required: a metric name", f"{where}.metric")
-    message = metric_name_problem(metric, MetricType.COUNT)
-    if message:
-        raise InvalidInput(message, f"{where}.metric")
-    value = data.get("value", 1)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput("must be a number", f"{where}.value")
-    value = float(value) if abs(value) < 1e308 else math.inf  # huge ints overflow float
-    if not math.isfinite(value):
-        raise InvalidInput("must be a finite number", f"{where}.value")
-    current = now_us() if now is None else now
-    timestamp = _parse_timestamp(data.get("timestamp"), f"{where}.timestamp", current)
-    return Event(event_id, str(data["unit_id"]), metric, value, timestamp)
+    return _event(validate(EventInput, data, where=where, context={_NOW: now}))
 
 
-def parse_events(items: object, *, field: str = "events") -> list[Event]:
-    """Validate a batch: a list of 1 to `MAX_BATCH_EVENTS` events; all or nothing."""
-    if not isinstance(items, list):
-        raise InvalidInput("required: a list of events", field)
-    if not items:
-        raise InvalidInput("must hold at least one event", field)
-    if len(items) > MAX_BATCH_EVENTS:
-        raise PayloadTooLarge(
-            f"{len(items)} events in one batch; the limit is {MAX_BATCH_EVENTS}", field
-        )
-    now = now_us()
-    return [parse_event(item, where=f"{field}[{i}]", now=now) for i, item in enumerate(items)]
+def parse_event_batch(body: object) -> list[Event]:
+    """Validate a batch body ``{"events": [...]}`` (`EventBatch`); all or nothing.
+
+    `InvalidInput` names the first bad field (``events[3].unit_id``); more than
+    `MAX_BATCH_EVENTS` events is `PayloadTooLarge`.
+    """
+    batch = validate(EventBatch, body, context={_NOW: now_us()})
+    return [_event(item) for item in batch.events]
 
 
-def _parse_timestamp(value: object, field: str, now: int) -> int:
+def parse_events(items: object) -> list[Event]:
+    """`parse_event_batch` of ``{"events": items}``: a list of 1 to `MAX_BATCH_EVENTS`."""
+    return parse_event_batch({"events": items})
+
+
+def _event(item: EventInput) -> Event:
+    assert isinstance(item.timestamp, int)  # the validator's result
+    return Event(item.event_id, item.unit_id, item.metric, item.value, item.timestamp)
+
+
+def _parse_timestamp(value: float | str | None, now: int) -> int:
     if value is None:
         return now
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00", 1))
         except ValueError:
-            raise InvalidInput("not an ISO-8601 time such as 2024-05-01T12:00:00Z", field) from None
+            raise ValueError("not an ISO-8601 time such as 2024-05-01T12:00:00Z") from None
         if parsed.tzinfo is None:
-            raise InvalidInput("an ISO-8601 time needs a time zone (e.g. 'Z')", field)
+            raise ValueError("an ISO-8601 time needs a time zone (e.g. 'Z')")
         micros = int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or abs(value) > 1e12:
-            raise InvalidInput("must be epoch seconds between 2000 and tomorrow", field)
-        micros = round(value * 1_000_000)
+    elif value > latest_us(now) / 1e6:  # compared in seconds: exactly the schema's maximum
+        raise ValueError("must lie between 2000-01-01 and the end of tomorrow (UTC)")
     else:
-        raise InvalidInput("must be epoch seconds or an ISO-8601 string", field)
-    if not _MIN_TIMESTAMP_US <= micros <= now + _MAX_FUTURE_US:
-        raise InvalidInput("must lie between 2000-01-01 and one day from now", field)
+        micros = round(value * 1_000_000)
+    if not _MIN_TIMESTAMP_US <= micros <= latest_us(now):
+        raise ValueError("must lie between 2000-01-01 and the end of tomorrow (UTC)")
     return micros

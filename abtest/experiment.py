@@ -17,14 +17,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from abtest.errors import InvalidConfig, Problem
+from abtest.errors import InvalidConfig, InvalidInput, Problem
+from abtest.hashing import BUCKET_SPACE
+from abtest.json_input import has_surrogate, loads, unsafe_value
 from abtest.rollout_plan import RolloutPlan, parse_rollout_plan, rollout_plan_problems
 from abtest.targeting import OPERATORS, Rule
 
-SLUG: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# Names are checked with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing
+# newline.  The pattern texts are also what the OpenAPI schema publishes.
+SLUG_PATTERN: Final = r"[a-z0-9][a-z0-9_.-]{0,63}"
+SLUG: Final = re.compile(SLUG_PATTERN)
 MAX_UNIT_ID_LENGTH: Final = 256
-_METRIC_NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_QUANTILE_SUFFIX: Final = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
+UNIT_ID_PATTERN: Final = r"[^\x00]*"  # plus 1 to MAX_UNIT_ID_LENGTH characters
+METRIC_NAME_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
+_METRIC_NAME: Final = re.compile(METRIC_NAME_PATTERN)
+_QUANTILE_SUFFIX: Final = re.compile(r"p(\d{1,2}(\.\d+)?)")
 
 
 class Status(StrEnum):
@@ -138,6 +145,9 @@ class Experiment:
         problems: list[Problem] = []
         if not isinstance(data, Mapping):
             raise InvalidConfig([Problem("$", "an experiment must be a JSON object")])
+        unsafe = unsafe_value(data)
+        if unsafe is not None:  # nothing that cannot be stored and shown back gets in
+            problems.append(unsafe)
         known = set(_FIELDS)
         problems.extend(Problem(str(name), "unknown field") for name in data if name not in known)
         key = data.get("key")
@@ -173,6 +183,8 @@ class Experiment:
         for name in ("guardrail_metrics", "secondary_metrics"):
             kwargs[name] = _parse_metrics(data.get(name, []), name, problems)
         planned = data.get("planned_units_per_variant")
+        if isinstance(planned, float) and planned.is_integer():
+            planned = int(planned)  # JSON has one number type: 2.0 is the integer 2
         if planned is not None and (
             isinstance(planned, bool) or not isinstance(planned, int) or planned <= 0
         ):
@@ -203,6 +215,11 @@ class Experiment:
         except json.JSONDecodeError as exc:
             problem = Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")
             raise InvalidConfig([problem]) from None
+        except ValueError:  # an integer longer than Python reads: say where it is
+            try:
+                data = loads(text)
+            except InvalidInput as exc:
+                raise InvalidConfig([Problem(exc.field or "$", exc.message)]) from None
         return cls.from_dict(data)
 
     @classmethod
@@ -312,23 +329,25 @@ def validate_unit_id(unit_id: object, field_name: str = "unit_id") -> Problem | 
         return Problem(field_name, f"longer than {MAX_UNIT_ID_LENGTH} characters")
     if "\x00" in unit_id:
         return Problem(field_name, "must not contain the NUL character")
+    if has_surrogate(unit_id):
+        return Problem(field_name, "must be valid Unicode text (a lone surrogate is not)")
     return None
 
 
 # -- validation of a built experiment -----------------------------------------------------
 def _check(exp: Experiment) -> list[Problem]:
     problems = []
-    if not SLUG.match(exp.key):
+    if not SLUG.fullmatch(exp.key):
         problems.append(Problem("key", f"'{exp.key}' is not a slug (a-z, 0-9, '_', '-', '.')"))
-    if exp.seed and not SLUG.match(exp.seed):
+    if exp.seed and not SLUG.fullmatch(exp.seed):
         problems.append(Problem("seed", f"'{exp.seed}' is not a slug"))
-    if not exp.seed and SLUG.match(exp.key):
+    if not exp.seed and SLUG.fullmatch(exp.key):
         object.__setattr__(exp, "seed", exp.key)  # the default seed is the key, stored explicitly
     if len(exp.variants) < 2:
         problems.append(Problem("variants", "an experiment needs at least two variants"))
     seen: set[str] = set()
     for i, variant in enumerate(exp.variants):
-        if not SLUG.match(variant.key):
+        if not SLUG.fullmatch(variant.key):
             problems.append(Problem(f"variants[{i}].key", f"'{variant.key}' is not a slug"))
         elif variant.key in seen:
             problems.append(Problem(f"variants[{i}].key", f"duplicate variant key '{variant.key}'"))
@@ -339,6 +358,7 @@ def _check(exp: Experiment) -> list[Problem]:
             or variant.weight <= 0
         ):
             problems.append(Problem(f"variants[{i}].weight", "must be a positive finite number"))
+    problems.extend(_weight_share_problems(exp.variants))
     keys = {v.key for v in exp.variants}
     if not exp.control and exp.variants:
         object.__setattr__(exp, "control", exp.variants[0].key)  # the first variant by default
@@ -361,7 +381,7 @@ def _check(exp: Experiment) -> list[Problem]:
             problems.append(Problem(f"overrides.{unit_id}", f"'{variant_key}' is not a variant"))
     if exp.layer is not None:
         layer = exp.layer
-        if not SLUG.match(layer.name):
+        if not SLUG.fullmatch(layer.name):
             problems.append(Problem("layer.name", f"'{layer.name}' is not a slug"))
         if not (_is_number(layer.start) and _is_number(layer.end)) or not (
             0.0 <= layer.start < layer.end <= 1.0
@@ -385,6 +405,22 @@ def _check(exp: Experiment) -> list[Problem]:
         problems.extend(found)
         object.__setattr__(exp, "rollout", plan)  # defaults stored explicitly, like the seed
     return problems
+
+
+def _weight_share_problems(variants: tuple[Variant, ...]) -> list[Problem]:
+    """Weights that are each fine but cannot be normalised: their sum overflows (1e308 +
+    1e308), or a variant's share is too small to own a single bucket of 2**32."""
+    weights = [v.weight for v in variants]
+    if not weights or not all(_is_number(w) and w > 0 for w in weights):
+        return []  # reported per variant already
+    total = sum(weights)  # the sum `abtest.hashing.variant_boundaries` divides by
+    if not math.isfinite(total):
+        return [Problem("variants", "the weights add up to more than a float holds; scale them")]
+    return [
+        Problem(f"variants[{i}].weight", "too small beside the others to get any unit")
+        for i, weight in enumerate(weights)
+        if weight / total * BUCKET_SPACE < 1
+    ]
 
 
 def _metric_paths(exp: Experiment) -> list[tuple[str, Metric]]:
@@ -508,16 +544,17 @@ def metric_name_problem(name: str, metric_type: MetricType) -> str | None:
     """Why ``name`` is not a valid name for a metric of this type, or None."""
     if metric_type is MetricType.RATIO:
         parts = name.split("/")
-        if len(parts) != 2 or not all(_METRIC_NAME.match(p) for p in parts):
+        if len(parts) != 2 or not all(_METRIC_NAME.fullmatch(p) for p in parts):
             return f"'{name}' is not a ratio name 'numerator/denominator'"
         return None
     if metric_type is MetricType.QUANTILE:
         base, _, suffix = name.rpartition(":")
-        match = _QUANTILE_SUFFIX.match(suffix)
-        if not base or not _METRIC_NAME.match(base) or not match or not 0 < float(match[1]) < 100:
+        match = _QUANTILE_SUFFIX.fullmatch(suffix)
+        valid_base = bool(base) and _METRIC_NAME.fullmatch(base) is not None
+        if not valid_base or not match or not 0 < float(match[1]) < 100:
             return f"'{name}' is not a quantile name such as 'latency_ms:p95'"
         return None
-    if not _METRIC_NAME.match(name):
+    if not _METRIC_NAME.fullmatch(name):
         return f"'{name}' is not a metric name (letters, digits, '_', '-', '.')"
     return None
 

@@ -262,7 +262,7 @@ def export_stream(
 
     if batch_size < 1:
         raise InvalidInput("batch size must be at least 1", "batch_size")
-    if source.experiment is not None and not SLUG.match(source.experiment):
+    if source.experiment is not None and not SLUG.fullmatch(source.experiment):
         raise InvalidInput(f"not an experiment key: {source.experiment!r}", "experiment")
     import pyarrow.parquet  # noqa: F401 - a slow first import must not eat into the lock's TTL
 
@@ -344,7 +344,7 @@ def discover(redis: AnyRedis) -> list[StreamSource]:
     found = [
         source
         for key in experiments
-        if SLUG.match(key)  # the index only ever holds validated keys; never build odd paths
+        if SLUG.fullmatch(key)  # the index only ever holds validated keys; never build odd paths
         for source in _exposure_sources(redis, key)
     ]
     return [*found, *_outcome_sources(redis)]
@@ -352,7 +352,7 @@ def discover(redis: AnyRedis) -> list[StreamSource]:
 
 def sources_for(redis: AnyRedis, experiment: str) -> list[StreamSource]:
     """The streams one experiment's analysis needs: its exposures and every outcome stream."""
-    if not SLUG.match(experiment):
+    if not SLUG.fullmatch(experiment):
         raise InvalidInput(f"not an experiment key: {experiment!r}", "experiment")
     return [*_exposure_sources(redis, experiment), *_outcome_sources(redis)]
 

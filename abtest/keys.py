@@ -93,7 +93,9 @@ Contracts relied on by ``abtest export`` and the analysis:
 
 * Exposure streams: one entry per unit and experiment, the unit's first exposure; fields
   as above (entries written before the compact layout have ``unit_id``, ``experiment``,
-  ``variant``, ``timestamp``, ``config_version``, and export reads both).
+  ``variant``, ``timestamp``, ``config_version``, and export reads both).  The timestamp
+  is when the unit was assigned: arrival, or the caller's own earlier time within bounds
+  (`abtest.assign_calls.exposure_time`).
 * Outcome streams: ``event_id``, ``unit_id``, ``metric``, ``value`` (a finite number: the
   digits of an integral value, else its Python ``repr``), ``timestamp`` (integer epoch
   microseconds, UTC).  Duplicates by

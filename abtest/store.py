@@ -36,6 +36,7 @@ from abtest.changes import diff, moved_unit_problems
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.json_input import load_stored
 from abtest.redis_client import register_script
 from abtest.rollout_rules import check_rollout_update, starting_step
 from abtest.thread_connections import ThreadConnections
@@ -203,7 +204,7 @@ class Store:
         if raw[0] is None or raw[1] is None:
             raise NotFound(f"no experiment '{key}'", "experiment")
         return StoredExperiment(
-            Experiment.from_dict(json.loads(raw[1])), int(raw[0]), raw[2] or "", raw[3] or ""
+            Experiment.from_dict(load_stored(raw[1])), int(raw[0]), raw[2] or "", raw[3] or ""
         )
 
     def list_experiments(self, *, status: Status | None = None) -> list[StoredExperiment]:
@@ -326,20 +327,26 @@ class Store:
         entries = self.redis.lrange(keys.experiment_history(key), 0, -1)
         if not entries:
             raise NotFound(f"no experiment '{key}'", "experiment")
-        return [json.loads(entry) for entry in entries]
+        return [load_stored(entry) for entry in entries]
 
     # -- assignment (the hot path) ------------------------------------------------------
     def assign(
-        self, experiment_key: str, unit_id: str, attributes: Mapping[str, Any] | None = None
+        self,
+        experiment_key: str,
+        unit_id: str,
+        attributes: Mapping[str, Any] | None = None,
+        assigned_at: int | None = None,
     ) -> tuple[Assignment, int]:
         """The unit's assignment and the config version it was computed with; one round trip.
 
         A stored assignment wins over a recomputed one.  Only a first ``assigned`` result is
         written (sticky variant, exposure, counters); forced and shipped units never are.
+        ``assigned_at``: see `AssignRequest`.
         """
         for _ in range(4):
             cached = self._cache.get(experiment_key) or self._load(experiment_key)
-            result, partition, args = script_call(cached, unit_id, attributes, self.now_us())
+            result, partition, args = script_call(cached, unit_id, attributes, self.now_us(),
+                                                  assigned_at)  # fmt: skip
             reply = self._scripts.evalsha(
                 self._assign, cached.partitions[partition], args, write=True
             )
@@ -372,9 +379,8 @@ class Store:
                 cached = self._cache.get(request.experiment) or self._load(request.experiment)
             except NotFound as exc:
                 raise NotFound(exc.message, f"{field}[{index}].experiment") from None
-            planned.append(
-                (cached, *script_call(cached, request.unit_id, request.attributes, self.now_us()))
-            )
+            planned.append((cached, *script_call(cached, request.unit_id, request.attributes,
+                                                 self.now_us(), request.assigned_at)))  # fmt: skip
         replies = self._scripts.evalsha_many(
             self._assign,
             [(cached.partitions[partition], args) for cached, _, partition, args in planned],

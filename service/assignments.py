@@ -11,10 +11,12 @@ from flask import Blueprint, Response, jsonify, request
 from abtest.auth import Role
 from abtest.errors import InvalidInput
 from abtest.experiment import validate_unit_id
+from abtest.json_input import unsafe_value
 from abtest.store import AssignRequest
 from service.extension import abtest
+from service.schemas import AssignBatchBody, AssignBody
 from service.security import requires
-from service.validation import experiment_key, json_object, only_fields
+from service.validation import json_body
 
 bp = Blueprint("assignments", __name__, url_prefix="/v1")
 
@@ -24,34 +26,13 @@ bp = Blueprint("assignments", __name__, url_prefix="/v1")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
-_FIELDS: Final = ("experiment", "unit_id", "attributes")
-
-
-def _unit_id(value: object, field: str = "unit_id") -> str:
-    problem = validate_unit_id(value, field)
-    if problem:
-        raise InvalidInput(problem.message, problem.field)
-    assert isinstance(value, str)
-    return value
-
-
-def _assign_request(body: dict[str, Any], where: str = "") -> AssignRequest:
-    """The fields of one assignment request; ``where`` prefixes the field names in errors."""
-    key = experiment_key(body.get("experiment"), where + "experiment")
-    unit_id = _unit_id(body.get("unit_id"), where + "unit_id")
-    attributes = body.get("attributes", {})
-    if not isinstance(attributes, dict):
-        raise InvalidInput("must be an object of attribute values", where + "attributes")
-    return AssignRequest(key, unit_id, attributes)
-
-
 @bp.post("/assign")
 @requires(Role.SDK)
 def assign() -> Response:
     """The unit's variant; the first ``assigned`` answer is stored and logged as exposure."""
-    wanted = _assign_request(json_object(allowed=_FIELDS))
+    wanted = json_body(AssignBody)
     ext = abtest()
-    result, version = ext.store.assign(*wanted)
+    result, version = ext.store.assign(wanted.experiment, wanted.unit_id, wanted.attributes)
     ext.metrics.assigned(result)
     text = _ENCODER.encode(_answer(result.to_dict(), wanted.unit_id, version)) + "\n"
     return Response(text, mimetype="application/json")
@@ -60,22 +41,18 @@ def assign() -> Response:
 @bp.post("/assign/batch")
 @requires(Role.SDK)
 def assign_batch() -> Response:
-    """``{"requests": [{experiment, unit_id, attributes?}, ...]}`` in one call, answers in order.
+    """``{"requests": [{experiment, unit_id, attributes?, assigned_at?}, ...]}`` in one call,
+    answers in order.
 
     For many first exposures at once (the client's local-evaluation mode sends its exposures
-    this way).  All or nothing: any bad request, or an unknown experiment, and no unit of the
-    batch is assigned.  At most `abtest.store.MAX_BATCH_ASSIGNMENTS` requests (else 413).
+    this way, each with the time it assigned the unit).  All or nothing: any bad request,
+    or an unknown experiment, and no unit of the batch is assigned.  At most
+    `abtest.store.MAX_BATCH_ASSIGNMENTS` requests (else 413).
     """
-    items = json_object(allowed=("requests",)).get("requests")
-    if not isinstance(items, list) or not items:
-        raise InvalidInput("required: a non-empty list of {experiment, unit_id}", "requests")
-    wanted = []
-    for index, item in enumerate(items):
-        where = f"requests[{index}]"
-        if not isinstance(item, dict):
-            raise InvalidInput("must be an object with experiment and unit_id", where)
-        only_fields(item, _FIELDS, where + ".")
-        wanted.append(_assign_request(item, where + "."))
+    wanted = [
+        AssignRequest(item.experiment, item.unit_id, item.attributes, item.assigned_at)
+        for item in json_body(AssignBatchBody).requests
+    ]
     ext = abtest()
     answers = []
     for one, (result, version) in zip(wanted, ext.store.assign_many(wanted), strict=True):
@@ -92,14 +69,22 @@ def assignments() -> Response:
     Attributes come as ``attr.<name>=<value>``; a value is read as JSON when it parses
     (``42``, ``true``, ``"x"``) and as a string otherwise (``DE``).
     """
-    unit_id = _unit_id(request.args.get("unit_id"))
+    unit_id = request.args.get("unit_id")
+    problem = validate_unit_id(unit_id)
+    if problem:
+        raise InvalidInput(problem.message, problem.field)
+    assert isinstance(unit_id, str)
     attributes: dict[str, Any] = {}
     for name, raw in request.args.items():
         if name.startswith("attr.") and len(name) > 5:
             try:
-                attributes[name[5:]] = json.loads(raw)
+                value = json.loads(raw)
             except ValueError:
-                attributes[name[5:]] = raw
+                value = raw
+            problem = unsafe_value(value, name)  # NaN, or a "\ud800" escape
+            if problem:
+                raise InvalidInput(problem.message, problem.field)
+            attributes[name[5:]] = value
         elif name != "unit_id":
             raise InvalidInput("unknown parameter (attributes are attr.<name>)", name)
     ext = abtest()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from abtest.auth import Role
-from abtest.events import parse_events
+from abtest.events import parse_event_batch
 from service.extension import abtest
 from service.security import requires
 from service.validation import json_object
@@ -16,8 +16,11 @@ bp = Blueprint("events", __name__, url_prefix="/v1")
 @bp.post("/events")
 @requires(Role.SDK)
 def record() -> tuple[Response, int]:
-    """Validate the whole batch, then append it atomically: 202 ``{accepted, duplicates}``."""
-    body = json_object(allowed=("events",))
-    events = parse_events(body.get("events"))
-    accepted, duplicates = abtest().store.record_events(events)
+    """Validate the whole batch (`abtest.events.EventBatch`), then append it atomically:
+    202 ``{accepted, duplicates}``."""
+    events = parse_event_batch(json_object())
+    ext = abtest()
+    if current_app.config["REFUSE_UNDECLARED_METRICS"]:
+        ext.declared_metrics.check(ext.store, events)
+    accepted, duplicates = ext.store.record_events(events)
     return jsonify({"accepted": accepted, "duplicates": duplicates}), 202

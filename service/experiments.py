@@ -11,8 +11,9 @@ from abtest.errors import InvalidInput
 from abtest.experiment import Status
 from abtest.store import ExposureCounts
 from service.extension import abtest
+from service.schemas import ShipBody
 from service.security import requires
-from service.validation import experiment_key, flag, json_object
+from service.validation import experiment_key, flag, json_body, json_object
 
 bp = Blueprint("experiments", __name__, url_prefix="/v1/experiments")
 
@@ -24,7 +25,9 @@ def _key_id() -> str:
 @bp.post("")
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a draft from an experiment definition (``status``/``winner`` are ignored)."""
-    stored = abtest().store.create_experiment(json_object(), key_id=_key_id())
+    ext = abtest()
+    stored = ext.store.create_experiment(json_object(), key_id=_key_id())
+    ext.declared_metrics.forget()
     location = url_for("experiments.get", key=stored.experiment.key)
     return jsonify(stored.to_dict()), 201, {"Location": location}
 
@@ -54,9 +57,11 @@ def get(key: str) -> Response:
 @bp.put("/<key>")
 def update(key: str) -> Response:
     """Store a new version; 409 if it would move assigned units, unless ``?force=true``."""
-    stored = abtest().store.update_experiment(
+    ext = abtest()
+    stored = ext.store.update_experiment(
         experiment_key(key, "key"), json_object(), key_id=_key_id(), force=flag("force")
     )
+    ext.declared_metrics.forget()
     return jsonify(stored.to_dict())
 
 
@@ -80,12 +85,9 @@ def stop(key: str) -> Response:
 def ship(key: str) -> Response:
     """running or stopped -> shipped with ``{"variant": ..., "reason": ...}``: everyone gets
     the variant; the optional reason is kept in the audit entry."""
-    body = json_object(allowed=("variant", "reason"))
-    variant = body.get("variant")
-    if not isinstance(variant, str) or not variant:
-        raise InvalidInput("required: the winning variant's key", "variant")
+    body = json_body(ShipBody)
     stored = abtest().store.ship_experiment(
-        experiment_key(key, "key"), variant, key_id=_key_id(), reason=body.get("reason")
+        experiment_key(key, "key"), body.variant, key_id=_key_id(), reason=body.reason
     )
     return jsonify(stored.to_dict())
 

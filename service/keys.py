@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from abtest.auth import parse_role
-from abtest.errors import InvalidInput
+from abtest.auth import Role
 from service.extension import abtest
-from service.validation import json_object
+from service.schemas import KeyBody
+from service.validation import json_body
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 
@@ -15,11 +15,8 @@ bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 @bp.post("")
 def create() -> tuple[Response, int]:
     """A new key ``{key, id, role, ...}``: the key is in this answer only."""
-    body = json_object(allowed=("role", "name"))
-    name = body.get("name", "")
-    if not isinstance(name, str):
-        raise InvalidInput("must be a string", "name")
-    token, record = abtest().store.create_api_key(parse_role(body.get("role")), name=name)
+    body = json_body(KeyBody)
+    token, record = abtest().store.create_api_key(Role(body.role), name=body.name)
     return jsonify({"key": token, **record.to_dict()}), 201
 
 

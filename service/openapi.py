@@ -9,40 +9,62 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pydantic.json_schema import models_json_schema
+
 from abtest import __version__
-from abtest.alerts import STATUSES, Severity
-from abtest.events import MAX_BATCH_EVENTS, MAX_EVENT_ID_LENGTH
-from abtest.store import MAX_BATCH_ASSIGNMENTS, MAX_REASON_LENGTH
-from service.monitor.webhooks import (
-    LOG_LIMIT,
-    MAX_DESCRIPTION_LENGTH,
-    MAX_SECRET_LENGTH,
-    MAX_URL_LENGTH,
-    MIN_SECRET_LENGTH,
-)
+from abtest.alerts import STATUSES
+from abtest.auth import KEY_ID_PATTERN
+from abtest.events import MAX_BATCH_EVENTS
+from abtest.experiment import SLUG_PATTERN, Status
+from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
+from service.monitor.webhooks import LOG_LIMIT
+from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _ANY: Final[dict[str, Any]] = {"type": "object"}
+_REF: Final = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def request_schemas() -> dict[str, Any]:
+    """The request bodies' JSON Schemas by name: the pydantic models the views validate
+    with (`service.schemas`), and the experiment definition (`abtest.experiment_schema`)."""
+    _, rendered = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    return {
+        **rendered["$defs"],
+        "Experiment": experiment_schema(),
+        "ExperimentVersion": experiment_schema(key_in_body=False),
+    }
+
+
+_PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
 def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | None = None,
-        response: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:  # fmt: skip
+        response: dict[str, Any] | None = None, *, response_type: str = "application/json",
+        too_large: bool = False, invalid_config: bool = False,
+        **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """One operation; every one may answer a 4xx error body, and 503 when Redis is down."""
+    schema = {"type": "string"} if response_type == _PROMETHEUS else (response or _ANY)
+    responses = {
+        str(ok): {"description": "OK", "content": {response_type: {"schema": schema}}},
+        "4XX": _error("Bad input: the error names the field"),
+        "503": _error("Redis unavailable"),
+    }
+    if too_large:
+        responses["413"] = _error("More items than the documented limit, or a body over 1 MiB")
+    if invalid_config:
+        responses["422"] = _error("The definition breaks a rule; `problems` lists every one")
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {
-            str(ok): {
-                "description": "OK",
-                "content": {"application/json": {"schema": response or _ANY}},
-            },
-            "4XX": {
-                "description": "Bad input",
-                "content": {"application/json": {"schema": _ERROR}},
-            },
-            "503": {
-                "description": "Redis unavailable",
-                "content": {"application/json": {"schema": _ERROR}},
-            },
-        },
+        "responses": responses,
         "security": [] if role is None else [{"bearer": []}],
         "x-role": role,
         **extra,
@@ -56,7 +78,16 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
 
 
 def _key_param(name: str = "key") -> list[dict[str, Any]]:
-    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+    schema: dict[str, Any] = {"type": "string", "pattern": anchored(SLUG_PATTERN)}
+    if name == "key_id":
+        schema["pattern"] = anchored(KEY_ID_PATTERN)
+    return [{"name": name, "in": "path", "required": True, "schema": schema}]
+
+
+def _optional_body(operation: dict[str, Any]) -> dict[str, Any]:
+    """``operation`` with its request body optional (none: the same as ``{}``)."""
+    operation["requestBody"]["required"] = False
+    return operation
 
 
 def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,27 +109,9 @@ def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
         "name": "experiment",
         "in": "query",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": anchored(SLUG_PATTERN)},
     }
     by_id = _key_param("webhook_id")
-    webhook_body = {
-        "type": "object",
-        "required": ["url"],
-        "properties": {
-            "url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
-            "secret": {
-                "type": "string",
-                "minLength": MIN_SECRET_LENGTH,
-                "maxLength": MAX_SECRET_LENGTH,
-                "writeOnly": True,
-                "description": "Signs each delivery; generated (and returned once) when absent",
-            },
-            "min_severity": {"enum": [s.value for s in Severity], "default": "warning"},
-            "kinds": {"type": "array", "items": {"type": "string"}},
-            "experiments": {"type": "array", "items": {"type": "string"}},
-            "description": {"type": "string", "maxLength": MAX_DESCRIPTION_LENGTH},
-        },
-    }
     return {
         "/v1/alerts": {
             "get": _op("Alerts of every experiment (?experiment=, ?status=, ?since=)", "admin",
@@ -111,7 +124,7 @@ def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
         "/v1/webhooks": {
             "get": _op("List webhooks with their deliveries by status", "admin"),
             "post": _op("Register a webhook (its secret is write-only)", "admin", ok=201,
-                        body=webhook_body),
+                        body=_ref("WebhookBody")),
         },
         "/v1/webhooks/{webhook_id}": {
             "get": _op("One webhook", "admin", parameters=by_id),
@@ -128,40 +141,7 @@ def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
 
 def spec() -> dict[str, Any]:
     """The document served at ``/openapi.json``."""
-    assign_body = {
-        "type": "object",
-        "required": ["experiment", "unit_id"],
-        "properties": {
-            "experiment": {"type": "string"},
-            "unit_id": {"type": "string", "maxLength": 256},
-            "attributes": {"type": "object"},
-        },
-    }
-    assign_batch_body = {
-        "type": "object",
-        "required": ["requests"],
-        "properties": {
-            "requests": {"type": "array", "items": assign_body, "minItems": 1,
-                         "maxItems": MAX_BATCH_ASSIGNMENTS},
-        },
-    }  # fmt: skip
-    assignment = {"$ref": "#/components/schemas/Assignment"}
-    event = {
-        "type": "object",
-        "required": ["event_id", "unit_id", "metric"],
-        "properties": {
-            "event_id": {"type": "string", "maxLength": MAX_EVENT_ID_LENGTH},
-            "unit_id": {"type": "string", "maxLength": 256},
-            "metric": {"type": "string", "maxLength": 64},
-            "value": {"type": "number", "default": 1},
-            "timestamp": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
-        },
-    }
-    events_body = {
-        "type": "object",
-        "required": ["events"],
-        "properties": {"events": {"type": "array", "items": event, "maxItems": MAX_BATCH_EVENTS}},
-    }
+    assignment = _ref("Assignment")
     by_key = _key_param()
     return {
         "openapi": "3.1.0",
@@ -169,6 +149,7 @@ def spec() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                **request_schemas(),
                 "Error": {
                     "type": "object",
                     "properties": {
@@ -198,44 +179,48 @@ def spec() -> dict[str, Any]:
         },
         "paths": {
             "/healthz": {"get": _op("200 when Redis answers, else 503", None)},
-            "/metrics": {"get": _op("Prometheus metrics (text)", None)},
+            "/metrics": {"get": _op("Prometheus metrics", None, response_type=_PROMETHEUS)},
             "/openapi.json": {"get": _op("This document", None)},
             "/v1/assign": {
                 "post": _op("Assign one unit (sticky; first exposure logged)", "sdk",
-                            body=assign_body, response=assignment)
+                            body=_ref("AssignBody"), response=assignment)
             },
             "/v1/assign/batch": {
                 "post": _op("Assign many units in one call (all or nothing; answers in order)",
-                            "sdk", body=assign_batch_body,
+                            "sdk", body=_ref("AssignBatchBody"), too_large=True,
                             response={"type": "object", "properties": {
                                 "assignments": {"type": "array", "items": assignment}}})
             },
             "/v1/assignments": {
-                "get": _op("The unit's assignments in every running or shipped experiment", "sdk",
+                "get": _op("The unit's assignments in every running or shipped experiment "
+                           "(attributes as attr.<name>=<JSON or text>)", "sdk",
                            parameters=[{"name": "unit_id", "in": "query", "required": True,
-                                        "schema": {"type": "string"}}])
+                                        "schema": {"type": "string", **UNIT_ID_SCHEMA}}])
             },
             "/v1/events": {
                 "post": _op(f"Outcome events, at most {MAX_BATCH_EVENTS} per batch, idempotent "
-                            "by event_id", "sdk", ok=202, body=events_body)
+                            "by event_id", "sdk", ok=202, body=_ref("EventBatch"), too_large=True)
             },
             "/v1/experiments": {
-                "get": _op("List experiments (?status=)", "sdk"),
-                "post": _op("Create a draft experiment", "admin", ok=201, body=_ANY),
+                "get": _op("List experiments (?status=)", "sdk", parameters=[
+                    {"name": "status", "in": "query", "required": False,
+                     "schema": {"enum": [s.value for s in Status]}}]),
+                "post": _op("Create a draft experiment", "admin", ok=201, body=_ref("Experiment"),
+                            invalid_config=True),
             },
             "/v1/experiments/{key}": {
                 "get": _op("The current version", "sdk", parameters=by_key),
                 "put": _op("Store a new version (?force=true to move assigned units)", "admin",
-                           body=_ANY, parameters=by_key),
+                           body=_ref("ExperimentVersion"), invalid_config=True,
+                           parameters=[*by_key, {"name": "force", "in": "query",
+                                                 "required": False,
+                                                 "schema": {"type": "boolean"}}]),
             },
             "/v1/experiments/{key}/start": {"post": _op("Start", "admin", parameters=by_key)},
             "/v1/experiments/{key}/stop": {"post": _op("Stop", "admin", parameters=by_key)},
             "/v1/experiments/{key}/ship": {
                 "post": _op("Ship a variant to everyone", "admin", parameters=by_key,
-                            body={"type": "object", "required": ["variant"],
-                                  "properties": {"variant": {"type": "string"},
-                                                 "reason": {"type": "string",
-                                                            "maxLength": MAX_REASON_LENGTH}}})
+                            body=_ref("ShipBody"))
             },
             "/v1/experiments/{key}/history": {
                 "get": _op("Every version with time, key id and diff", "admin", parameters=by_key)
@@ -257,10 +242,9 @@ def spec() -> dict[str, Any]:
             },
             **{
                 f"/v1/experiments/{{key}}/rollout/{action}": {
-                    "post": _op(summary, "admin", parameters=by_key,
-                                body={"type": "object", "properties": {
-                                    "reason": {"type": "string",
-                                               "maxLength": MAX_REASON_LENGTH}}})
+                    "post": _optional_body(
+                        _op(summary, "admin", parameters=by_key, body=_ref("ReasonBody"))
+                    )
                 }
                 for action, summary in (
                     ("pause", "Hold the rollout at its step (it still rolls back on harm)"),
@@ -272,17 +256,13 @@ def spec() -> dict[str, Any]:
                 "get": _op("The service's time and clock mode (system or controlled)", "admin"),
                 "post": _op("Move the controlled clock (ABTEST_CLOCK=controlled only, else 409; "
                             "never backwards)", "admin",
-                            body={"type": "object", "required": ["now"], "properties": {
-                                "now": {"oneOf": [{"type": "string", "format": "date-time"},
-                                                  {"type": "number"}]}}}),
+                            body=_ref("ClockBody")),
             },
             **alert_paths(by_key),
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,
-                            body={"type": "object", "required": ["role"],
-                                  "properties": {"role": {"enum": ["admin", "sdk"]},
-                                                 "name": {"type": "string"}}}),
+                            body=_ref("KeyBody")),
             },
             "/v1/keys/{key_id}": {
                 "delete": _op("Revoke an API key", "admin", parameters=_key_param("key_id"))

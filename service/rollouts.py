@@ -2,14 +2,13 @@
 
 ``GET`` returns `service.rollout_status.rollout_document` (``?limit=`` newest checks, 200 by
 default, at most 2,000).  ``POST .../rollout/pause``, ``resume`` and ``rollback`` take an
-optional ``{"reason": ...}`` kept in the audit entry with the caller's key id, and return
-the document after the action.  409 when the experiment has no rollout plan or the action
-does not fit its state (pausing a paused rollout, rolling back a shipped one).
+optional ``{"reason": ...}`` (`service.schemas.ReasonBody`) kept in the audit entry with
+the caller's key id, and return the document after the action.  409 when the experiment
+has no rollout plan or the action does not fit its state (pausing a paused rollout,
+rolling back a shipped one).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -17,7 +16,8 @@ from abtest.errors import InvalidInput
 from abtest.rollout_store import Rollouts
 from service.extension import abtest
 from service.rollout_status import DEFAULT_CHECKS, MAX_CHECKS, rollout_document
-from service.validation import experiment_key, json_object
+from service.schemas import ReasonBody
+from service.validation import experiment_key, json_body
 
 bp = Blueprint("rollouts", __name__, url_prefix="/v1/experiments")
 
@@ -43,9 +43,9 @@ def status(key: str) -> Response:
 
 def _act(key: str, action: str) -> Response:
     key = experiment_key(key, "key")
-    body: dict[str, Any] = json_object(allowed=("reason",)) if request.get_data() else {}
+    reason = json_body(ReasonBody).reason if request.get_data() else None
     rollouts = _rollouts()
-    getattr(rollouts, action)(key, key_id=str(g.api_key.id), reason=body.get("reason"))
+    getattr(rollouts, action)(key, key_id=str(g.api_key.id), reason=reason)
     return jsonify(rollout_document(rollouts, key, limit=20))
 
 

@@ -43,6 +43,10 @@ def defaults() -> dict[str, Any]:
         # "controlled": the clock of demo and test mode, set by the client through
         # POST /v1/clock and shared in Redis (service.monitor.clock); refused otherwise.
         "CLOCK": "system",
+        # true: POST /v1/events refuses an event whose metric no experiment names (a typo
+        # such as 'purchse' is a 400 suggesting 'purchase'); false: every name is kept, as
+        # events may arrive before the experiment that reads them is created.
+        "REFUSE_UNDECLARED_METRICS": False,
     }
 
 
@@ -61,6 +65,7 @@ _COUNTS: Final = {
     "REDIS_WAIT_REPLICAS": 0,
     "REDIS_WAIT_TIMEOUT_MS": 1,
 }
+_FLAGS: Final = ("REFUSE_UNDECLARED_METRICS",)
 
 
 def load(overrides: Mapping[str, Any] | None = None) -> Config:
@@ -100,6 +105,9 @@ def check(config: Mapping[str, Any]) -> None:
     if config.get("CLOCK") not in ("system", "controlled"):
         raise InvalidInput(f"must be system or controlled (env ABTEST_CLOCK), got "
                            f"{config.get('CLOCK')!r}", "CLOCK")  # fmt: skip
+    for name in _FLAGS:
+        if not isinstance(config.get(name), bool):
+            raise InvalidInput(f"must be true or false (env ABTEST_{name})", name)
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
     if scheme not in SCHEMES:

@@ -1,61 +1,39 @@
 """``/v1/webhooks``: register, list and remove webhooks, and read their deliveries (admin).
 
 A webhook's secret signs every delivery (`abtest.webhook_signature`); it is write-only:
-given in the ``POST`` (or generated there and returned that once), never shown again.
+given in the ``POST`` (`service.schemas.WebhookBody`), or generated there and returned that
+once; never shown again.
 Deliveries are made by the monitor (`service.monitor.webhooks`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
-from abtest.alerts import Severity, parse_severity
+from abtest.alerts import Severity
 from abtest.errors import InvalidInput
 from service.extension import abtest
 from service.monitor.webhooks import LOG_LIMIT, Webhooks
-from service.validation import json_object
+from service.schemas import WebhookBody
+from service.validation import json_body
 
 bp = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
-
-_FIELDS = ("url", "secret", "min_severity", "kinds", "experiments", "description")
 
 
 def _hooks() -> Webhooks:
     return Webhooks(abtest().redis)
 
 
-def _strings(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name, [])
-    if not isinstance(value, list):
-        raise InvalidInput("must be a list of names", name)
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise InvalidInput("must be a string", f"{name}[{i}]")
-    return value
-
-
-def _text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput("must be a string", name)
-    return value
-
-
 @bp.post("")
 def create() -> tuple[Response, int]:
     """A new webhook; the answer holds its secret only when it was generated here."""
-    body = json_object(allowed=_FIELDS)
-    severity = body.get("min_severity", Severity.WARNING.value)
+    body = json_body(WebhookBody)
     webhook, secret = _hooks().create_webhook(
-        _text(body, "url") or "", secret=_text(body, "secret"),
-        min_severity=parse_severity(severity, "min_severity"),
-        kinds=_strings(body, "kinds"), experiments=_strings(body, "experiments"),
-        description=_text(body, "description") or "",
+        body.url, secret=body.secret, min_severity=Severity(body.min_severity),
+        kinds=body.kinds, experiments=body.experiments, description=body.description,
     )  # fmt: skip
     answer = webhook.to_dict()
-    if "secret" not in body:
+    if body.secret is None:
         answer["secret"] = secret
     return jsonify(answer), 201
 

@@ -122,6 +122,30 @@ def example_config() -> dict[str, Any]:
     return copy.deepcopy(json.loads(EXAMPLE.read_text(encoding="utf-8")))
 
 
+@pytest.fixture(autouse=True)
+def _close_apps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close the Redis connections of every app a test builds, when the test ends.
+
+    An app left to the garbage collector takes its open sockets into a reference cycle,
+    whose finalizers run in any order: a socket finalized before its connection closes it
+    warns (ResourceWarning), and with ``filterwarnings = error`` that fails whichever later
+    test happens to trigger the collection.
+    """
+    from service.extension import Abtest
+
+    built: list[Abtest] = []
+    original = Abtest.__init__
+
+    def init(self: Abtest, app: Any) -> None:
+        original(self, app)
+        built.append(self)
+
+    monkeypatch.setattr(Abtest, "__init__", init)
+    yield
+    for extension in built:
+        extension.redis.close()
+
+
 @pytest.fixture
 def app(redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]) -> Any:
     """The real Flask app, built by the factory, on the flushed database."""

@@ -328,10 +328,11 @@ def test_local_evaluation_sends_exposures_in_batches(
     assert _requests_to(api.client, "/v1/assign") == 0
 
 
-def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
+def test_a_refused_exposure_batch_loses_only_the_named_unit(
     api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
-    """An experiment removed from Redis refuses the batch; the others still arrive, once."""
+    """An experiment removed from Redis refuses the batch naming ``requests[i]``: that unit
+    is dropped and the rest sent again in one batch, each exposed once."""
     api.create_experiment(simple_config("checkout"))
     api.create_experiment(simple_config("gone"))
     local = make_client(url, local_evaluation=True, flush_interval=30)
@@ -345,7 +346,9 @@ def test_a_refused_batch_is_sent_one_by_one_so_only_the_bad_exposure_is_lost(
     ]
     stats = local.stats()
     assert (stats.exposures_sent, stats.exposures_dropped) == (5, 1)
-    assert _requests_to(api.client, "/v1/assign") == 5
+    assert "requests[5].experiment" in (stats.last_error or "")
+    assert _requests_to(api.client, "/v1/assign/batch") == 1  # the 200; the 404 came first
+    assert _requests_to(api.client, "/v1/assign") == 0
 
 
 def test_local_assignments_match_remote_ones(
@@ -408,3 +411,92 @@ def test_bad_url_is_refused() -> None:
     """Only http(s) URLs with a host are accepted."""
     with pytest.raises(InvalidInput, match="not an http"):
         Client("ftp://example", "k")
+
+
+# -- hostile input and partly refused batches ----------------------------------------------------
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["remote", "local"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.track("u" + LONE, "purchase"),
+        lambda c: c.track("u1", "purchase" + LONE),
+        lambda c: c.track("u1", "purchase\n"),
+        lambda c: c.assign("checkout", "u" + LONE),
+        lambda c: c.assign("checkout", "u1", {"country": LONE}),
+        lambda c: c.assign("checkout", "u1", {LONE: "DE"}),
+        lambda c: c.assignments("u1", {"nested": [1, {"x": LONE}]}),
+    ],
+)
+def test_lone_surrogates_are_refused_at_once_and_never_queued(  # noqa: PLR0917 - table columns
+    api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis,
+    local: bool, call: Any,
+) -> None:  # fmt: skip
+    """``track``/``assign`` raise `InvalidInput` before anything is sent or queued."""
+    api.create_experiment(simple_config("checkout"))
+    client = make_client(url, local_evaluation=local, flush_interval=30)
+    with pytest.raises(InvalidInput):
+        call(client)
+    assert client.flush(timeout=10)
+    stats = client.stats()
+    assert (stats.tracked, stats.rejected, stats.exposures_sent, stats.exposures_dropped) == (
+        0, 0, 0, 0)  # fmt: skip
+    assert exposure_rows(redis_client, "checkout") == outcome_ids(redis_client) == []
+
+
+@pytest.fixture
+def served(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., tuple[str, Api]]]:
+    """Serve an app built with extra settings over real HTTP: ``(url, api)``."""
+    from service import create_app
+
+    running = []
+
+    def start(**settings: Any) -> tuple[str, Api]:
+        app = create_app({"TESTING": True, "REDIS_URL": redis_url, **settings})
+        server, thread = serve(app)
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}", Api(
+            app.test_client(), app.extensions["abtest"].store
+        )
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        thread.join()
+
+
+def test_events_the_service_refuses_are_dropped_and_the_rest_delivered(
+    served: Callable[..., tuple[str, Api]], redis_client: redis.Redis
+) -> None:
+    """A batch refused for ``events[i]`` (here an undeclared metric) loses only that event:
+    it is counted as rejected, never retried, and every other event arrives once."""
+    url, api = served(REFUSE_UNDECLARED_METRICS=True)
+    api.create_experiment(example_config())
+    with Client(url, api.sdk_key, flush_interval=30, batch_size=50) as client:
+        good, bad = [], []
+        for i in range(120):
+            if i % 37 == 5:
+                bad.append(client.track(f"u{i}", "purchse"))
+            else:
+                good.append(client.track(f"u{i}", "purchase"))
+        assert client.flush(timeout=20)
+        stats = client.stats()
+    assert sorted(outcome_ids(redis_client)) == sorted(good)
+    assert (stats.sent, stats.rejected, stats.pending, stats.retries) == (len(good), len(bad), 0, 0)
+    assert "did you mean 'purchase'" in (stats.last_error or "")
+
+
+def test_a_batch_over_the_body_limit_is_split_until_it_fits(
+    served: Callable[..., tuple[str, Api]], redis_client: redis.Redis
+) -> None:
+    """A 413 names no event: the batch is halved until each part fits, and nothing is lost."""
+    url, api = served(MAX_CONTENT_LENGTH=6_000)
+    with Client(url, api.sdk_key, flush_interval=30, batch_size=500) as client:
+        ids = [client.track(f"user-{i}", "purchase", value=i) for i in range(300)]
+        assert client.flush(timeout=30)
+        stats = client.stats()
+    assert sorted(outcome_ids(redis_client)) == sorted(ids)
+    assert (stats.sent, stats.rejected) == (300, 0)

@@ -200,3 +200,24 @@ def test_json_round_trip_is_lossless(key, weights, traffic, payload):
     }
     experiment = Experiment.from_dict(config)
     assert Experiment.from_json(experiment.to_json()) == experiment
+
+
+def test_an_over_long_integer_in_a_file_is_a_problem_with_its_field():
+    """A JSON integer longer than Python reads is reported where it is, not a traceback."""
+    text = '{"key": "a", "variants": [{"key": "a", "payload": %s}, {"key": "b"}]}' % ("9" * 5000)
+    with pytest.raises(InvalidConfig) as info:
+        Experiment.from_json(text)
+    assert [p.field for p in info.value.problems] == ["variants[0].payload"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"description": "bad \ud800"}, "description"), ({"key": "ranker-v2\n"}, "key"),
+     ({"variants": [{"key": "v1", "weight": 1e308}, {"key": "v2", "weight": 1e308}]},
+      "variants")],
+)  # fmt: skip
+def test_configs_that_could_not_be_stored_or_assigned_are_refused(change, field):
+    """Lone surrogates, a trailing newline in a key and weights whose sum overflows."""
+    with pytest.raises(InvalidConfig) as info:
+        Experiment.from_dict(with_(change))
+    assert field in [p.field for p in info.value.problems]

@@ -166,6 +166,6 @@ def test_partitioned_tags_cannot_collide_with_an_experiment_key():
     """A slug has no colon, so the partition tag {K:p3} is never another experiment's {K}."""
     from abtest.experiment import SLUG
 
-    assert not SLUG.match("a:p3")
+    assert not SLUG.fullmatch("a:p3")
     with pytest.raises(ValueError, match="partition"):
         keys.exposures_stream("a", 4, 4)

@@ -108,7 +108,8 @@ def test_assignments_lists_every_live_experiment(api, client):
 @pytest.mark.parametrize(
     ("query", "field"),
     [("", "unit_id"), ("unit_id=", "unit_id"), ("unit_id=u1&country=DE", "country"),
-     ("unit_id=" + "x" * 257, "unit_id")],
+     ("unit_id=" + "x" * 257, "unit_id"), ("unit_id=u1&attr.c=%22%5Cud800%22", "attr.c"),
+     ("unit_id=u1&attr.c=NaN", "attr.c"), ("unit_id=u1&attr.c=[1e999]", "attr.c[0]")],
 )  # fmt: skip
 def test_assignments_bad_query(api, client, query, field):
     """Bad query strings are 400 with the field named."""

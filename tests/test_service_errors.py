@@ -32,7 +32,7 @@ from tests.stored import exposure_rows, outcome_entries, sticky_variant
         ('{"experiment": "exp", "unit_id": "%s"}' % ("u" * 257), 400, "unit_id"),
         ('{"experiment": "exp", "unit_id": "a\\u0000b"}', 400, "unit_id"),
         ('{"experiment": "exp", "unit_id": "u1", "attributes": [1]}', 400, "attributes"),
-        ('{"experiment": "exp", "unit_id": "u1", "attributes": {"a": NaN}}', 400, "$"),
+        ('{"experiment": "exp", "unit_id": "u1", "attributes": {"a": NaN}}', 400, "attributes.a"),
         ('{"experiment": "exp", "unit_id": "u1", "extra": 1}', 400, "extra"),
     ],
 )

@@ -33,7 +33,10 @@ def test_every_public_analysis_name_resolves():
 @pytest.mark.parametrize(
     ("statement", "forbidden"),
     [
-        ("import abtest; import abtest.assignment", ("pandas", "flask", "duckdb", "scipy")),
+        (
+            "import abtest; import abtest.assignment",
+            ("pandas", "flask", "duckdb", "scipy", "pydantic"),
+        ),
         ("import analysis.planning.power", ("pandas", "duckdb", "matplotlib")),
     ],
 )

@@ -38,8 +38,16 @@ from urllib.parse import urlsplit
 import redis
 
 from abtest import keys
-from abtest.alerts import DELIVERED, FAILED, PENDING, Delivery, Severity, Webhook
-from abtest.errors import InvalidInput, NotFound
+from abtest.alerts import (
+    DELIVERED,
+    FAILED,
+    KIND_PATTERN,
+    PENDING,
+    Delivery,
+    Severity,
+    Webhook,
+)
+from abtest.errors import Conflict, InvalidInput, NotFound
 from abtest.experiment import SLUG
 from abtest.redis_client import register_script
 from abtest.webhook_signature import (
@@ -62,7 +70,7 @@ MAX_SECRET_LENGTH: Final = 256
 MAX_FILTER_ITEMS: Final = 100
 MAX_DESCRIPTION_LENGTH: Final = 200
 LOG_LIMIT: Final = 200  # ended deliveries kept per webhook
-_KIND: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_KIND: Final = re.compile(KIND_PATTERN)
 _log = logging.getLogger(__name__)
 
 
@@ -135,7 +143,7 @@ class Webhooks:
         if len(description) > MAX_DESCRIPTION_LENGTH:
             raise InvalidInput(f"at most {MAX_DESCRIPTION_LENGTH} characters", "description")
         if self.redis.hlen(keys.webhooks()) >= MAX_WEBHOOKS:
-            raise InvalidInput(f"at most {MAX_WEBHOOKS} webhooks; remove one first", "url")
+            raise Conflict(f"at most {MAX_WEBHOOKS} webhooks; remove one first", "url")
         webhook = Webhook(
             id="w" + secrets.token_hex(6)[:11], url=url, min_severity=min_severity,
             kinds=_check_items(kinds, "kinds", _KIND),
