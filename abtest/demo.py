@@ -37,10 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from abtest.admin_client import AdminClient
 from abtest.errors import InvalidInput, StoreUnavailable
+
+if TYPE_CHECKING:
+    from abtest.service_process import ServiceProcess
 
 EXPERIMENT_KEY: Final = "ranker-v2-demo"
 CONTROLLED_CLOCK: Final = {"ABTEST_CLOCK": "controlled"}  # the service's clock: the demo's
@@ -165,14 +168,23 @@ def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, planned: int,
     say(f"5. export    {rows['exposures']:,} exposures and {rows['outcomes']:,} outcome "
         f"events to Parquet in {shown(export_dir)}")  # fmt: skip
     outcome = _analyse_and_ship(_Run(api, server.url, sdk, data_dir, planned, units, settings), say)
-    if settings.keep_running:
-        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
+    finish(server, admin, data_dir, keep_running=settings.keep_running, say=say)
+    return outcome
+
+
+def finish(
+    server: ServiceProcess, admin_key: str, data_dir: Path, *, keep_running: bool,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """With ``keep_running``, leave the service and its console up until Ctrl-C; then say
+    where the run's files stay."""
+    if keep_running:
+        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin_key})")
         say("press Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             while server.process.poll() is None:
                 time.sleep(0.5)
     say(f"kept in {shown(data_dir)}/ after the service stops; the next run there replaces it")
-    return outcome
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from abtest.admin_client import AdminClient
-from abtest.demo import CONTROLLED_CLOCK, demo_keys, prepare_folder, shown, simulated_start
+from abtest.demo import (
+    CONTROLLED_CLOCK,
+    demo_keys,
+    finish,
+    prepare_folder,
+    shown,
+    simulated_start,
+)
 from abtest.errors import InvalidInput, StoreUnavailable
 
 CONTROL: Final = "v2"
@@ -132,12 +139,19 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def log_message(self, *_args: object) -> None:  # the demo prints its own lines
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with local_http_server(Handler) as server:
+        state.url = f"http://127.0.0.1:{server.server_port}/abtest-hook"
+        yield state
+
+
+@contextlib.contextmanager
+def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """``handler`` served from a thread on a free loopback port for the ``with`` block."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/abtest-hook"
     try:
-        yield state
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -207,13 +221,7 @@ def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, settings: Rollou
     stack.callback(monitor.close)
     hours = _simulate(_Run(api, server.url, sdk, monitor, start), settings, say)
     outcome = _report(api, data_dir, receiver, hours, say)
-    if settings.keep_running:
-        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
-        say("press Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            while server.process.poll() is None:
-                time.sleep(0.5)
-    say(f"kept in {shown(data_dir)}/ after the service stops; the next run there replaces it")
+    finish(server, admin, data_dir, keep_running=settings.keep_running, say=say)
     return outcome
 
 
@@ -322,6 +330,7 @@ __all__ = [
     "ROLLOUTS",
     "RolloutDemoOutcome",
     "RolloutDemoSettings",
+    "local_http_server",
     "rollout_experiment",
     "run_rollout_demo",
     "webhook_receiver",

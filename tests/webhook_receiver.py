@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from abtest.demo_rollout import local_http_server
 
 
 @dataclass
@@ -63,13 +65,6 @@ def receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iterator[
         def log_message(self, *_args: object) -> None:  # keep the test output quiet
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/hook"
-    try:
+    with local_http_server(Handler) as server:
+        state.url = f"http://127.0.0.1:{server.server_port}/hook"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
