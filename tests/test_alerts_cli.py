@@ -73,7 +73,7 @@ def test_abtest_alerts_prints_active_then_all(service: str, book: AlertBook, cap
     [
         (["alerts", "--experiment", "missing"], "no experiment 'missing'"),
         (["alerts", "--since", "last week"], "since: an ISO 8601 time"),
-        (["webhooks", "add", "ftp://example.com"], "url: must be an http"),
+        (["webhooks", "add", "ftp://example.com"], "is not an http:// or https:// URL"),
         (["webhooks", "remove", "wnothere"], "no webhook 'wnothere'"),
     ],
 )
