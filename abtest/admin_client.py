@@ -19,7 +19,7 @@ a key, are sent again once in that case.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
@@ -131,6 +131,68 @@ class AdminClient:
         return datetime.fromisoformat(
             self._call("POST", "/v1/clock", {"now": now.isoformat()})["now"]
         )
+
+    def challenge(
+        self,
+        key: str,
+        model: str,
+        version: str | int,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        variant: str | None = None,
+        experiment: str | None = None,
+    ) -> dict[str, Any]:
+        """Register model ``version`` as a challenger of ``key``'s champion (see
+        `abtest.challengers`); ``created`` is False when it was registered before.  Safe to
+        repeat: a second registration of the same version changes nothing."""
+        body: dict[str, Any] = {"model": {"name": model, "version": str(version)}}
+        for name, value in (("payload", payload), ("variant", variant),
+                            ("experiment", experiment)):  # fmt: skip
+            if value is not None:
+                body[name] = dict(value) if isinstance(value, Mapping) else value
+        path = _path(key, "challengers")
+        answer: dict[str, Any] = self._http.call("POST", path, body, idempotent=True)
+        return answer
+
+    def lineage(self, key: str) -> list[StoredExperiment]:
+        """``key`` and its challengers' experiments, oldest first (the last is the head)."""
+        answer = self._call("GET", _path(key, "lineage"))
+        return [StoredExperiment.from_dict(item) for item in answer["lineage"]]
+
+    # -- the global holdout ------------------------------------------------------------------
+    def get_holdout(self) -> dict[str, Any]:
+        """The holdout (``holdout`` None when none), its period start and covered experiments."""
+        answer: dict[str, Any] = self._call("GET", "/v1/holdout")
+        return answer
+
+    def set_holdout(self, config: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Set the global holdout ``{name, share, covers?, description?}`` (audited); `Conflict`
+        when running experiments with assigned units would gain members, unless ``force``."""
+        answer: dict[str, Any] = self._call(
+            "PUT", "/v1/holdout" + ("?force=true" if force else ""), dict(config)
+        )
+        return answer
+
+    def release_holdout(self) -> dict[str, Any]:
+        """End the holdout: no experiment carries it from now on."""
+        answer: dict[str, Any] = self._call("DELETE", "/v1/holdout")
+        return answer
+
+    def holdout_history(self) -> list[dict[str, Any]]:
+        """The holdout's audit entries, oldest first."""
+        history: list[dict[str, Any]] = self._call("GET", "/v1/holdout/history")["history"]
+        return history
+
+    def holdout_results(
+        self, metrics: Sequence[str] = (), *, start: str | None = None, end: str | None = None
+    ) -> dict[str, Any]:
+        """The rest against the holdout (`analysis.holdout.HoldoutResult.to_dict`)."""
+        query = [("metric", m) for m in metrics]
+        query += [(name, value) for name, value in (("start", start), ("end", end)) if value]
+        answer: dict[str, Any] = self._call(
+            "GET", "/v1/holdout/results" + ("?" + urlencode(query) if query else "")
+        )
+        return answer
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:

@@ -68,16 +68,29 @@ def script_call(
     (``now``: the store's time, epoch µs; the exposure is dated `exposure_time`)."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
-    sticky = experiment.status is Status.RUNNING and result.reason is not Reason.FORCED
+    mode, code = _mode(experiment, result.reason)
     variant = result.variant if result.reason is Reason.ASSIGNED else None
+    if variant is not None:
+        code = cached.codes[variant]
     now = exposure_time(assigned_at, now)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
+    holdout = "" if experiment.holdout is None else experiment.holdout.name
     return result, partition, (
-        cached.version, "sticky" if sticky else "check", unit_id,
-        "" if variant is None else cached.codes[variant], now,
+        cached.version, mode, unit_id, code, now,
         time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), variant or "",
-        keys.unit_bucket_hash(unit_id),
+        keys.unit_bucket_hash(unit_id), holdout,
     )  # fmt: skip
+
+
+def _mode(experiment: Experiment, reason: Reason) -> tuple[str, str]:
+    """The script's mode for a result, and the code it stores in ``contact`` mode."""
+    if reason is Reason.HOLDOUT:
+        return "contact", "h"
+    if reason is Reason.SHIPPED and experiment.holdout is not None:
+        return "contact", "s"  # logs the holdout's comparison group after the ship
+    if experiment.status is Status.RUNNING and reason is not Reason.FORCED:
+        return "sticky", ""
+    return "check", ""
 
 
 def read_reply(
@@ -89,10 +102,11 @@ def read_reply(
     code, value = reply
     if code == 0:
         return None
-    if code in (2, 4):
-        # A variant removed by a forced update is no longer servable: the unit falls back
-        # to the recomputed result, without a second exposure.  (4: a legacy entry holds
-        # the variant key itself.)
+    if code in (2, 4) and result.reason not in (Reason.HOLDOUT, Reason.SHIPPED):
+        # (A holdout member gets control and a shipped experiment its winner, whatever is
+        # stored.)  A variant removed by a forced update is no longer servable: the unit
+        # falls back to the recomputed result, without a second exposure.  (4: a legacy
+        # entry holds the variant key itself.)
         variant = cached.variants.get(value) if code == 2 else value
         return cached.sticky.get(variant or "", result), cached.version
     return result, cached.version

@@ -3,16 +3,19 @@
 Order of the checks (the first that applies decides the reason):
 
 1. ``forced``         the unit id is in the experiment's overrides (QA), in any status;
-2. ``shipped``        the experiment is shipped: everyone gets the winner;
+2. ``holdout``        shipped, and the unit is in the global holdout covering it: control;
+   ``shipped``        the experiment is shipped: everyone else gets the winner;
    ``rolled_back``    its guarded rollout was rolled back: everyone gets control;
 3. ``not_running``    draft or stopped: no variant;
 4. ``not_targeted``   a targeting rule fails;
 5. ``layer_excluded`` the unit's layer slot is outside the experiment's range;
 6. ``not_in_traffic`` the traffic draw is at or above the traffic threshold;
-7. ``assigned``       the variant draw picks a variant by weight.
+7. ``holdout``        the unit is in the global holdout covering the experiment: control;
+8. ``assigned``       the variant draw picks a variant by weight.
 
-Only ``assigned`` units are *in the experiment* (they count in the analysis); a forced or
-shipped (or rolled-back) unit gets a variant but is not an exposure.  The draws are specified in
+Only ``assigned`` units are *in the experiment* (they count in the analysis); a forced,
+holdout, shipped or rolled-back unit gets a variant but is not an exposure (holdout units
+are logged in the holdout's own exposure log, `abtest.holdout`).  The draws are specified in
 `abtest.hashing`.  Nothing here does I/O, so the same code runs in the service and in the
 Python client's local-evaluation mode.
 """
@@ -44,6 +47,7 @@ class Reason(StrEnum):
     LAYER_EXCLUDED = "layer_excluded"
     NOT_IN_TRAFFIC = "not_in_traffic"
     ASSIGNED = "assigned"
+    HOLDOUT = "holdout"
     ROLLED_BACK = "rolled_back"  # last, so the codes of the others never move
 
 
@@ -75,6 +79,15 @@ class Assignment:
         }
 
 
+def recorded(experiment: Experiment, result: Assignment) -> bool:
+    """True when the service records something for ``result``: a first exposure, or (under a
+    holdout) a contact in the holdout's exposure log.  The client's local evaluation reports
+    exactly these units, so the logs are the same in both modes."""
+    return result.reason is Reason.ASSIGNED or (
+        experiment.holdout is not None and result.reason in (Reason.HOLDOUT, Reason.SHIPPED)
+    )
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything about an experiment that assignment needs, computed once."""
@@ -89,6 +102,9 @@ class _Plan:
     forced: Mapping[str, Assignment]
     fixed: Assignment | None  # the result for every non-forced unit (shipped, not running)
     excluded: Mapping[Reason, Assignment]
+    holdout_prefix: bytes | None  # None: no holdout covers the experiment (or not live)
+    holdout_threshold: int
+    holdout: Assignment | None  # control, reason holdout
 
 
 def _plan(experiment: Experiment) -> _Plan:
@@ -113,6 +129,9 @@ def _build_plan(experiment: Experiment) -> _Plan:
     elif experiment.status is not Status.RUNNING:
         fixed = Assignment(key, None, Reason.NOT_RUNNING)
     layer = experiment.layer
+    ref = experiment.holdout
+    live = experiment.status in (Status.RUNNING, Status.SHIPPED)
+    control = experiment.control
     return _Plan(
         boundaries=hashing.variant_boundaries([v.weight for v in experiment.variants]),
         traffic_threshold=hashing.threshold(experiment.traffic),
@@ -136,6 +155,13 @@ def _build_plan(experiment: Experiment) -> _Plan:
             reason: Assignment(key, None, reason)
             for reason in (Reason.NOT_TARGETED, Reason.LAYER_EXCLUDED, Reason.NOT_IN_TRAFFIC)
         },
+        holdout_prefix=None
+        if ref is None or not live
+        else hashing.message_prefix("holdout", ref.name),
+        holdout_threshold=0 if ref is None else ref.threshold,
+        holdout=None
+        if ref is None
+        else Assignment(key, control, Reason.HOLDOUT, payloads.get(control)),
     )
 
 
@@ -167,6 +193,11 @@ def assign(
         if forced is not None:
             return forced
     if plan.fixed is not None:
+        if plan.holdout_prefix is not None and (  # shipped: all but the holdout get the winner
+            _draw(plan.holdout_prefix, unit_id) < plan.holdout_threshold
+        ):
+            assert plan.holdout is not None
+            return plan.holdout
         return plan.fixed
     if experiment.targeting and not matches_all(
         experiment.targeting, attributes if attributes is not None else _NO_ATTRIBUTES
@@ -181,6 +212,11 @@ def assign(
         _draw(plan.traffic_prefix, unit_id) >= plan.traffic_threshold
     ):
         return plan.excluded[Reason.NOT_IN_TRAFFIC]
+    if plan.holdout_prefix is not None and (
+        _draw(plan.holdout_prefix, unit_id) < plan.holdout_threshold
+    ):
+        assert plan.holdout is not None
+        return plan.holdout
     draw = int.from_bytes(_sha256(plan.variant_prefix + unit_id.encode()).digest()[:4], "big")
     for bound, result in zip(plan.boundaries, plan.assigned, strict=True):
         if draw < bound:
@@ -237,10 +273,19 @@ def assign_batch(
     index = np.full(n, -1, dtype=np.int16)
     reason = np.empty(n, dtype=np.int8)
     codes = {r: REASON_CODES.index(r) for r in REASON_CODES}
+    held = (
+        hashing.buckets("holdout", experiment.holdout.name, unit_ids) < plan.holdout_threshold
+        if plan.holdout_prefix is not None and experiment.holdout is not None
+        else None
+    )
+    control = experiment.variant_keys.index(experiment.control)
     if plan.fixed is not None:
         reason[:] = codes[plan.fixed.reason]
         if plan.fixed.variant is not None:
             index[:] = experiment.variant_keys.index(plan.fixed.variant)
+        if held is not None:
+            reason[held] = codes[Reason.HOLDOUT]
+            index[held] = control
     else:
         live = np.ones(n, dtype=bool)
         if experiment.targeting:
@@ -260,6 +305,10 @@ def assign_batch(
             inside = draws < plan.traffic_threshold
             reason[live & ~inside] = codes[Reason.NOT_IN_TRAFFIC]
             live &= inside
+        if held is not None:
+            reason[live & held] = codes[Reason.HOLDOUT]
+            index[live & held] = control
+            live &= ~held
         draws = hashing.buckets("variant", experiment.seed, unit_ids)
         bounds = np.asarray(plan.boundaries, dtype=np.uint64)
         chosen = np.searchsorted(bounds, draws.astype(np.uint64), side="right").astype(np.int16)

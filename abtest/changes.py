@@ -11,6 +11,7 @@ from typing import Any
 
 from abtest.errors import Problem
 from abtest.experiment import Experiment
+from abtest.holdout import moves_assigned_units
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
@@ -38,9 +39,9 @@ def moved_unit_problems(old: Experiment, new: Experiment) -> list[Problem]:
     """Changes after which some already-assigned unit would get another variant or none.
 
     Weight changes are not listed: stored (sticky) assignments absorb them.  Listed are a
-    removed variant, a new seed, lower traffic, and a layer change that leaves part of the
-    old range (or adds a layer).  Targeting changes are allowed: sticky units keep their
-    variant whatever their attributes.
+    removed variant, a new seed, lower traffic, a layer change that leaves part of the
+    old range (or adds a layer), and a holdout that makes new members (they get control).
+    Targeting changes are allowed: sticky units keep their variant whatever their attributes.
     """
     problems = []
     removed = [key for key in old.variant_keys if key not in new.variant_keys]
@@ -61,4 +62,13 @@ def moved_unit_problems(old: Experiment, new: Experiment) -> list[Problem]:
         )
         if not inside:
             problems.append(Problem("layer.range", "the new layer range leaves out assigned units"))
+    if moves_assigned_units(old.holdout, new.holdout):
+        assert new.holdout is not None
+        problems.append(
+            Problem(
+                "holdout",
+                f"holdout '{new.holdout.name}' would serve control "
+                f"to its {new.holdout.share:.1%} of the units already assigned",
+            )
+        )
     return problems

@@ -19,9 +19,10 @@ experiment, the background thread sends it with ``POST /v1/assign/batch`` (up to
 `abtest.store.MAX_BATCH_ASSIGNMENTS` units per request) together with the time it was
 assigned here, which dates the exposure (`abtest.store.exposure_time`), so outcomes tracked
 right after the assignment are not older than it; the service stores the sticky variant and
-logs the first exposure exactly once.  A batch the service refuses in part loses only the
-items it names (`abtest.client_batches`).  Only the standard library is used
-(``http.client`` with one keep-alive connection per thread).
+logs the first exposure exactly once (under a global holdout, holdout members and a shipped
+experiment's units are reported the same way, for the holdout's own log).  A batch the
+service refuses in part loses only the items it names (`abtest.client_batches`).  Only the
+standard library is used (``http.client`` with one keep-alive connection per thread).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from urllib.parse import quote, urlencode
 
 from abtest import errors
 from abtest.assign_requests import check_assign_request
-from abtest.assignment import Reason
+from abtest.assignment import Reason, recorded
 from abtest.assignment import assign as assign_locally
 from abtest.client_batches import Delivery, deliver
 from abtest.client_http import HttpTransport, ServiceUnavailable
@@ -204,7 +205,7 @@ class Client:
     ) -> ClientAssignment:
         experiment, version = entry
         result = assign_locally(experiment, unit_id, attributes)
-        if result.in_experiment:
+        if recorded(experiment, result):
             self._report_exposure(experiment.key, unit_id, attributes or {})
         return ClientAssignment(experiment.key, unit_id, result.variant, result.payload,
                                 result.in_experiment, result.reason, version)  # fmt: skip

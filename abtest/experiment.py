@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from abtest.errors import InvalidConfig, InvalidInput, Problem
 from abtest.hashing import BUCKET_SPACE
+from abtest.holdout import HoldoutRef, parse_ref
 from abtest.json_input import has_surrogate, loads, unsafe_value
 from abtest.rollout_plan import RolloutPlan, parse_rollout_plan, rollout_plan_problems
 from abtest.targeting import OPERATORS, Rule
@@ -132,6 +133,9 @@ class Experiment:
     minimum_detectable_effect: float | None = None
     # A guarded rollout of the new variant (`abtest.rollout_plan`); None: none.
     rollout: RolloutPlan | None = None
+    # The global holdout covering this experiment, as the service wrote it (`abtest.holdout`);
+    # the holdout endpoint owns it: create and update keep the store's, not the body's.
+    holdout: HoldoutRef | None = None
 
     def __post_init__(self) -> None:
         problems = _check(self)
@@ -197,6 +201,7 @@ class Experiment:
         else:
             kwargs["minimum_detectable_effect"] = None if mde is None else float(mde)
         kwargs["rollout"] = parse_rollout_plan(data.get("rollout"), problems)
+        kwargs["holdout"] = parse_ref(data.get("holdout"), problems)
         try:
             experiment = cls(**kwargs)
         except InvalidConfig as exc:
@@ -256,6 +261,7 @@ class Experiment:
             "planned_units_per_variant": self.planned_units_per_variant,
             "minimum_detectable_effect": self.minimum_detectable_effect,
             "rollout": None if self.rollout is None else self.rollout.to_dict(),
+            "holdout": None if self.holdout is None else self.holdout.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -296,7 +302,7 @@ _FIELDS: Final = (
     "key", "seed", "description", "owner", "hypothesis", "status", "winner", "control",
     "variants", "traffic", "targeting", "overrides", "layer", "primary_metric",
     "guardrail_metrics", "secondary_metrics", "planned_units_per_variant",
-    "minimum_detectable_effect", "rollout",
+    "minimum_detectable_effect", "rollout", "holdout",
 )  # fmt: skip
 # A relative effect above 100% is far more often "3" meant as 3% than a planned doubling.
 _MDE_RULE: Final = "must be a relative effect in (0, 1], e.g. 0.03 for 3%"

@@ -174,6 +174,22 @@ def experiment_schema(*, key_in_body: bool = True) -> dict[str, Any]:
             "description": "Relative effect the plan is powered for (0.03: 3%)",
         },
         "rollout": rollout_plan_schema(),
+        "holdout": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "share"],
+                    "properties": {
+                        "name": slug,
+                        "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+                    },
+                },
+                {"type": "null"},
+            ],
+            "description": "The global holdout covering it: written by /v1/holdout, a body's "
+            "value is ignored",
+        },
     }
     assert tuple(properties) == _FIELDS  # one description per field the validator reads
     if not key_in_body:

@@ -50,6 +50,7 @@ from abtest.export_files import (
     parse,
     read,
     read_exposures,
+    read_holdout,
     read_outcomes,
     remove_stale_tmp,
     schema,
@@ -60,8 +61,8 @@ from abtest.redis_client import register_script
 __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover", "export",
-    "export_stream", "files", "read", "read_exposures", "read_outcomes", "schema",
-    "sources_for",
+    "export_stream", "files", "read", "read_exposures", "read_holdout", "read_outcomes",
+    "schema", "sources_for", "sources_for_holdout",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def _split(
             continue  # the entry is gone from the stream; there is nothing left to export
         try:
             row = parse(source.kind, fields, experiment=source.experiment, variants=variants)
-            if source.kind is Kind.EXPOSURES and row["experiment"] != source.experiment:
+            if source.kind is not Kind.OUTCOMES and row["experiment"] != source.experiment:
                 raise ValueError(f"experiment {row['experiment']!r} in the stream of "
                                  f"{source.experiment!r}")  # fmt: skip
         except ValueError as exc:
@@ -293,7 +294,7 @@ def export_stream(
             call(Step.READ)
             # Read after the batch: codes only ever grow, so every code in it is known.
             variants = None
-            if source.experiment is not None:
+            if source.kind is Kind.EXPOSURES and source.experiment is not None:
                 codes = redis.hgetall(keys.variant_codes(source.experiment))
                 variants = {_text(code): _text(variant) for variant, code in codes.items()}
             batch = _split(source, entries, variants)
@@ -318,11 +319,14 @@ def export_stream(
 
 
 def _exposure_sources(redis: AnyRedis, experiment: str) -> list[StreamSource]:
+    """The experiment's exposure partitions, then its holdout log's."""
     partitions = layout.partition_count(redis.hget(keys.experiment_meta(experiment), "partitions"))
     return [
-        StreamSource(stream, Kind.EXPOSURES, experiment, f"p{p}" if partitions > 1 else "")
-        for p, stream in enumerate(layout.exposure_streams(experiment, partitions))
-    ]
+        StreamSource(stream, kind, experiment, f"p{p}" if partitions > 1 else "")
+        for kind, streams in ((Kind.EXPOSURES, layout.exposure_streams(experiment, partitions)),
+                              (Kind.HOLDOUT, layout.holdout_streams(experiment, partitions)))
+        for p, stream in enumerate(streams)
+    ]  # fmt: skip
 
 
 def _outcome_sources(redis: AnyRedis) -> list[StreamSource]:
@@ -355,6 +359,12 @@ def sources_for(redis: AnyRedis, experiment: str) -> list[StreamSource]:
     if not SLUG.fullmatch(experiment):
         raise InvalidInput(f"not an experiment key: {experiment!r}", "experiment")
     return [*_exposure_sources(redis, experiment), *_outcome_sources(redis)]
+
+
+def sources_for_holdout(redis: AnyRedis) -> list[StreamSource]:
+    """The streams the holdout's analysis needs: every experiment's holdout log and every
+    outcome stream."""
+    return [source for source in discover(redis) if source.kind in (Kind.HOLDOUT, Kind.OUTCOMES)]
 
 
 def export(

@@ -4,6 +4,7 @@ Layout (plain folder names, no ``key=value`` segments, so DuckDB and pyarrow do 
 partition columns that clash with ``experiment``)::
 
     DIR/exposures/<experiment>/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
+    DIR/holdout/<experiment>/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
     DIR/outcomes/<YYYY-MM-DD>/<first-id>_<last-id>.parquet
     DIR/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
 
@@ -37,6 +38,7 @@ class Kind(StrEnum):
 
     EXPOSURES = "exposures"
     OUTCOMES = "outcomes"
+    HOLDOUT = "holdout"  # the global holdout's exposure log (`abtest.holdout`)
 
 
 class Step(StrEnum):
@@ -65,6 +67,10 @@ def _schemas() -> dict[Kind, pa.Schema]:
             [("event_id", pa.string()), ("unit_id", pa.string()), ("metric", pa.string()),
              ("value", pa.float64()), ("timestamp", ts)]
         ),
+        Kind.HOLDOUT: pa.schema(
+            [("unit_id", pa.string()), ("experiment", pa.string()), ("holdout", pa.string()),
+             ("in_holdout", pa.bool_()), ("timestamp", ts)]
+        ),
     }  # fmt: skip
 
 
@@ -92,6 +98,12 @@ def parse(
     A compact exposure entry (``u``, ``v``, ``t``, ``c``: see `abtest.keys`) becomes the same
     row as a long one, with ``experiment`` and the variant code's key (``variants``) filled in.
     """
+    if kind is Kind.HOLDOUT:
+        missing = [n for n in ("u", "h", "t", "n") if n not in fields]
+        if missing or experiment is None or fields["h"] not in ("0", "1"):
+            raise ValueError(f"not a holdout entry (missing {', '.join(missing) or 'nothing'})")
+        return {"unit_id": fields["u"], "experiment": experiment, "holdout": fields["n"],
+                "in_holdout": fields["h"] == "1", "timestamp": int(fields["t"])}  # fmt: skip
     if kind is Kind.EXPOSURES and "v" in fields:
         if experiment is None or variants is None or fields["v"] not in variants:
             raise ValueError(f"unknown variant code {fields['v']!r}")
@@ -218,6 +230,11 @@ def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
 def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:
     """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version``)."""
     return read(directory, Kind.EXPOSURES)
+
+
+def read_holdout(directory: str | os.PathLike[str]) -> pa.Table:
+    """Every exported holdout row (``unit_id, experiment, holdout, in_holdout, timestamp``)."""
+    return read(directory, Kind.HOLDOUT)
 
 
 def read_outcomes(directory: str | os.PathLike[str]) -> pa.Table:

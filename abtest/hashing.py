@@ -6,11 +6,15 @@ The byte layout (all strings UTF-8, no normalisation, no trailing newline)::
     digest  = SHA-256(message)                       (FIPS 180-4)
     bucket  = big-endian unsigned 32-bit integer of digest[0:4]      in [0, 2**32)
 
-``purpose`` is one of ``layer``, ``traffic`` or ``variant``, so the three draws a unit
+``purpose`` is one of ``layer``, ``traffic``, ``variant`` or ``holdout``, so the draws a unit
 makes for one experiment are separate hash computations and statistically independent.
 ``salt`` is the experiment's ``seed`` (a slug, so it cannot contain ``|``) for the traffic
 and variant draws, and the layer's ``name`` for the layer draw: every experiment of a layer
-must see the same slot for the unit, or they could not be mutually exclusive.
+must see the same slot for the unit, or they could not be mutually exclusive.  The
+``holdout`` draw (added to v1 without changing any other draw) has the global holdout's
+``name`` as its salt, so a unit is in or out of the holdout in every experiment alike, and
+independently of all of their draws (`abtest.holdout`): a member has a bucket below
+``threshold(share)``.
 
 A fraction ``f`` in [0, 1] becomes the integer threshold ``floor(f * 2**32)`` computed in
 IEEE-754 double arithmetic; a unit is *inside* when ``bucket < threshold``.  Variant
@@ -34,7 +38,7 @@ import numpy.typing as npt
 
 HASH_VERSION: Final = 1
 BUCKET_SPACE: Final = 1 << 32
-Purpose = Literal["layer", "traffic", "variant"]
+Purpose = Literal["layer", "traffic", "variant", "holdout"]
 
 _PREFIX: Final = b"abtest/v1|"
 

@@ -17,6 +17,8 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:<U>:units:<n>               HASH    unit_id -> variant code: bucket n of the sticky map
     abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c
     abtest:<U>:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
+    abtest:<U>:holdout                 STREAM  one entry per unit's first contact under the
+                                               holdout: u, h (1 member, 0 not), t, n (its name)
     abtest:<E>:outcomes                STREAM  accepted outcome events
     abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
     abtest:<E>:ids:<YYYYMMDD>:<n>      HASH    12-byte digest of an event id -> '' (bucket n)
@@ -27,6 +29,9 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{K}:monitor-lease           STRING  "<token>:<epoch>" of the monitor acting on K (TTL)
     abtest:monitor:instances           HASH    monitor id -> JSON heartbeat (last check, error)
     abtest:clock                       STRING  controlled clock (demo/test mode only): epoch µs
+    abtest:{holdout}:meta              HASH    the global holdout: version, config (JSON),
+                                               created_at, updated_at
+    abtest:{holdout}:history           LIST    one JSON audit entry per holdout version
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
@@ -63,6 +68,8 @@ runs on one Redis Cluster shard.  The tags:
   meets its first copy's dedupe table.
 * ``{webhooks}``: webhook registrations and deliveries, bounded too (the deliveries not
   yet ended, and a capped log per webhook).
+* ``{holdout}``: the global holdout's definition (each covered experiment carries a
+  snapshot of it in its own config, so no assign script reads this tag).
 * ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
   ever used alone.
 
@@ -84,9 +91,11 @@ from a declared key with the same hash tag, so they stay in the script's slot.  
 id is longer than 64 bytes make their bucket a plain hash (``hash-max-ziplist-value``).
 
 **Stored values.**  A sticky entry holds the variant's *code* (its index in the
-experiment's append-only ``variants`` table), never its key; an exposure entry holds
-``u`` unit_id, ``v`` variant code, ``t`` timestamp (integer epoch microseconds, UTC) and
-``c`` config_version, and its experiment is its stream's.  Export decodes codes with the
+experiment's append-only ``variants`` table), never its key, or a holdout contact code
+(``h``: a holdout member, served control; ``s``: a unit first met after the ship, under a
+holdout); an exposure entry holds ``u`` unit_id, ``v`` variant code, ``t`` timestamp
+(integer epoch microseconds, UTC) and ``c`` config_version, and its experiment is its
+stream's.  Export decodes codes with the
 ``variants`` table.
 
 Contracts relied on by ``abtest export`` and the analysis:
@@ -190,6 +199,22 @@ def exposures_stream(experiment_key: str, partition: int = 0, partitions: int = 
 def exposure_counts(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
     """HASH of exposure counters: total per variant and per UTC day and variant."""
     return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:counts"
+
+
+def holdout_stream(experiment_key: str, partition: int = 0, partitions: int = 1) -> str:
+    """STREAM of one experiment's holdout entries (one partition of them): the first contact
+    of each unit with the experiment while a holdout covers it (`abtest.holdout`)."""
+    return f"{PREFIX}:{_tag(experiment_key, partition, partitions)}:holdout"
+
+
+def holdout_meta() -> str:
+    """HASH of the global holdout: version, config (JSON), created_at, updated_at."""
+    return f"{PREFIX}:{{holdout}}:meta"
+
+
+def holdout_history() -> str:
+    """LIST of the global holdout's audit entries, oldest first."""
+    return f"{PREFIX}:{{holdout}}:history"
 
 
 def legacy_assignments(experiment_key: str) -> str:
@@ -395,13 +420,17 @@ end
 """
 
 # KEYS: unit state (version, table position), exposures stream, counts, sticky bucket
-# prefix of the unit's partition; unpartitioned experiments add the legacy sticky hash and
-# the variant codes.  ARGV: config version, 'sticky' or 'check', unit_id, variant code
+# prefix, holdout stream of the unit's partition; unpartitioned experiments add the legacy
+# sticky hash and the variant codes.  ARGV: config version, mode, unit_id, variant code
 # ('': nothing to store), timestamp µs, UTC day, variant key, `unit_bucket_hash` of the
-# unit.  Checks the caller's config version, returns a stored (sticky) variant, or stores
-# the computed one and logs the first exposure.  Replies {0, version} stale, {1, ''}
-# nothing to store, {2, code} already stored, {3, code} stored now, {4, variant key}
-# stored in the legacy hash only.
+# unit, the covering holdout's name ('' none).  Checks the caller's config version; mode
+# 'check' stops there.  Mode 'sticky' returns a stored (sticky) variant, or stores the
+# computed one and logs the first exposure (and, under a holdout, the unit's holdout entry
+# with h=0).  Mode 'contact' (a holdout member, or a shipped experiment's unit, under a
+# holdout) returns a stored entry, or stores the contact code ('h' member, 's' shipped
+# non-member) and logs the holdout entry once.  Replies {0, version} stale, {1, ''} nothing
+# to store, {2, code} already stored, {3, code} stored now, {4, variant key} stored in the
+# legacy hash only.
 ASSIGN_SCRIPT: Final = (
     _LINEAR_HASHING
     + """
@@ -409,18 +438,20 @@ local function unit_hash(u) return tonumber(string.sub(redis.sha1hex(u), 1, 8), 
 local state = redis.call('HMGET', KEYS[1], 'version', 'lh', 'ls', 'ln')
 if state[1] ~= ARGV[1] then return {0, state[1] or ''} end
 if ARGV[2] == 'check' then return {1, ''} end
+local contact = ARGV[2] == 'contact'
 local unit = ARGV[3]
 local t = lh_state(state[2], state[3], state[4])
 local bucket = KEYS[4] .. ':' .. lh_bucket(t, tonumber(ARGV[8]))
 local stored = redis.call('HGET', bucket, unit)
 if stored then return {2, stored} end
 local code, moved = ARGV[4], false
-if KEYS[5] then
-  local old = redis.call('HGET', KEYS[5], unit)
+if KEYS[6] then
+  local old = redis.call('HGET', KEYS[6], unit)
   if old then
-    code = redis.call('HGET', KEYS[6], old)
+    if contact then return {4, old} end
+    code = redis.call('HGET', KEYS[7], old)
     if not code then return {4, old} end
-    redis.call('HDEL', KEYS[5], unit)
+    redis.call('HDEL', KEYS[6], unit)
     moved = true
   end
 end
@@ -432,6 +463,12 @@ else
   redis.call('HSET', KEYS[1], 'ln', t.count)
 end
 if moved then return {2, code} end
+if ARGV[9] ~= '' then
+  local member = '0'
+  if contact and code == 'h' then member = '1' end
+  redis.call('XADD', KEYS[5], '*', 'u', unit, 'h', member, 't', ARGV[5], 'n', ARGV[9])
+end
+if contact then return {3, code} end
 redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[7], 1)
@@ -498,6 +535,19 @@ if tonumber(ARGV[1]) > tonumber(current or '0') then
   return ARGV[1]
 end
 return current
+"""
+
+# KEYS: meta, history of a versioned definition other than an experiment's (the global
+# holdout, a catalogue metric).  Compare-and-set: the stored version (absent: '0') must be
+# ARGV[1]; sets version ARGV[2], config ARGV[3] ('' when removed), updated_at ARGV[4]
+# (created_at too, the first time) and appends the audit entry ARGV[5].  Replies 1 or 0.
+WRITE_DEFINITION_SCRIPT: Final = """
+local current = redis.call('HGET', KEYS[1], 'version') or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+return 1
 """
 
 # KEYS: a partition's unit state.  Raises its version copy to ARGV[1], never lowers it.

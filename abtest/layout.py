@@ -30,6 +30,7 @@ def unit_script_keys(experiment_key: str, partition: int, partitions: int) -> tu
         keys.exposures_stream(experiment_key, partition, partitions),
         keys.exposure_counts(experiment_key, partition, partitions),
         keys.sticky_buckets(experiment_key, partition, partitions),
+        keys.holdout_stream(experiment_key, partition, partitions),
     )
     if partitions == 1:  # only unpartitioned stores can hold the legacy sticky hash
         found += (keys.legacy_assignments(experiment_key), keys.variant_codes(experiment_key))
@@ -39,6 +40,11 @@ def unit_script_keys(experiment_key: str, partition: int, partitions: int) -> tu
 def exposure_streams(experiment_key: str, partitions: int) -> list[str]:
     """Every exposure stream of an experiment, partition by partition."""
     return [keys.exposures_stream(experiment_key, p, partitions) for p in range(partitions)]
+
+
+def holdout_streams(experiment_key: str, partitions: int) -> list[str]:
+    """Every holdout stream of an experiment, partition by partition."""
+    return [keys.holdout_stream(experiment_key, p, partitions) for p in range(partitions)]
 
 
 def count_keys(experiment_key: str, partitions: int) -> list[str]:

@@ -33,9 +33,11 @@ from abtest.assign_calls import (
 from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
 from abtest.changes import diff, moved_unit_problems
+from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
 from abtest.experiment import Experiment, Status, layer_conflicts
+from abtest.holdout import Holdout, HoldoutRef, ref_for
 from abtest.json_input import load_stored
 from abtest.redis_client import register_script
 from abtest.rollout_rules import check_rollout_update, starting_step
@@ -133,6 +135,11 @@ def iso_time(epoch_us: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
+    layer = None if experiment.layer is None else experiment.layer.name
+    return ref_for(holdout, experiment.key, layer)
+
+
 class Store:
     """All reads and writes of abtest state in one Redis database or Redis Cluster.
 
@@ -182,19 +189,59 @@ class Store:
         )
 
     # -- experiments --------------------------------------------------------------------
-    def create_experiment(self, config: Mapping[str, Any], *, key_id: str) -> StoredExperiment:
+    def create_experiment(
+        self, config: Mapping[str, Any], *, key_id: str, note: Mapping[str, Any] | None = None
+    ) -> StoredExperiment:
         """Store a new experiment as a draft (version 1); `Conflict` if the key exists.
 
-        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them.
+        ``status`` and ``winner`` in ``config`` are ignored: the lifecycle endpoints own them;
+        so is ``holdout``: the global holdout's snapshot is written when it covers the key.
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
-        experiment = Experiment.from_dict({**config, "status": "draft", "winner": None})
+        version, holdout = self.holdout()
+        experiment = Experiment.from_dict(
+            {**config, "status": "draft", "winner": None, "holdout": None}
+        )
+        experiment = experiment.with_changes(holdout=_holdout_ref(holdout, experiment))
         self.redis.sadd(keys.experiments_index(), experiment.key)
-        stored = self._write(None, experiment, key_id=key_id, action="create")
+        stored = self._write(None, experiment, key_id=key_id, action="create", note=note)
         if stored is None:
             raise Conflict(f"experiment '{experiment.key}' already exists", "key")
+        if self.holdout()[0] != version:  # changed meanwhile: its sync may have missed us
+            stored = self.apply_holdout(experiment.key, self.holdout()[1], key_id=key_id) or stored
         return stored
+
+    def holdout(self) -> tuple[int, Holdout | None]:
+        """The global holdout's version and definition (None: no holdout)."""
+        stored = read_definition(self.redis, keys.holdout_meta())
+        return stored.version, None if stored.config is None else Holdout.from_dict(stored.config)
+
+    def apply_holdout(
+        self, key: str, holdout: Holdout | None, *, key_id: str, force: bool = False,
+        dry_run: bool = False,
+    ) -> StoredExperiment | None:  # fmt: skip
+        """Write ``holdout``'s snapshot into experiment ``key`` as a new, audited version
+        (action ``holdout``) when it differs; None when it already matches.
+
+        `Conflict` when the experiment is running with assigned units that would become
+        members (they would switch to control), unless ``force``; with ``dry_run`` only that
+        check is made.
+        """
+        current = self.get_experiment(key)
+        old = current.experiment
+        ref = _holdout_ref(holdout, old)
+        if ref == old.holdout:
+            return None
+        new = old.with_changes(holdout=ref)
+        if not force and old.status is Status.RUNNING and self._has_assigned_units(key):
+            problems = moved_unit_problems(old, new)
+            if problems:
+                raise Conflict(f"experiment '{key}': {problems[0].message}; send force=true "
+                               "to apply anyway", "holdout")  # fmt: skip
+        if dry_run:
+            return None
+        return self.write_version(current, new, key_id=key_id, action="holdout")
 
     def get_experiment(self, key: str) -> StoredExperiment:
         """The current version; `NotFound` when there is none."""
@@ -224,7 +271,8 @@ class Store:
     ) -> StoredExperiment:
         """Store ``config`` as the next version of ``key``.
 
-        Lifecycle fields (``status``, ``winner``) must be absent or unchanged.  When units
+        Lifecycle fields (``status``, ``winner``) must be absent or unchanged; ``holdout`` is
+        ignored (the global holdout's, for the new layer, is kept).  When units
         are already assigned, a change that would move them (see `moved_unit_problems`) is a
         `Conflict` unless ``force``.
         """
@@ -241,8 +289,10 @@ class Store:
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
         new = Experiment.from_dict(
-            {**config, "key": key, "status": old.status.value, "winner": old.winner}
-        )
+            {**config, "key": key, "status": old.status.value, "winner": old.winner,
+             "holdout": None}
+        )  # fmt: skip
+        new = new.with_changes(holdout=_holdout_ref(self.holdout()[1], new))
         if not force and (old.status is Status.RUNNING or self._has_assigned_units(key)):
             problems = moved_unit_problems(old, new)
             if problems:

@@ -28,6 +28,8 @@ BLUEPRINTS: Final = (
     "service.clock:bp",  # /v1/clock (the controlled clock of demo and test mode)
     "service.alerts:bp",  # /v1/alerts, /v1/experiments/<key>/alerts
     "service.webhooks:bp",  # /v1/webhooks...
+    "service.holdout:bp",  # /v1/holdout...
+    "service.challengers:bp",  # /v1/experiments/<key>/challengers, /lineage
     "service.console:bp",  # / (the web console)
 )
 

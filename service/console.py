@@ -307,6 +307,15 @@ def alerts() -> ResponseReturnValue:
     return render_template("alerts.html", page=page)
 
 
+@bp.get("/holdout")
+@public
+def holdout() -> ResponseReturnValue:
+    """The global holdout: definition, coverage, history and the cumulative effect."""
+    from service.console_holdout import holdout_page
+
+    return render_template("holdout.html", page=holdout_page(current_app))
+
+
 def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:
     status = stored.experiment.status.value
     allowed = {"start": status in ("draft", "stopped"), "stop": status == "running",

@@ -18,6 +18,7 @@ from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
 from service.monitor.webhooks import LOG_LIMIT
+from service.openapi_factory import factory_paths
 from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -267,5 +268,6 @@ def spec() -> dict[str, Any]:
             "/v1/keys/{key_id}": {
                 "delete": _op("Revoke an API key", "admin", parameters=_key_param("key_id"))
             },
+            **factory_paths(_op, by_key),
         },
     }  # fmt: skip

@@ -34,21 +34,30 @@ EXPERIMENTS = [
     {"key": "layered", "status": "running", "traffic": 0.5,
      "layer": {"name": "search", "range": [0.25, 0.75]},
      "variants": [{"key": "v1", "weight": 3}, {"key": "v2", "weight": 7}]},
+    # The holdout draw (purpose "holdout", salted with the holdout's name): members get control.
+    {"key": "held-out", "status": "running", "traffic": 0.8,
+     "holdout": {"name": "holdout-2025", "share": 0.3},
+     "variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 1}]},
+    {"key": "held-out-shipped", "status": "shipped", "winner": "treatment",
+     "holdout": {"name": "holdout-2025", "share": 0.3},
+     "variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 1}]},
 ]  # fmt: skip
+HOLDOUT_SALTS = ["holdout-2025", "global"]
 
 
 def main() -> None:
     """Write the vector file (it keeps existing cases untouched and appends missing ones)."""
     data = json.loads(PATH.read_text()) if PATH.exists() else {"buckets": [], "assignments": []}
     seen_buckets = {(c["purpose"], c["salt"], c["unit_id"]) for c in data["buckets"]}
-    for purpose in ("layer", "traffic", "variant"):
-        for salt in SALTS:
-            for unit_id in UNIT_IDS:
-                if (purpose, salt, unit_id) not in seen_buckets:
-                    data["buckets"].append({
-                        "purpose": purpose, "salt": salt, "unit_id": unit_id,
-                        "bucket": hashing.bucket(purpose, salt, unit_id),  # type: ignore[arg-type]
-                    })  # fmt: skip
+    draws = [(purpose, salt) for purpose in ("layer", "traffic", "variant") for salt in SALTS]
+    draws += [("holdout", salt) for salt in HOLDOUT_SALTS]
+    for purpose, salt in draws:
+        for unit_id in UNIT_IDS:
+            if (purpose, salt, unit_id) not in seen_buckets:
+                data["buckets"].append({
+                    "purpose": purpose, "salt": salt, "unit_id": unit_id,
+                    "bucket": hashing.bucket(purpose, salt, unit_id),  # type: ignore[arg-type]
+                })  # fmt: skip
     seen_assignments = {(c["experiment"]["key"], c["unit_id"]) for c in data["assignments"]}
     for config in EXPERIMENTS:
         experiment = Experiment.from_dict(config)

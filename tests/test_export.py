@@ -151,7 +151,7 @@ def test_export_writes_each_row_once_with_the_schema_and_empties_redis(
     exposures, outcomes = exported(tmp_path)
     assert exposures == Counter(expected_exp)
     assert outcomes == Counter(expected_out)
-    assert result.rows == {"exposures": 35, "outcomes": 25}
+    assert result.rows == {"exposures": 35, "outcomes": 25, "holdout": 0}
     assert read_exposures(tmp_path).schema == schema(Kind.EXPOSURES)
     assert read_outcomes(tmp_path).schema == schema(Kind.OUTCOMES)
     assert read_exposures(tmp_path).column("timestamp")[0].as_py() == datetime(

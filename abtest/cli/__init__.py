@@ -30,6 +30,9 @@ COMMAND_MODULES = (
     "abtest.cli.analyze_commands",  # analyze
     "abtest.cli.monitor_commands",  # monitor
     "abtest.cli.rollout_commands",  # rollout status|pause|resume|rollback
+    "abtest.cli.holdout_commands",  # holdout show|set|release|history|results
+    "abtest.cli.challenge_commands",  # challenge, lineage
+    "abtest.cli.registry_commands",  # registry watch (abtest[mlflow])
 )
 
 EXIT_USAGE = 2

@@ -10,7 +10,8 @@ HTML report and the console: an absolute effect and its interval in the metric's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from analysis.report.formatting import (
     count,
@@ -100,3 +101,23 @@ def human_report(result: AnalysisResult, *, html: str | None, record: str | None
     ]  # fmt: skip
     lines += [f"{flag:<11} {path}" for flag, path in (("report", html), ("record", record)) if path]
     return "\n".join(lines)
+
+
+def holdout_lines(result: Mapping[str, Any]) -> list[str]:
+    """The text ``abtest holdout results`` prints for a `HoldoutResult.to_dict()`."""
+    headers = metric_headers(float(result["alpha"]))
+    table = [[headers[i] for i in _FIXED_COLUMNS]]
+    table += [[cells[i] for i in _FIXED_COLUMNS]
+              for cells in (metric_cells(row).cells() for row in result["metrics"])]  # fmt: skip
+    groups = ", ".join(f"{g['group']} {g['units']:,}" for g in result["groups"])
+    period = result["period"]
+    srm = result["srm"]
+    return [
+        f"holdout     {result['holdout']} ({result['share']:.1%} of units)   "
+        f"period {period['start'] or 'start'} .. {period['end'] or 'now'}",
+        f"units       {groups}   crossovers excluded {result['excluded_units']:,}",
+        f"srm         p = {p_value(srm['p_value'])} ({'ok' if srm['ok'] else 'MISMATCH'})",
+        "",
+        "rest − holdout: the effect of everything the holdout covered",
+        render_table(table),
+    ]

@@ -73,6 +73,8 @@ def _export(args: argparse.Namespace) -> int:
         rows = summary["rows"]
         print(f"exposures  {rows['exposures']} rows")
         print(f"outcomes   {rows['outcomes']} rows")
+        if rows["holdout"]:
+            print(f"holdout    {rows['holdout']} rows")
         print(f"files      {summary['files']} written to {out}")
         if summary["quarantined"]:
             print(f"quarantine {summary['quarantined']} malformed entries (see {out}/quarantine)")

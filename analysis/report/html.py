@@ -27,6 +27,17 @@ _VERDICT_COLOURS = {
 }
 
 
+# Shared with the holdout report (`analysis.report.holdout_html`).
+REPORT_CSS = """\
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1f2328; }
+.verdict h1 { margin: 0; font-size: 1.8rem; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1.5rem; }
+td, th { border: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.warn { color: #9a6700; font-weight: 600; }
+img { max-width: 100%; display: block; margin: 1rem 0; }"""
+
+
 def _img(figure: Figure, alt: str) -> str:
     data = base64.b64encode(figure_png(figure)).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -62,14 +73,8 @@ def render_html(result: AnalysisResult) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <title>abtest report: {e(result.experiment)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1f2328; }}
+{REPORT_CSS}
 .verdict {{ background: {colour}; color: white; padding: 1rem 1.5rem; border-radius: 8px; }}
-.verdict h1 {{ margin: 0; font-size: 1.8rem; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1.5rem; }}
-td, th {{ border: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.warn {{ color: #9a6700; font-weight: 600; }}
-img {{ max-width: 100%; display: block; margin: 1rem 0; }}
 </style></head><body>
 <div class="verdict"><h1>{e(d.verdict.value.replace("_", " ").upper())}{variant}{e(extra)}</h1>
 <div>experiment <b>{e(result.experiment)}</b> · control <b>{e(result.control)}</b></div></div>
