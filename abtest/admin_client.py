@@ -1,5 +1,6 @@
 """Python admin client of the abtest service: experiments, their lifecycle, exposures, keys,
-guarded rollouts, alerts and webhooks, and the controlled clock of demo and test mode.
+the metric catalogue, guarded rollouts, alerts and webhooks, and the controlled clock of demo
+and test mode.
 
     with AdminClient("http://localhost:8000", admin_key) as admin:
         admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
@@ -28,6 +29,8 @@ from urllib.parse import quote, urlencode
 
 from abtest.alerts import Alert, Delivery, Severity, Webhook
 from abtest.auth import ApiKey, Role
+from abtest.catalogue import MetricDefinition
+from abtest.catalogue_store import CatalogueEntry
 from abtest.client_http import HttpTransport
 from abtest.errors import InvalidInput
 from abtest.experiment import Experiment, Status
@@ -193,6 +196,39 @@ class AdminClient:
             "GET", "/v1/holdout/results" + ("?" + urlencode(query) if query else "")
         )
         return answer
+
+    # -- metric catalogue --------------------------------------------------------------------
+    def list_metrics(self) -> list[CatalogueEntry]:
+        """Every catalogue metric's current entry, sorted by name."""
+        return [CatalogueEntry.from_dict(m) for m in self._call("GET", "/v1/metrics")["metrics"]]
+
+    def unknown_metrics(self) -> dict[str, int]:
+        """Events received per metric name that neither the catalogue nor any experiment knew."""
+        unknown: dict[str, int] = self._call("GET", "/v1/metrics")["unknown"]
+        return unknown
+
+    def get_metric(self, name: str) -> tuple[CatalogueEntry, list[dict[str, Any]]]:
+        """One metric's current entry and every version with its audit entry."""
+        answer = self._call("GET", "/v1/metrics/" + quote(name, safe="/:"))
+        return CatalogueEntry.from_dict(answer), answer["versions"]
+
+    def put_metric(
+        self,
+        definition: MetricDefinition | Mapping[str, Any],
+        *,
+        reason: str | None = None,
+        base_version: int | None = None,
+    ) -> CatalogueEntry:
+        """Store a definition as the metric's next version (the same one again changes
+        nothing); ``base_version``: the version it was edited from (`Conflict` if stale)."""
+        body = (
+            definition.to_dict() if isinstance(definition, MetricDefinition) else dict(definition)
+        )
+        if reason is not None:
+            body["reason"] = reason
+        if base_version is not None:
+            body["base_version"] = base_version
+        return CatalogueEntry.from_dict(self._call("PUT", "/v1/metrics", body))
 
     # -- API keys ----------------------------------------------------------------------------
     def create_api_key(self, role: Role | str, name: str = "") -> tuple[str, ApiKey]:

@@ -11,6 +11,7 @@ from typing import Any, Final, NamedTuple
 from abtest import keys
 from abtest.assignment import Assignment, Reason
 from abtest.assignment import assign as assign_pure
+from abtest.attributes import encode, segment_attributes
 from abtest.experiment import Experiment, Status
 
 
@@ -72,13 +73,14 @@ def script_call(
     variant = result.variant if result.reason is Reason.ASSIGNED else None
     if variant is not None:
         code = cached.codes[variant]
+    kept = encode(segment_attributes(attributes)) if variant is not None else ""
     now = exposure_time(assigned_at, now)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     holdout = "" if experiment.holdout is None else experiment.holdout.name
     return result, partition, (
         cached.version, mode, unit_id, code, now,
         time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), variant or "",
-        keys.unit_bucket_hash(unit_id), holdout,
+        keys.unit_bucket_hash(unit_id), holdout, kept,
     )  # fmt: skip
 
 

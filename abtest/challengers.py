@@ -30,17 +30,65 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from abtest.errors import Conflict, InvalidInput, NotFound
-from abtest.experiment import SLUG, Experiment, Status
+from abtest.experiment import Experiment, Status
+from abtest.schemas import NOT_BLANK, WHOLE_NUMBER, ExperimentKey, Strict, union_message
 from abtest.store import Store, StoredExperiment
 
 MAX_MODEL_NAME: Final = 200
 MAX_MODEL_VERSION: Final = 64
 MAX_INTEGER_VERSION: Final = 2**63 - 1
 _NOT_SLUG: Final = re.compile(r"[^a-z0-9_.-]+")
-_FIELDS: Final = ("model", "payload", "variant", "experiment")
+
+
+NotBlank = Annotated[str, StringConstraints(pattern=NOT_BLANK)]
+
+
+class ModelVersion(Strict):
+    """The registered model version a challenger serves."""
+
+    name: Annotated[NotBlank, Field(min_length=1, max_length=MAX_MODEL_NAME)]
+    version: (
+        Annotated[NotBlank, Field(min_length=1, max_length=MAX_MODEL_VERSION)]
+        | Annotated[int, Field(ge=0, le=MAX_INTEGER_VERSION), WHOLE_NUMBER]
+    ) = Field(description="A version string, or a registry's version number")
+
+    @field_validator("version", mode="wrap")
+    @classmethod
+    def _one_error(cls, value: object, handler: ValidatorFunctionWrapHandler) -> str | int:
+        try:
+            checked: str | int = handler(value)
+        except ValidationError as exc:
+            # One error at the field, rather than one per member of the union.
+            message = union_message(value, exc, "must be a string or a whole number")
+            raise PydanticCustomError("model_version", message) from None
+        return checked
+
+
+class ChallengerBody(Strict):
+    """``POST /v1/experiments/{key}/challengers``: the model version to test, and how."""
+
+    model: ModelVersion
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="Extra payload of the variant (e.g. the endpoint)"
+    )
+    variant: ExperimentKey | None = Field(
+        default=None, description="The variant key; default <model>-v<version>"
+    )
+    experiment: ExperimentKey | None = Field(
+        default=None, description="The new experiment's key, when one is created"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,40 +102,12 @@ class Challenger:
     experiment: str | None = None  # the new experiment's key, when one is created
 
     @classmethod
-    def from_dict(cls, body: Mapping[str, Any]) -> Challenger:
-        """Validate a request body; `InvalidInput` names the field at fault."""
-        for name in body:
-            if name not in _FIELDS:
-                raise InvalidInput("unknown field", name)
-        model = body.get("model")
-        if not isinstance(model, Mapping) or set(model) != {"name", "version"}:
-            raise InvalidInput("required: {name, version} of the registered model", "model")
-        name, version = model["name"], model["version"]
-        if isinstance(version, float) and version.is_integer():
-            version = int(version)  # JSON has one number type: 3.0 is the integer 3
-        if isinstance(version, int) and not isinstance(version, bool):
-            if not 0 <= version <= MAX_INTEGER_VERSION:
-                raise InvalidInput(f"a version number must be in [0, {MAX_INTEGER_VERSION}]",
-                                   "model.version")  # fmt: skip
-            version = str(version)  # registries number their versions
-        for field, value, limit in (("model.name", name, MAX_MODEL_NAME),
-                                    ("model.version", version, MAX_MODEL_VERSION)):  # fmt: skip
-            if not isinstance(value, str) or not value.strip() or len(value) > limit:
-                raise InvalidInput(f"must be a non-empty string of at most {limit} characters",
-                                   field)  # fmt: skip
-        payload = body.get("payload", {})
-        if not isinstance(payload, Mapping):
-            raise InvalidInput("must be an object (the variant's payload)", "payload")
-        variant = body.get("variant") or default_variant(name, version)
-        if not isinstance(variant, str) or not SLUG.fullmatch(variant):
-            raise InvalidInput(f"'{str(variant)[:80]}' is not a variant key (a slug)", "variant")
-        experiment = body.get("experiment")
-        if experiment is not None and (
-            not isinstance(experiment, str) or not SLUG.fullmatch(experiment)
-        ):
-            raise InvalidInput("must be an experiment key (a slug)", "experiment")
-        full = {**payload, "model": name, "model_version": version}
-        return cls(name, version, variant, full, experiment)
+    def from_body(cls, body: ChallengerBody) -> Challenger:
+        """The registration a validated request body asks for."""
+        version = str(body.model.version)  # registries number their versions
+        variant = body.variant or default_variant(body.model.name, version)
+        payload = {**body.payload, "model": body.model.name, "model_version": version}
+        return cls(body.model.name, version, variant, payload, body.experiment)
 
     def note(self) -> dict[str, str]:
         """The audit trail's record of this registration."""
@@ -152,7 +172,7 @@ def lineage(store: Store, key: str) -> list[StoredExperiment]:
 
 
 def register_challenger(
-    store: Store, key: str, body: Mapping[str, Any], *, key_id: str
+    store: Store, key: str, body: ChallengerBody, *, key_id: str
 ) -> Registration:
     """Put a model version into a test against ``key``'s champion (see the module docstring).
 
@@ -164,11 +184,11 @@ def register_challenger(
     Raises
     ------
     InvalidInput
-        A malformed body, or a variant key that is the champion's.
+        A variant key that is the champion's, or one the draft head has already.
     Conflict
         A challenger is already under test in the head, or the new experiment's key exists.
     """
-    challenger = Challenger.from_dict(body)
+    challenger = Challenger.from_body(body)
     chain = lineage(store, key)
     for stored in reversed(chain):
         for variant in stored.experiment.variants:

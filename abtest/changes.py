@@ -1,17 +1,33 @@
 """What a new version of an experiment changes. Pure.
 
-`diff` is the audit trail's record of a version; `moved_unit_problems` lists the changes
-that would move units already assigned, which the store refuses unless forced.
+`diff` is the audit trail's record of a version (`audit_reason` its reason);
+`moved_unit_problems` lists the changes that would move units already assigned, which the
+store refuses unless forced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-from abtest.errors import Problem
+from abtest.errors import InvalidInput, Problem
 from abtest.experiment import Experiment
 from abtest.holdout import moves_assigned_units
+
+MAX_REASON_LENGTH: Final = 2_000
+
+
+def audit_reason(reason: object) -> str | None:
+    """A reason for an audit entry (why ship, why change a metric), stripped; None when
+    absent or blank; `InvalidInput` for a non-string or one over `MAX_REASON_LENGTH`."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput("must be a string", "reason")
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
+    return reason or None
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from abtest import errors
 from abtest.assign_requests import check_assign_request
 from abtest.assignment import Reason, recorded
 from abtest.assignment import assign as assign_locally
+from abtest.attributes import segment_attributes
 from abtest.client_batches import Delivery, deliver
 from abtest.client_http import HttpTransport, ServiceUnavailable
 from abtest.events import MAX_BATCH_EVENTS, now_us, parse_event
@@ -445,3 +446,4 @@ def _check_unit(unit_id: object, attributes: Mapping[str, Any] | None) -> None:
                                             if attributes else None)  # fmt: skip
     if problem:
         raise errors.InvalidInput(problem.message, problem.field)
+    segment_attributes(attributes)  # what the service keeps with the exposure, bounded

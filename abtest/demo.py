@@ -336,6 +336,10 @@ def arrival_hours(users: int, days: int, seed: int) -> Any:
                                                    p=weights / weights.sum())  # fmt: skip
 
 
+_COUNTRIES: Final = ("DE", "FR", "US", "GB", "BR")
+_COUNTRY_SHARES: Final = (0.3, 0.2, 0.25, 0.15, 0.1)
+
+
 def _simulate(
     url: str, sdk_key: str, settings: DemoSettings, api: AdminClient, first_day: datetime
 ) -> dict[str, int]:
@@ -358,6 +362,11 @@ def _simulate(
     requests = rng.integers(1, 6, size=n)
     latency_base = rng.lognormal(mean=4.6, sigma=0.35, size=(n, 5))  # about 100 ms
     hours = arrival_hours(n, DEMO_DAYS, settings.seed)
+    # Attributes sent at assignment, kept for `abtest analyze --segment country`; their own
+    # generator, so the draws above (and the demo's numbers) stay what they were.
+    places = np.random.default_rng([settings.seed, 2])
+    country = places.choice(_COUNTRIES, size=n, p=_COUNTRY_SHARES)
+    platform = places.choice(("ios", "android", "web"), size=n, p=(0.4, 0.4, 0.2))
 
     def visit(client: Client, i: int, now: float) -> str | None:
         """One user's session at ``now`` (epoch seconds, the clock's); the outcome depends
@@ -367,7 +376,8 @@ def _simulate(
             before = now - (day + 1) * 86400
             client.track(unit_id, "purchase", 1.0, timestamp=before)
             client.track(unit_id, "revenue", float(revenue[i]), timestamp=before)
-        answer = client.assign(EXPERIMENT_KEY, unit_id)
+        attributes = {"country": str(country[i]), "platform": str(platform[i])}
+        answer = client.assign(EXPERIMENT_KEY, unit_id, attributes)
         if not answer.in_experiment or answer.variant is None:
             return None
         treated = answer.variant == TREATMENT

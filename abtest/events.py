@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from abtest.schemas import FiniteNumber, MetricName, Strict, UnitId, as_error, validate
+from abtest.schemas import FiniteNumber, MetricName, Strict, UnitId, union_message, validate
 
 MAX_BATCH_EVENTS: Final = 1000
 MAX_EVENT_ID_LENGTH: Final = 128
@@ -78,15 +78,8 @@ class EventInput(Strict):
         try:
             checked = handler(value)
         except ValidationError as exc:
-            # One error at the field, from the form the value was sent in, rather than one
-            # per member of the union (whose locations would name the union's members).
-            errors = exc.errors(include_url=False)
-            fits = [
-                e for e in errors if isinstance(value, str) == str(e["loc"][-1]).endswith("str")
-            ]
-            message = as_error((fits or errors)[0]).message
-            if not isinstance(value, int | float | str) or isinstance(value, bool):
-                message = "must be epoch seconds or an ISO-8601 string"
+            # One error at the field, rather than one per member of the union.
+            message = union_message(value, exc, "must be epoch seconds or an ISO-8601 string")
             raise PydanticCustomError("timestamp", message) from None
         now = (info.context or {}).get(_NOW) or now_us()
         return _parse_timestamp(checked, now)

@@ -74,21 +74,36 @@ class Metric:
 
     ``margin`` is the non-inferiority margin of a guardrail, relative to control (0.05: a
     change of up to 5% in the bad direction is tolerated); ``None`` for plain metrics.
+    ``unit``, ``cap`` (each unit's value capped at it: count and sum metrics) and
+    ``attribution_window_hours`` (only events this long after a unit's first exposure
+    count) come from a catalogue definition (`abtest.catalogue`) when
+    ``catalogue_version`` names the version the experiment pinned.
     """
 
     name: str
     type: MetricType
     higher_is_better: bool = True
     margin: float | None = None
+    unit: str = ""
+    cap: float | None = None
+    attribution_window_hours: float | None = None
+    catalogue_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form."""
-        return {
+        """Plain JSON form; the catalogue fields only when one is set (so definitions
+        written before the catalogue keep their exact form)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "type": self.type.value,
             "higher_is_better": self.higher_is_better,
             "margin": self.margin,
         }
+        extra = {"unit": self.unit, "cap": self.cap,
+                 "attribution_window_hours": self.attribution_window_hours,
+                 "catalogue_version": self.catalogue_version}  # fmt: skip
+        if any(extra.values()):
+            out.update(extra)
+        return out
 
 
 @dataclass(frozen=True)
@@ -215,17 +230,16 @@ class Experiment:
     @classmethod
     def from_json(cls, text: str) -> Experiment:
         """Parse JSON text, then `from_dict`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problem = Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")
-            raise InvalidConfig([problem]) from None
-        except ValueError:  # an integer longer than Python reads: say where it is
-            try:
-                data = loads(text)
-            except InvalidInput as exc:
-                raise InvalidConfig([Problem(exc.field or "$", exc.message)]) from None
-        return cls.from_dict(data)
+        return cls.from_dict(_parse_json(text))
+
+    @staticmethod
+    def read_json_file(path: str | Path) -> dict[str, Any]:
+        """A config file's JSON object as written (catalogue references unresolved);
+        `InvalidConfig` when it is not JSON or not an object."""
+        data = _parse_json(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise InvalidConfig([Problem("$", "an experiment must be a JSON object")])
+        return data
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> Experiment:
@@ -503,6 +517,19 @@ def _parse_overrides(value: object, problems: list[Problem]) -> dict[str, str]:
     return dict(value)
 
 
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = Problem("$", f"not valid JSON: {exc.msg} at line {exc.lineno}")
+        raise InvalidConfig([problem]) from None
+    except ValueError:  # an integer longer than Python reads: say where it is
+        try:
+            return loads(text)
+        except InvalidInput as exc:
+            raise InvalidConfig([Problem(exc.field or "$", exc.message)]) from None
+
+
 def _parse_layer(value: object, problems: list[Problem]) -> Layer | None:
     if value is None:
         return None
@@ -526,6 +553,11 @@ def _parse_metric(value: object, where: str, problems: list[Problem]) -> Metric 
     if not isinstance(value, Mapping):
         problems.append(Problem(where, "must be {name, type, higher_is_better?, margin?}"))
         return None
+    if "catalogue" in value:
+        problems.append(Problem(f"{where}.catalogue", "a catalogue reference is resolved by "
+                                "the service when the experiment is stored (abtest push), or "
+                                "with a catalogue file (abtest analyze --catalogue)"))  # fmt: skip
+        return None
     name = value.get("name")
     if not isinstance(name, str):
         problems.append(Problem(f"{where}.name", "required: a metric name"))
@@ -541,9 +573,41 @@ def _parse_metric(value: object, where: str, problems: list[Problem]) -> Metric 
     problem = metric_name_problem(name, metric_type)
     if problem:
         problems.append(Problem(f"{where}.name", problem))
+    extra = _catalogue_fields(value, metric_type, where, problems)
     if len(problems) > count:
         return None
-    return Metric(name, metric_type, higher, None if margin is None else float(margin))
+    return Metric(name, metric_type, higher, None if margin is None else float(margin), **extra)
+
+
+def _catalogue_fields(
+    value: Mapping[str, Any], metric_type: MetricType | None, where: str, problems: list[Problem]
+) -> dict[str, Any]:
+    """unit, cap, attribution_window_hours and catalogue_version of a metric, checked."""
+    out: dict[str, Any] = {}
+    unit = value.get("unit", "")
+    if not isinstance(unit, str) or len(unit) > 32:
+        problems.append(Problem(f"{where}.unit", "must be a string of at most 32 characters"))
+    else:
+        out["unit"] = unit
+    for name in ("cap", "attribution_window_hours"):
+        number = value.get(name)
+        if number is None:
+            continue
+        if not (_is_number(number) and math.isfinite(number) and number > 0):
+            problems.append(Problem(f"{where}.{name}", "must be a finite number > 0 or null"))
+        else:
+            out[name] = float(number)
+    if "cap" in out and metric_type not in (MetricType.COUNT, MetricType.SUM):
+        problems.append(Problem(f"{where}.cap", "only count and sum metrics can be capped"))
+    version = value.get("catalogue_version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # JSON has one number type: 2.0 is the integer 2
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            problems.append(Problem(f"{where}.catalogue_version", "must be a whole number >= 1"))
+        else:
+            out["catalogue_version"] = version
+    return out
 
 
 def metric_name_problem(name: str, metric_type: MetricType) -> str | None:

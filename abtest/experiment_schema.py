@@ -89,17 +89,48 @@ def _metric() -> dict[str, Any]:
                 "name": {"type": "string", "pattern": forms.get(kind, plain)},
                 "type": {"const": kind.value},
                 "higher_is_better": {"type": "boolean", "default": True},
-                "margin": {
+                "margin": _MARGIN,
+                # Written by the service when it resolves a catalogue reference (pinned).
+                "unit": {"type": "string", "maxLength": 32},
+                "cap": {
                     "type": ["number", "null"],
-                    "minimum": 0,
-                    "description": "Non-inferiority margin of a guardrail, relative",
+                    "exclusiveMinimum": 0,
+                    "description": "Each unit's value is capped at it (count, sum)",
+                },
+                "attribution_window_hours": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "catalogue_version": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "description": "The catalogue version this was resolved "
+                    "from; must then equal it",
                 },
             },
         }
         for kind in MetricType
     ]
+    reference = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["catalogue"],
+        "description": "A metric of the catalogue (GET /v1/metrics), resolved and pinned when "
+        "the experiment is stored",
+        "properties": {
+            "catalogue": {"type": "string", "minLength": 1},
+            "version": {"type": "integer", "minimum": 1,
+                        "description": "Default: the version this experiment already pins, "
+                        "else the latest"},
+            "margin": _MARGIN,
+        },
+    }  # fmt: skip
     shorthand = "|".join(f"{forms.get(kind, plain)[1:-1]}:{kind.value}" for kind in MetricType)
-    return {"oneOf": [*objects, {"type": "string", "pattern": f"^({shorthand})$"}]}
+    return {"oneOf": [*objects, reference, {"type": "string", "pattern": f"^({shorthand})$"}]}
+
+
+_MARGIN: Final = {
+    "type": ["number", "null"],
+    "minimum": 0,
+    "description": "Non-inferiority margin of a guardrail, relative",
+}
 
 
 def experiment_schema(*, key_in_body: bool = True) -> dict[str, Any]:

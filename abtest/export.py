@@ -29,6 +29,7 @@ that point exactly as a crash would, which is how the tests prove points 3 and 4
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys, layout
+from abtest.catalogue_store import MetricCatalogue
 from abtest.errors import AbtestError, InvalidInput
 from abtest.experiment import SLUG
 from abtest.export_files import (
@@ -68,6 +70,7 @@ __all__ = [
 if TYPE_CHECKING:
     from abtest.redis_client import AnyRedis
 
+CATALOGUE_FILE: Final = "catalogue.json"  # beside exposures/ and outcomes/
 GROUP: Final = "abtest-export"
 CONSUMER: Final = "exporter"  # one consumer name: the lock makes the exporter unique
 DEFAULT_BATCH_SIZE: Final = 5_000
@@ -379,7 +382,10 @@ def export(
     """Drain every stream of ``sources`` (default: `discover`) into ``out_dir``.
 
     Safe to run again after a crash at any point and concurrently with other runs: a stream
-    locked by another exporter is reported as skipped (see the module docstring).
+    locked by another exporter is reported as skipped (see the module docstring).  A full
+    export (no ``sources``) also writes ``catalogue.json``: every version of every catalogue
+    metric, so the analysis of the files can resolve the references of an experiment file
+    (`abtest.catalogue.snapshot_lookup`).
     """
     root = Path(out_dir)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -389,4 +395,7 @@ def export(
                       lock_ttl=lock_ttl, hook=hook)
         for source in (discover(redis) if sources is None else sources)
     ]  # fmt: skip
+    if sources is None:
+        snapshot = json.dumps(MetricCatalogue(redis).snapshot(), ensure_ascii=False, indent=1)
+        write_durably(root, Path(CATALOGUE_FILE), lambda f: f.write(snapshot.encode()), _no_hook)
     return ExportResult(tuple(reports))

@@ -34,19 +34,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from abtest import hashing
-from abtest.errors import InvalidConfig, Problem
+from abtest.errors import Problem
 
 MAX_SHARE: Final = 0.5  # above it the "holdout" would be the majority: a mistake, not a plan
 _SLUG: Final = re.compile(
     r"[a-z0-9][a-z0-9_.-]{0,63}"
 )  # with fullmatch: "$" would accept a newline
-_FIELDS: Final = ("name", "share", "covers", "description")
-_COVERS_RULE: Final = 'must be "all" or {experiments: [keys], layers: [names]}'
 
 
 @dataclass(frozen=True)
@@ -87,44 +85,15 @@ class Holdout:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Holdout:
-        """Build and validate; raise `InvalidConfig` listing every problem."""
-        if not isinstance(data, Mapping):
-            raise InvalidConfig([Problem("$", "a holdout must be a JSON object")])
-        problems = [Problem(str(name), "unknown field") for name in data if name not in _FIELDS]
-        name = data.get("name")
-        if not isinstance(name, str) or not _SLUG.fullmatch(name):
-            problems.append(Problem("name", "required: a slug such as 'holdout-2025h1' "
-                                    "(it is the salt of the holdout draw)"))  # fmt: skip
-        share = data.get("share")
-        if not (
-            isinstance(share, int | float)
-            and not isinstance(share, bool)
-            and math.isfinite(share)
-            and 0 < share <= MAX_SHARE
-        ):
-            problems.append(Problem("share", f"required: a fraction in (0, {MAX_SHARE}], "
-                                    "e.g. 0.03 for 3% of units"))  # fmt: skip
-        description = data.get("description", "")
-        if not isinstance(description, str) or len(description) > 2000:
-            problems.append(Problem("description", "must be a string of at most 2,000 characters"))
+        """The stored definition that `to_dict` wrote.  Not a validator: a request's body is
+        checked by `abtest.holdout_requests.HoldoutBody`, the one shape the service both
+        validates and publishes, before anything is stored."""
         covers = data.get("covers", "all")
-        covers_all = True
-        experiments: tuple[str, ...] = ()
-        layers: tuple[str, ...] = ()
-        if covers != "all":
-            covers_all = False
-            if not isinstance(covers, Mapping) or set(covers) - {"experiments", "layers"}:
-                problems.append(Problem("covers", _COVERS_RULE))
-            else:
-                experiments = _slugs(covers.get("experiments", []), "covers.experiments", problems)
-                layers = _slugs(covers.get("layers", []), "covers.layers", problems)
-                if not experiments and not layers:
-                    problems.append(Problem("covers", "lists no experiment and no layer; "
-                                            "use \"all\" to cover everything"))  # fmt: skip
-        if problems:
-            raise InvalidConfig(problems)
-        assert isinstance(name, str) and isinstance(share, int | float)
-        return cls(name, float(share), covers_all, experiments, layers, str(description))
+        lists = {} if covers == "all" else {
+            name: tuple(covers.get(name, ())) for name in ("experiments", "layers")
+        }  # fmt: skip
+        return cls(str(data["name"]), float(data["share"]), covers == "all",
+                   description=str(data.get("description", "")), **lists)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form; `from_dict` restores an equal holdout."""
@@ -177,16 +146,3 @@ def parse_ref(value: object, problems: list[Problem]) -> HoldoutRef | None:
         problems.append(Problem("holdout.share", f"must be a fraction in (0, {MAX_SHARE}]"))
         return None
     return HoldoutRef(name, float(share))
-
-
-def _slugs(value: object, where: str, problems: list[Problem]) -> tuple[str, ...]:
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        problems.append(Problem(where, "must be a list of slugs"))
-        return ()
-    bad = [
-        i for i, item in enumerate(value) if not isinstance(item, str) or not _SLUG.fullmatch(item)
-    ]
-    if bad:
-        problems.append(Problem(f"{where}[{bad[0]}]", "must be a slug"))
-        return ()
-    return tuple(dict.fromkeys(value))  # order kept, duplicates dropped

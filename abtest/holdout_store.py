@@ -16,13 +16,12 @@ members get and what is logged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from abtest import keys
 from abtest.definitions import StoredDefinition, read_definition, read_history, write_definition
-from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.errors import Conflict, NotFound
 from abtest.holdout import Holdout
 from abtest.store import Store
 
@@ -62,12 +61,10 @@ class HoldoutStore:
         """The current holdout (``holdout`` None when there is none)."""
         return self._stored(read_definition(self.store.redis, keys.holdout_meta()))
 
-    def put(self, config: Mapping[str, Any], *, key_id: str, force: bool = False) -> StoredHoldout:
-        """Validate and store ``config`` as the holdout's next version, then sync every
-        experiment (see the module docstring for the `Conflict` and ``force``)."""
-        if not isinstance(config, Mapping):
-            raise InvalidInput("a holdout must be a JSON object", "$")
-        holdout = Holdout.from_dict(config)
+    def put(self, holdout: Holdout, *, key_id: str, force: bool = False) -> StoredHoldout:
+        """Store ``holdout`` (checked as `abtest.holdout_requests.HoldoutBody`) as its next
+        version, then sync every experiment (see the module docstring for the `Conflict` and
+        ``force``)."""
         current = read_definition(self.store.redis, keys.holdout_meta())
         self._check(holdout, force=force)
         written = write_definition(

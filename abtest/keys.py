@@ -15,7 +15,7 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{K}:variants                HASH    variant key -> code 0, 1, ... (append-only)
     abtest:<U>:state                   HASH    partitioned only: version (copy), lh, ls, ln
     abtest:<U>:units:<n>               HASH    unit_id -> variant code: bucket n of the sticky map
-    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c
+    abtest:<U>:exposures               STREAM  one entry per first exposure: u, v, t, c[, a]
     abtest:<U>:counts                  HASH    "v:<variant>" and "d:<YYYY-MM-DD>:<variant>" counts
     abtest:<U>:holdout                 STREAM  one entry per unit's first contact under the
                                                holdout: u, h (1 member, 0 not), t, n (its name)
@@ -32,6 +32,11 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:{holdout}:meta              HASH    the global holdout: version, config (JSON),
                                                created_at, updated_at
     abtest:{holdout}:history           LIST    one JSON audit entry per holdout version
+    abtest:<E>:unknown-metrics         HASH    metric name -> events accepted for it while no
+                                               catalogue entry or experiment knew it
+    abtest:{catalogue}:metrics         HASH    metric name -> its current catalogue entry (JSON)
+    abtest:{catalogue}:versions:<M>    LIST    every version of catalogue metric M with its
+                                               audit entry (time, key id, reason, diff)
     abtest:{apikeys}:by-hash           HASH    sha256(key) -> JSON record (id, role, dates)
     abtest:{apikeys}:by-id             HASH    key id -> sha256(key)
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
@@ -70,6 +75,9 @@ runs on one Redis Cluster shard.  The tags:
   yet ended, and a capped log per webhook).
 * ``{holdout}``: the global holdout's definition (each covered experiment carries a
   snapshot of it in its own config, so no assign script reads this tag).
+* ``{catalogue}``: the metric catalogue (definitions, a few hundred at most, written
+  rarely; the unknown-metric counters grow with traffic and live under ``<E>`` instead,
+  the partition chosen by a hash of the metric name).
 * ``{apikeys}``: the API keys.  Unhashed keys (the index, the locks, the console's) are only
   ever used alone.
 
@@ -94,8 +102,9 @@ id is longer than 64 bytes make their bucket a plain hash (``hash-max-ziplist-va
 experiment's append-only ``variants`` table), never its key, or a holdout contact code
 (``h``: a holdout member, served control; ``s``: a unit first met after the ship, under a
 holdout); an exposure entry holds ``u`` unit_id, ``v`` variant code, ``t`` timestamp
-(integer epoch microseconds, UTC) and ``c`` config_version, and its experiment is its
-stream's.  Export decodes codes with the
+(integer epoch microseconds, UTC), ``c`` config_version and, when the unit came with
+attributes, ``a`` (the attributes kept for segments, compact JSON of short strings:
+`abtest.attributes`); its experiment is its stream's.  Export decodes codes with the
 ``variants`` table.
 
 Contracts relied on by ``abtest export`` and the analysis:
@@ -243,6 +252,21 @@ def event_partition_counts() -> str:
     return f"{PREFIX}:event-partitions"
 
 
+def unknown_metrics(partition: int = 0, partitions: int = 1) -> str:
+    """HASH metric name -> accepted events whose metric nothing knew (one events partition)."""
+    return f"{PREFIX}:{_tag('events', partition, partitions)}:unknown-metrics"
+
+
+def metric_catalogue() -> str:
+    """HASH metric name -> the JSON of its current catalogue entry."""
+    return f"{PREFIX}:{{catalogue}}:metrics"
+
+
+def metric_versions(name: str) -> str:
+    """LIST of every version of one catalogue metric (oldest first), each with its audit."""
+    return f"{PREFIX}:{{catalogue}}:versions:{name}"
+
+
 def api_keys_by_hash() -> str:
     """HASH sha256(api key) -> JSON record."""
     return f"{PREFIX}:{{apikeys}}:by-hash"
@@ -363,6 +387,13 @@ def digest_bucket_hash(digest: bytes) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def name_partition(name: str, partitions: int) -> int:
+    """The events partition whose `unknown_metrics` hash counts metric ``name``: bytes 0-3
+    of sha1(name, UTF-8), big-endian, mod Q."""
+    digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:4], "big") % partitions
+
+
 def event_partition(digest: bytes, partitions: int) -> int:
     """The partition of an event: bytes 8-11 of its `event_digest`, big-endian, mod Q."""
     return int.from_bytes(digest[8:12], "big") % partitions
@@ -423,14 +454,14 @@ end
 # prefix, holdout stream of the unit's partition; unpartitioned experiments add the legacy
 # sticky hash and the variant codes.  ARGV: config version, mode, unit_id, variant code
 # ('': nothing to store), timestamp µs, UTC day, variant key, `unit_bucket_hash` of the
-# unit, the covering holdout's name ('' none).  Checks the caller's config version; mode
-# 'check' stops there.  Mode 'sticky' returns a stored (sticky) variant, or stores the
-# computed one and logs the first exposure (and, under a holdout, the unit's holdout entry
-# with h=0).  Mode 'contact' (a holdout member, or a shipped experiment's unit, under a
-# holdout) returns a stored entry, or stores the contact code ('h' member, 's' shipped
-# non-member) and logs the holdout entry once.  Replies {0, version} stale, {1, ''} nothing
-# to store, {2, code} already stored, {3, code} stored now, {4, variant key} stored in the
-# legacy hash only.
+# unit, the covering holdout's name ('' none), the attributes kept with the exposure (''
+# none).  Checks the caller's config version; mode 'check' stops there.  Mode 'sticky'
+# returns a stored (sticky) variant, or stores the computed one and logs the first exposure
+# (and, under a holdout, the unit's holdout entry with h=0).  Mode 'contact' (a holdout
+# member, or a shipped experiment's unit, under a holdout) returns a stored entry, or stores
+# the contact code ('h' member, 's' shipped non-member) and logs the holdout entry once.
+# Replies {0, version} stale, {1, ''} nothing to store, {2, code} already stored, {3, code}
+# stored now, {4, variant key} stored in the legacy hash only.
 ASSIGN_SCRIPT: Final = (
     _LINEAR_HASHING
     + """
@@ -469,7 +500,12 @@ if ARGV[9] ~= '' then
   redis.call('XADD', KEYS[5], '*', 'u', unit, 'h', member, 't', ARGV[5], 'n', ARGV[9])
 end
 if contact then return {3, code} end
-redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+if (ARGV[10] or '') == '' then
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'u', unit, 'v', code, 't', ARGV[5], 'c', ARGV[1],
+             'a', ARGV[10])
+end
 redis.call('HINCRBY', KEYS[3], 'v:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[7], 1)
 return {3, code}
@@ -629,6 +665,31 @@ end
 return {accepted, duplicates}
 """
 )
+
+# KEYS: metric_catalogue, metric_versions(name).  Compare-and-set of a catalogue entry:
+# ARGV name, the version the caller read ('0': none yet), the new entry (JSON), its
+# version entry (JSON).  Replies the version now current; unchanged means refused.
+WRITE_METRIC_SCRIPT: Final = """
+local current = redis.call('LLEN', KEYS[2])
+if current ~= tonumber(ARGV[2]) then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return current + 1
+"""
+
+# KEYS: unknown_metrics of one events partition.  ARGV[1]: most names kept (the rest are
+# counted under '*', which no metric name can be), then name, count pairs.
+COUNT_UNKNOWN_METRICS_SCRIPT: Final = """
+local most = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local name = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], name) == 0 and redis.call('HLEN', KEYS[1]) >= most then
+    name = '*'
+  end
+  redis.call('HINCRBY', KEYS[1], name, ARGV[i + 1])
+end
+return 1
+"""
 
 # KEYS: a lock.  Deletes it only while it still holds the caller's token.
 RELEASE_LOCK_SCRIPT: Final = """

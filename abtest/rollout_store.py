@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest import keys
+from abtest.changes import audit_reason
 from abtest.errors import Conflict
 from abtest.experiment import Experiment, Status
 from abtest.redis_client import register_script
 from abtest.rollout_plan import RolloutPlan
 from abtest.rollout_rules import step_fields
-from abtest.store import audit_reason
 
 if TYPE_CHECKING:
     from abtest.store import Store, StoredExperiment

@@ -33,6 +33,7 @@ from abtest.experiment_schema import anchored
 from abtest.json_input import ROOT, field_name
 
 __all__ = [
+    "NOT_BLANK",
     "WHOLE_NUMBER",
     "ExperimentKey",
     "FiniteNumber",
@@ -40,6 +41,7 @@ __all__ = [
     "Strict",
     "UnitId",
     "field_path",
+    "union_message",
     "validate",
 ]
 
@@ -66,6 +68,7 @@ MetricName = Annotated[
     str, StringConstraints(pattern=anchored(METRIC_NAME_PATTERN)), Field(examples=["purchase"])
 ]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+NOT_BLANK: Final = r"\S"  # somewhere in the text: pydantic and JSON Schema patterns search
 
 
 def _whole(value: object) -> object:
@@ -86,7 +89,10 @@ _PATTERN_NAMES: Final = {
     anchored(WEBHOOK_URL_PATTERN): "an http:// or https:// URL with a host",
     anchored(KIND_PATTERN): "an alert kind (a-z, 0-9, '_')",
 }
-_PATTERN_MESSAGES: Final = {anchored(UNIT_ID_PATTERN): "must not contain the NUL character"}
+_PATTERN_MESSAGES: Final = {
+    anchored(UNIT_ID_PATTERN): "must not contain the NUL character",
+    NOT_BLANK: "must not be blank",
+}
 
 
 def validate(
@@ -114,6 +120,17 @@ def as_error(error: ErrorDetails, where: str = ROOT) -> AbtestError:
     return InvalidInput(error["msg"] if message is None else message(ctx, value), field)
 
 
+def union_message(value: object, exc: PydanticValidationError, wrong_type: str) -> str:
+    """One message for a value refused by every member of a ``str | number`` union: the
+    string member's error for a string, the number member's for a number, else
+    ``wrong_type``.  (pydantic reports one error per member, located at the member.)"""
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        return wrong_type
+    errors = exc.errors(include_url=False)
+    fits = [e for e in errors if isinstance(value, str) == str(e["loc"][-1]).endswith("str")]
+    return as_error((fits or errors)[0]).message
+
+
 def _pattern_message(ctx: dict[str, Any], value: object) -> str:
     pattern = str(ctx.get("pattern", ""))
     if pattern in _PATTERN_MESSAGES:
@@ -137,6 +154,7 @@ _MESSAGES: Final[dict[str, Callable[[dict[str, Any], object], str]]] = {
     "dict_type": lambda _c, _v: "must be an object",
     "model_type": lambda _c, _v: "must be an object",
     "list_type": lambda _c, _v: "must be a list",
+    "greater_than": lambda c, _v: f"must be more than {c.get('gt')}",
     "greater_than_equal": lambda c, _v: f"must be at least {c.get('ge')}",
     "less_than_equal": lambda c, _v: f"must be at most {c.get('le')}",
     "too_short": lambda c, _v: f"must hold at least {c.get('min_length')}",

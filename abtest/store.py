@@ -32,7 +32,9 @@ from abtest.assign_calls import (
 )
 from abtest.assignment import Assignment, Reason
 from abtest.auth import ApiKey, ApiKeys, Role
-from abtest.changes import diff, moved_unit_problems
+from abtest.catalogue import resolve_references
+from abtest.catalogue_store import MetricCatalogue
+from abtest.changes import MAX_REASON_LENGTH, audit_reason, diff, moved_unit_problems
 from abtest.definitions import read_definition
 from abtest.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, StoreUnavailable
 from abtest.events import Event
@@ -52,7 +54,6 @@ __all__ = [
 ]  # fmt: skip
 
 _LOCK_MS: Final = 10_000
-MAX_REASON_LENGTH: Final = 2_000
 
 
 class LeaseLost(Conflict):
@@ -111,19 +112,6 @@ class ExposureCounts:
         }
 
 
-def audit_reason(reason: object) -> str | None:
-    """A reason for the audit entry (ship, rollout actions), stripped; None when absent or
-    blank; `InvalidInput` when it is not a string or over `MAX_REASON_LENGTH`."""
-    if reason is None:
-        return None
-    if not isinstance(reason, str):
-        raise InvalidInput("must be a string", "reason")
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"at most {MAX_REASON_LENGTH:,} characters", "reason")
-    return reason or None
-
-
 def system_now_us() -> int:
     """The system clock in epoch µs (the store's default clock)."""
     return time.time_ns() // 1000
@@ -173,6 +161,7 @@ class Store:
         self.redis = client
         self.now_us = now_us
         self.api_keys = ApiKeys(client)
+        self.catalogue = MetricCatalogue(client, event_partitions=event_partitions)
         self.unit_partitions = unit_partitions
         self.event_partitions = event_partitions
         self._assign = register_script(client, keys.ASSIGN_SCRIPT)
@@ -199,6 +188,7 @@ class Store:
         """
         if not isinstance(config, Mapping):
             raise InvalidInput("an experiment must be a JSON object", "$")
+        config = resolve_references(config, self.catalogue.lookup)
         version, holdout = self.holdout()
         experiment = Experiment.from_dict(
             {**config, "status": "draft", "winner": None, "holdout": None}
@@ -288,6 +278,9 @@ class Store:
             config = {**config, "traffic": old.traffic}  # the rollout's, not the file's
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
+        # Unversioned references keep what this experiment already pins (abtest.catalogue).
+        pinned = {m.name: m.catalogue_version for m in old.metrics if m.catalogue_version}
+        config = resolve_references(config, self.catalogue.lookup, pinned=pinned)
         new = Experiment.from_dict(
             {**config, "key": key, "status": old.status.value, "winner": old.winner,
              "holdout": None}

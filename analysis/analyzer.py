@@ -21,16 +21,18 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from abtest.errors import InvalidInput
+from abtest.catalogue import Lookup, read_catalogue, snapshot_lookup
+from abtest.errors import InvalidInput, NotFound
 from abtest.experiment import Metric, MetricType
 from analysis.data.daily import daily_looks
-from analysis.data.join import join_and_aggregate, parse_metric, quantile_level
+from analysis.data.join import join_and_aggregate, parse_metric
 from analysis.data.load import Source
-from analysis.data.metric_spec import source_metrics
+from analysis.data.metric_spec import longest_window, source_metrics
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
     DEFAULT_OBSERVATION_WINDOW,
@@ -42,23 +44,15 @@ from analysis.decision.data_checks import data_warnings
 from analysis.decision.result import AnalysisResult, AnalysisSettings
 from analysis.decision.rows import NO_EVENTS, MetricRow
 from analysis.decision.rules import DecisionRules, decide
-from analysis.statistics.aggregates import PairedStats, SampleStats
-from analysis.statistics.bayesian import bayesian_binomial, bayesian_mean
-from analysis.statistics.cuped import cuped
+from analysis.effects import fixed_horizon_effect
+from analysis.segments import DEFAULT_MIN_SEGMENT_UNITS, check_min_units, segment_table
 from analysis.statistics.inference import (
-    mean_difference,
     non_inferiority,
-    proportion_difference,
-    ratio_difference,
 )
 from analysis.statistics.mixing import MixingPrior
 from analysis.statistics.multiple import adjust_p_values
-from analysis.statistics.quantile import quantile_difference
 from analysis.statistics.results import Effect
 from analysis.statistics.srm import srm_test
-
-if TYPE_CHECKING:
-    from abtest.experiment import Experiment
 
 __all__ = [
     "DEFAULT_GUARDRAIL_MARGIN",
@@ -67,19 +61,54 @@ __all__ = [
     "MetricRow",
     "analyze",
     "analyze_experiment",
+    "as_metric",
     "daily_looks",
 ]
 
-MetricSpec = str | Metric
+if TYPE_CHECKING:
+    from abtest.experiment import Experiment
+
+MetricSpec = str | Metric | Mapping[str, Any]
 DEFAULT_GUARDRAIL_MARGIN = 0.05
+_TYPES = frozenset(t.value for t in MetricType)
 
 
-def _as_metric(spec: MetricSpec, where: str) -> Metric:
+def as_metric(spec: MetricSpec, where: str, catalogue: Lookup | None = None) -> Metric:
+    """A metric from ``"name:type"``, a `Metric`, or a catalogue name (``"revenue"``,
+    ``"latency_ms:p95"``) or reference (``{"catalogue": "revenue", "version": 2}``)
+    resolved with ``catalogue`` (`abtest.catalogue.snapshot_lookup` / `read_catalogue`)."""
     if isinstance(spec, Metric):
         return spec
-    if isinstance(spec, str):
+    if isinstance(spec, str) and (spec.rpartition(":")[2] in _TYPES or catalogue is None):
         return parse_metric(spec, field_name=where)
-    raise InvalidInput(f"{where}: expected 'name:type' or a Metric, got {spec!r}", where)
+    reference = {"catalogue": spec} if isinstance(spec, str) else spec
+    if not isinstance(reference, Mapping) or catalogue is None:
+        raise InvalidInput(f"{where}: expected 'name:type', a Metric or, with a catalogue, "
+                           f"a catalogue name, got {spec!r}", where)  # fmt: skip
+    name, version, margin = (reference.get(k) for k in ("catalogue", "version", "margin"))
+    numeric = margin is None or (isinstance(margin, int | float) and not isinstance(margin, bool))
+    if (
+        not isinstance(name, str)
+        or not (version is None or isinstance(version, int))
+        or not (numeric)
+    ):
+        raise InvalidInput(
+            f"{where}: a catalogue reference is {{catalogue, version?, margin?}}", where
+        )
+    try:
+        definition, found = catalogue(name, version)
+    except NotFound as exc:
+        hint = " (nor NAME:TYPE)" if isinstance(spec, str) else ""
+        raise InvalidInput(f"{where}: {exc.message}{hint}", where) from None
+    return definition.as_metric(found, None if margin is None else float(margin))
+
+
+def _catalogue(catalogue: Lookup | Mapping[str, Any] | str | Path | None) -> Lookup | None:
+    if catalogue is None or callable(catalogue):
+        return catalogue
+    if isinstance(catalogue, Mapping):
+        return snapshot_lookup(catalogue)
+    return read_catalogue(catalogue)
 
 
 def analyze(
@@ -106,6 +135,9 @@ def analyze(
     quantile_method: str = "bootstrap",
     n_boot: int = 1000,
     seed: int = 0,
+    segment: str | None = None,
+    min_segment_units: int = DEFAULT_MIN_SEGMENT_UNITS,
+    catalogue: Lookup | Mapping[str, Any] | str | Path | None = None,
 ) -> AnalysisResult:
     """Analyse one experiment: the first metric is primary, the others secondary.
 
@@ -113,9 +145,10 @@ def analyze(
     ----------
     exposures, outcomes : DataFrame or path
         See `analysis.data.load` for the schemas and accepted sources.
-    metrics : sequence of "name:type" or Metric
+    metrics : sequence of "name:type", Metric, or catalogue name or reference
         ``purchase:binomial``, ``revenue:sum``, ``clicks/searches:ratio``,
-        ``latency_ms:p95:quantile``…
+        ``latency_ms:p95:quantile``…; with ``catalogue``, also ``"revenue"`` or
+        ``{"catalogue": "revenue", "version": 2}`` (`as_metric`).
     control : str
         Control variant key.
     guardrails : sequence of "name:type" or Metric
@@ -150,6 +183,15 @@ def analyze(
     quantile_method, n_boot, seed
         Quantile metrics: "bootstrap" (unit-clustered, ``n_boot`` replicates from
         ``seed``) or "asymptotic" (O(events)); see `analysis.statistics.quantile`.
+    segment, min_segment_units
+        An attribute kept with the exposures (``country``): every metric per value of it,
+        with p-values adjusted across segments, Cochran's Q heterogeneity test, and no
+        number for a segment with fewer than ``min_segment_units`` units in an arm
+        (`analysis.segments`); in the result's ``segments``.
+    catalogue : catalogue snapshot, its file, or a lookup, optional
+        Resolves catalogue names in ``metrics`` and ``guardrails``: the ``catalogue.json``
+        that ``abtest export`` writes, or `abtest.catalogue.snapshot_lookup`.  A catalogue
+        metric brings its type, direction, cap and attribution window.
 
     Raises
     ------
@@ -163,10 +205,14 @@ def analyze(
                     mixing_sd=mixing_sd, observation_window=observation_window)  # fmt: skip
     if not metrics:
         raise InvalidInput("at least one metric is required", "metrics")
-    primary = [_as_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
-    guards = [_as_metric(m, f"guardrails[{i}]") for i, m in enumerate(guardrails)]
+    if segment is not None:
+        check_min_units(min_segment_units)
+    lookup = _catalogue(catalogue)
+    primary = [as_metric(m, f"metrics[{i}]", lookup) for i, m in enumerate(metrics)]
+    guards = [as_metric(m, f"guardrails[{i}]", lookup) for i, m in enumerate(guardrails)]
     rules = replace(rules or DecisionRules(), alpha=alpha)
-    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
+    window = (observation_window or attribution_window or longest_window([*primary, *guards])
+              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
     prior = stated_prior(
         mixing_sd=mixing_sd, mde=mde, relative_mde=relative_mde,
         planned_units_per_variant=planned_units_per_variant, alpha=alpha, power=rules.power,
@@ -231,11 +277,20 @@ def analyze(
         relative_mde=relative_mde, observation_days=window.total_seconds() / 86400,
         data_warnings=checks,
     )  # fmt: skip
+    segments = None if segment is None else segment_table(
+        exposures, outcomes, attribute=segment, experiment=agg.experiment, control=control,
+        variants=variants, metrics=[(primary[0], "primary"),
+                                     *((m, "secondary") for m in primary[1:]),
+                                     *((g, "guardrail") for g in guards)],
+        alpha=alpha, correction=correction, min_units=min_segment_units,
+        attribution_window=attribution_window, covariate_window=covariate_window,
+        covariates=covariates, quantile_method=quantile_method, n_boot=n_boot, seed=seed,
+    )  # fmt: skip
     return AnalysisResult(
         experiment=agg.experiment, control=control, units=units,
         excluded_units=agg.excluded_units, srm=srm, rows=tuple(rows), decision=decision,
         settings=settings, config_versions=agg.config_versions, aggregates=agg,
-        events=agg.events, undefined_metrics=agg.undefined_metrics,
+        events=agg.events, undefined_metrics=agg.undefined_metrics, segments=segments,
     )  # fmt: skip
 
 
@@ -332,40 +387,19 @@ def _row(
             effect=None, p_value=None, error=NO_EVENTS + named, no_events=True,
         )  # fmt: skip
     try:
+        fixed = fixed_horizon_effect(
+            data, control=control, variant=variant, level=level,
+            quantile_method=settings.quantile_method, n_boot=settings.n_boot, seed=settings.seed,
+        )  # fmt: skip
+        effect = fixed.effect
+        if fixed.n_control is not None and fixed.n_variant is not None:
+            n_c, n_v = fixed.n_control, fixed.n_variant
         extra: dict[str, Any] = {}
-        if metric.type is MetricType.QUANTILE:
-            assert data.samples is not None
-            c, v = data.samples[control], data.samples[variant]
-            q = quantile_difference(
-                control_values=c.values, control_units=c.units, variant_values=v.values,
-                variant_units=v.units, q=quantile_level(metric), n_boot=settings.n_boot,
-                method=settings.quantile_method,  # type: ignore[arg-type]
-                seed=settings.seed, level=level,
-            )  # fmt: skip
-            effect = q.effect
-            n_c, n_v = c.n_units, v.n_units
-        elif metric.type is MetricType.RATIO:
-            pc, pv = data.stats[control], data.stats[variant]
-            assert isinstance(pc, PairedStats) and isinstance(pv, PairedStats)
-            effect = ratio_difference(control=pc, variant=pv, level=level)
-        else:
-            sc, sv = data.stats[control], data.stats[variant]
-            assert isinstance(sc, SampleStats) and isinstance(sv, SampleStats)
-            if metric.type is MetricType.BINOMIAL:
-                effect = proportion_difference(control=sc, variant=sv, level=level)
-                extra["bayesian"] = bayesian_binomial(
-                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
-                )
-            else:
-                effect = mean_difference(control=sc, variant=sv, level=level)
-                extra["bayesian"] = bayesian_mean(
-                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
-                )
-            cov = data.covariate
-            if cov is not None and cov[control].x.variance + cov[variant].x.variance > 0:
-                extra["cuped"] = cuped(control=cov[control], variant=cov[variant], level=level)
-                effect = extra["cuped"].effect
-        raw = extra["cuped"].unadjusted if "cuped" in extra else effect
+        if fixed.bayesian is not None:
+            extra["bayesian"] = fixed.bayesian
+        if fixed.cuped is not None:
+            extra["cuped"] = fixed.cuped
+        raw = fixed.unadjusted
         extra.update(always_valid_fields(
             agg=agg, metric=metric, role=role, control=control, variant=variant,
             alpha=settings.alpha, margin=metric.margin or DEFAULT_GUARDRAIL_MARGIN, prior=prior,

@@ -23,6 +23,7 @@ BLUEPRINTS: Final = (
     "service.events:bp",  # /v1/events
     "service.experiments:bp",  # /v1/experiments...
     "service.keys:bp",  # /v1/keys
+    "service.catalogue:bp",  # /v1/metrics
     "service.results:bp",  # /v1/experiments/<key>/results
     "service.rollouts:bp",  # /v1/experiments/<key>/rollout...
     "service.clock:bp",  # /v1/clock (the controlled clock of demo and test mode)

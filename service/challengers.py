@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from abtest.challengers import lineage, register_challenger
+from abtest.challengers import ChallengerBody, lineage, register_challenger
 from service.extension import abtest
-from service.validation import experiment_key, json_object
+from service.validation import experiment_key, json_body
 
 bp = Blueprint("challengers", __name__, url_prefix="/v1/experiments")
 
@@ -16,9 +16,9 @@ bp = Blueprint("challengers", __name__, url_prefix="/v1/experiments")
 def challenge(key: str) -> tuple[Response, int]:
     """``{model: {name, version}, payload?, variant?, experiment?}``: 201 with the experiment
     now testing it, or 200 when this model version was registered before (no change)."""
-    registration = register_challenger(
-        abtest().store, experiment_key(key, "key"), json_object(), key_id=str(g.api_key.id)
-    )
+    lineage_key = experiment_key(key, "key")
+    body = json_body(ChallengerBody)
+    registration = register_challenger(abtest().store, lineage_key, body, key_id=str(g.api_key.id))
     return jsonify(registration.to_dict()), 201 if registration.created else 200
 
 

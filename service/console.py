@@ -56,6 +56,7 @@ from abtest.store import MAX_REASON_LENGTH, Store, StoredExperiment
 from analysis.report import formatting
 from service import console_alerts, console_pages
 from service.extension import abtest
+from service.results import segment_query
 from service.security import public
 
 bp = Blueprint("console", __name__, template_folder="templates")
@@ -284,12 +285,28 @@ def experiments() -> ResponseReturnValue:
     return render_template("experiments.html", rows=rows)
 
 
+@bp.get("/catalogue")  # /metrics is Prometheus'
+@public
+def metrics() -> ResponseReturnValue:
+    """The metric catalogue, and the events received for metrics nothing knows (with the
+    closest known name), as ``GET /v1/metrics`` reports them."""
+    from abtest.catalogue import closest
+
+    ext = abtest()
+    known = ext.known_metrics.names(ext.store)
+    unknown = [(name, count, closest(name, known)[len("; did you mean ") :].strip("'?"))
+               for name, count in ext.store.catalogue.unknown_counts().items()]  # fmt: skip
+    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown)
+
+
 @bp.get("/experiments/<key>")
 @public
 def experiment(key: str) -> ResponseReturnValue:
     """One experiment: config, progress, power, figures, history and the action buttons."""
     stored = _store().get_experiment(key)
-    page = console_pages.detail(current_app, stored, _store().history(key))
+    segment, min_units = segment_query(request.args)
+    page = console_pages.detail(current_app, stored, _store().history(key), segment=segment,
+                                min_segment_units=min_units)  # fmt: skip
     alerts = console_alerts.active_alerts(abtest().redis, key)
     return render_template("experiment.html", page=page, actions=_allowed_actions(stored),
                            alerts=alerts)  # fmt: skip

@@ -12,6 +12,7 @@ from flask import Flask
 from abtest.errors import AbtestError
 from abtest.holdout_store import HoldoutStore, StoredHoldout
 from analysis.report.formatting import MetricCells, metric_cells, metric_headers
+from service.console_pages import history_rows
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def holdout_page(app: Flask) -> HoldoutPage:
 
     holdouts = HoldoutStore(app.extensions["abtest"].store)
     stored = holdouts.get()
-    history = list(reversed(holdouts.history()))
+    history = history_rows(holdouts.history())
     if stored.holdout is None:
         return HoldoutPage(stored, history, note="No holdout is set: PUT /v1/holdout sets one.")
     try:

@@ -13,7 +13,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from flask import Flask
@@ -24,7 +24,7 @@ from abtest.store import StoredExperiment
 from analysis.decision.rules import DecisionRules
 from analysis.report.formatting import MetricCells, metric_cells, metric_headers, metric_unit
 from analysis.statistics.srm import srm_test
-from service.results import ExperimentResults, experiment_results
+from service.results import ExperimentResults, experiment_results, export_dir
 
 _FIGURES: Final = "abtest.console_figures"
 _FIGURE_CACHE_SIZE: Final = 16
@@ -91,6 +91,21 @@ class Detail:
     shipped: Mapping[str, Any] | None = None  # the ship entry: time, key, reason
     rollout: Mapping[str, Any] | None = None  # `service.rollout_status.rollout_document`
     rollout_figure: Figure | None = None
+    segments: SegmentSection | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSection:
+    """The segment table of the experiment page (``?segment=country``)."""
+
+    attribute: str | None
+    min_units: int
+    attributes: Sequence[str]  # the names the exported exposures carry
+    headers: Sequence[str] = ()
+    rows: Sequence[Sequence[str]] = ()
+    tests: Sequence[str] = ()
+    footnote: str = ""
+    error: str = ""
 
 
 def _analysed(app: Flask, stored: StoredExperiment) -> tuple[ExperimentResults | None, str]:
@@ -167,7 +182,9 @@ def _ship_entry(
             "reason": entry.get("reason")}  # fmt: skip
 
 
-def _history(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Audit entries (oldest first) as ``_tables.html``'s history table shows them: newest
+    first, each change's values as short JSON."""
     shown = []
     for entry in reversed(entries):
         changes = [
@@ -250,8 +267,44 @@ def _power(
     }
 
 
-def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, Any]]) -> Detail:
-    """The experiment page of ``stored`` with its audit ``history`` (oldest first)."""
+def _segments(
+    app: Flask, stored: StoredExperiment, attribute: str | None, min_units: int, analysed: bool
+) -> SegmentSection | None:
+    """The segment section: the attributes to choose from and, when one is chosen, its table."""
+    from analysis.data.load import attribute_names
+    from analysis.report import segment_view
+
+    folder = export_dir(app) / "exposures" / stored.experiment.key
+    if not analysed or not folder.is_dir():
+        return None
+    section = SegmentSection(attribute, min_units, attribute_names(folder))
+    if attribute is None:
+        return section
+    try:
+        data = experiment_results(app, stored, segment=attribute,
+                                  min_segment_units=min_units).to_dict()  # fmt: skip
+    except AbtestError as exc:
+        return replace(section, error=exc.message)
+    table = data["segments"]
+    return replace(
+        section,
+        headers=segment_view.segment_headers(table, data["settings"]["alpha"]),
+        rows=[r for c in table["comparisons"] for r in segment_view.comparison_rows(c)],
+        tests=[segment_view.heterogeneity_text(c) for c in table["comparisons"]],
+        footnote=segment_view.footnote(table),
+    )
+
+
+def detail(
+    app: Flask,
+    stored: StoredExperiment,
+    history: Sequence[Mapping[str, Any]],
+    *,
+    segment: str | None = None,
+    min_segment_units: int = 100,
+) -> Detail:
+    """The experiment page of ``stored`` with its audit ``history`` (oldest first), and
+    the segment table of ``segment`` when one is asked for."""
     row, analysed = _summary(app, stored)
     data = analysed.to_dict() if analysed is not None else None
     planned = stored.experiment.planned_units_per_variant
@@ -259,7 +312,7 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         stored=stored,
         summary=row,
         config_json=stored.experiment.to_json(),
-        history=_history(history),
+        history=history_rows(history),
         progress=[Progress(v, n, planned) for v, n in row.units.items()],
         power=_power(stored.experiment, analysed, shipped=stored.experiment.winner is not None),
         results=data,
@@ -268,6 +321,7 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         metric_rows=[] if data is None else [metric_cells(m) for m in data["metrics"]],
         shipped=_ship_entry(app, stored, history),
         **_rollout(app, stored),
+        segments=_segments(app, stored, segment, min_segment_units, analysed is not None),
     )
 
 

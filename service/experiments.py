@@ -27,7 +27,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     """Create a draft from an experiment definition (``status``/``winner`` are ignored)."""
     ext = abtest()
     stored = ext.store.create_experiment(json_object(), key_id=_key_id())
-    ext.declared_metrics.forget()
+    ext.known_metrics.forget()
     location = url_for("experiments.get", key=stored.experiment.key)
     return jsonify(stored.to_dict()), 201, {"Location": location}
 
@@ -61,7 +61,7 @@ def update(key: str) -> Response:
     stored = ext.store.update_experiment(
         experiment_key(key, "key"), json_object(), key_id=_key_id(), force=flag("force")
     )
-    ext.declared_metrics.forget()
+    ext.known_metrics.forget()
     return jsonify(stored.to_dict())
 
 

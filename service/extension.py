@@ -15,8 +15,8 @@ from redis.retry import Retry
 from abtest.auth import ApiKey, ConsoleSessions
 from abtest.redis_client import connect
 from abtest.store import Store
-from service.declared_metrics import DeclaredMetrics
 from service.errors import register_error_handlers
+from service.known_metrics import KnownMetrics
 from service.metrics import Metrics
 from service.monitor.clock import RedisClock, make_clock
 from service.security import register_auth
@@ -53,7 +53,7 @@ class Abtest:
         )
         self.metrics = Metrics()
         self.key_cache = KeyCache(float(app.config["KEY_CACHE_SECONDS"]))
-        self.declared_metrics = DeclaredMetrics()
+        self.known_metrics = KnownMetrics()
         self.console_sessions = ConsoleSessions(
             self.redis, self.store.api_keys, float(app.config["CONSOLE_SESSION_SECONDS"])
         )

@@ -15,10 +15,11 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from abtest.errors import Conflict, InvalidInput
 from abtest.export import Kind, export, files, sources_for_holdout
+from abtest.holdout_requests import HoldoutBody
 from abtest.holdout_store import HoldoutStore
 from service.extension import abtest
 from service.results import export_dir
-from service.validation import flag, json_object
+from service.validation import flag, json_body
 
 bp = Blueprint("holdout", __name__, url_prefix="/v1/holdout")
 
@@ -37,7 +38,8 @@ def get() -> Response:
 def put() -> Response:
     """Set the holdout ``{name, share, covers, description}``; audited, then every covered
     experiment gets a new version carrying it."""
-    stored = _holdouts().put(json_object(), key_id=str(g.api_key.id), force=flag("force"))
+    holdout = json_body(HoldoutBody).holdout()
+    stored = _holdouts().put(holdout, key_id=str(g.api_key.id), force=flag("force"))
     return jsonify(stored.to_dict())
 
 

@@ -14,11 +14,12 @@ from pydantic.json_schema import models_json_schema
 from abtest import __version__
 from abtest.alerts import STATUSES
 from abtest.auth import KEY_ID_PATTERN
+from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
 from service.monitor.webhooks import LOG_LIMIT
-from service.openapi_factory import factory_paths
+from service.openapi_factory import FACTORY_MODELS, factory_paths
 from service.schemas import MODELS
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
@@ -33,7 +34,8 @@ def _ref(name: str) -> dict[str, str]:
 def request_schemas() -> dict[str, Any]:
     """The request bodies' JSON Schemas by name: the pydantic models the views validate
     with (`service.schemas`), and the experiment definition (`abtest.experiment_schema`)."""
-    _, rendered = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    models = (*MODELS, *FACTORY_MODELS)
+    _, rendered = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     return {
         **rendered["$defs"],
         "Experiment": experiment_schema(),
@@ -75,6 +77,13 @@ def _op(summary: str, role: str | None, ok: int = 200, body: dict[str, Any] | No
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
+    return operation
+
+
+def _unchanged_ok(operation: dict[str, Any]) -> dict[str, Any]:
+    """A write that answers 200 when it changed nothing, beside its 201."""
+    created = operation["responses"]["201"]
+    operation["responses"]["200"] = {**created, "description": "Unchanged: the current version"}
     return operation
 
 
@@ -260,6 +269,19 @@ def spec() -> dict[str, Any]:
                             body=_ref("ClockBody")),
             },
             **alert_paths(by_key),
+            "/v1/metrics": {
+                "get": _op("The metric catalogue, and events received per unknown metric",
+                           "sdk"),
+                "put": _unchanged_ok(_op(
+                    "Store a metric definition as its next version (audited)", "admin", ok=201,
+                    body=_ref("MetricBody"), invalid_config=True)),
+            },
+            "/v1/metrics/{name}": {
+                "get": _op("One metric with every version and its audit entry", "sdk",
+                           parameters=[{"name": "name", "in": "path", "required": True,
+                                        "schema": {"type": "string",
+                                                   "pattern": anchored(CATALOGUE_NAME_PATTERN)}}])
+            },
             "/v1/keys": {
                 "get": _op("List API keys", "admin"),
                 "post": _op("Create an API key (shown once)", "admin", ok=201,

@@ -1,59 +1,23 @@
 """The OpenAPI entries of the model factory's endpoints (holdout, challengers), merged into
-`service.openapi.spec` in one place so the two files change independently."""
+`service.openapi.spec` in one place so the two files change independently; their request
+bodies are the pydantic models the views validate with (`FACTORY_MODELS`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
 
-from abtest.challengers import MAX_INTEGER_VERSION, MAX_MODEL_NAME, MAX_MODEL_VERSION
-from abtest.experiment import SLUG_PATTERN
-from abtest.experiment_schema import anchored
+from pydantic import BaseModel
 
-_ANY: Final[dict[str, Any]] = {"type": "object"}
-_SLUG: Final = anchored(SLUG_PATTERN)
-_NOT_BLANK: Final = r"\S"  # somewhere: JSON Schema patterns search
+from abtest.challengers import ChallengerBody
+from abtest.holdout_requests import HoldoutBody
 
-_HOLDOUT_BODY: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["name", "share"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": _SLUG,
-                 "description": "A slug; the salt of the holdout draw"},
-        "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
-        "covers": {"oneOf": [
-            {"const": "all"},
-            {"type": "object", "additionalProperties": False, "properties": {
-                "experiments": {"type": "array", "items": {"type": "string"}},
-                "layers": {"type": "array", "items": {"type": "string"}}}},
-        ]},
-        "description": {"type": "string", "maxLength": 2000},
-    },
-}  # fmt: skip
+# The request bodies, validated by the views with these models and published from them.
+FACTORY_MODELS: Final = (ChallengerBody, HoldoutBody)
 
 
-_CHALLENGER_BODY: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["model"],
-    "additionalProperties": False,
-    "properties": {
-        "model": {"type": "object", "required": ["name", "version"],
-                  "additionalProperties": False,
-                  "properties": {
-                      "name": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_NAME,
-                               "pattern": _NOT_BLANK},
-                      "version": {"anyOf": [
-                          {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_VERSION,
-                           "pattern": _NOT_BLANK},
-                          {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_VERSION},
-                      ]}}},
-        "payload": {"type": "object", "description": "Extra payload (e.g. the endpoint)"},
-        "variant": {"type": "string", "pattern": _SLUG},
-        "experiment": {"type": "string", "pattern": _SLUG,
-                       "description": "The new experiment's key, when one is created"},
-    },
-}  # fmt: skip
+def _body(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def factory_paths(
@@ -74,7 +38,7 @@ def factory_paths(
         "/v1/experiments/{key}/challengers": {
             "post": op("Register a model version as a challenger of the lineage's champion "
                        "(idempotent by model version; 201 created, 200 known)", "admin",
-                       ok=201, body=_CHALLENGER_BODY, parameters=by_key),
+                       ok=201, body=_body(ChallengerBody), parameters=by_key),
         },
         "/v1/experiments/{key}/lineage": {
             "get": op("The experiment and its challengers' successors; head: the newest",
@@ -84,7 +48,7 @@ def factory_paths(
             "get": op("The global holdout, its period start and the experiments it covers",
                       "admin"),
             "put": op("Set the global holdout (?force=true to move assigned units); audited",
-                      "admin", body=_HOLDOUT_BODY),
+                      "admin", body=_body(HoldoutBody)),
             "delete": op("Release the global holdout (audited)", "admin"),
         },
         "/v1/holdout/history": {"get": op("The holdout's audit entries", "admin")},

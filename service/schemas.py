@@ -19,12 +19,15 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from abtest.alerts import KIND_PATTERN, WEBHOOK_URL_PATTERN
 from abtest.assign_requests import AssignBatchBody, AssignBody
+from abtest.catalogue import CATALOGUE_NAME_PATTERN, MAX_UNIT_LENGTH
 from abtest.events import EventBatch
 from abtest.experiment_schema import anchored
-from abtest.schemas import ExperimentKey, Strict
+from abtest.schemas import WHOLE_NUMBER, ExperimentKey, FiniteNumber, Strict
 from abtest.store import MAX_REASON_LENGTH
 from service.monitor.webhooks import (
-    MAX_DESCRIPTION_LENGTH,
+    MAX_DESCRIPTION_LENGTH as MAX_WEBHOOK_DESCRIPTION_LENGTH,
+)
+from service.monitor.webhooks import (
     MAX_FILTER_ITEMS,
     MAX_SECRET_LENGTH,
     MAX_URL_LENGTH,
@@ -38,6 +41,7 @@ __all__ = [
     "ClockBody",
     "EventBatch",
     "KeyBody",
+    "MetricBody",
     "ReasonBody",
     "ShipBody",
     "WebhookBody",
@@ -126,11 +130,47 @@ class WebhookBody(Strict):
     experiments: Annotated[list[ExperimentKey], Field(max_length=MAX_FILTER_ITEMS)] = Field(
         default_factory=list, description="Experiments (none: every experiment)"
     )
-    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)] = ""
+    description: Annotated[str, Field(max_length=MAX_WEBHOOK_DESCRIPTION_LENGTH)] = ""
+
+
+_Positive = Annotated[FiniteNumber, Field(gt=0)]
+
+
+class MetricBody(Strict):
+    """``PUT /v1/metrics``: a catalogue definition (`abtest.catalogue.MetricDefinition`),
+    why it changes, and optionally the version it was read at."""
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=anchored(CATALOGUE_NAME_PATTERN),
+            examples=["revenue", "clicks/searches", "latency_ms:p95"],
+        ),
+    ]
+    type: Literal["binomial", "count", "sum", "ratio", "quantile"] = Field(
+        description="binomial (a proportion), count or sum (a mean of a per-unit count or "
+        "total), ratio (num/den), quantile (name:pNN)"
+    )
+    unit: Annotated[str, Field(max_length=MAX_UNIT_LENGTH)] = ""
+    higher_is_better: bool = True
+    cap: _Positive | None = Field(
+        default=None, description="Each unit's value is capped at this (count and sum metrics)"
+    )
+    attribution_window_hours: _Positive | None = Field(
+        default=None, description="Only a unit's events this long after its first exposure count"
+    )
+    description: Annotated[str, Field(max_length=MAX_WEBHOOK_DESCRIPTION_LENGTH)] = ""
+    reason: Annotated[str, Field(max_length=MAX_REASON_LENGTH)] | None = Field(
+        default=None, description="Why it changes, kept in the metric's audit trail"
+    )
+    base_version: Annotated[int, Field(ge=0), WHOLE_NUMBER] | None = Field(
+        default=None, description="The version this change was made from (0: a new metric); "
+        "409 when the catalogue has moved on",
+    )  # fmt: skip
 
 
 # Every request model, for the OpenAPI document's components.
 MODELS: Final = (
     AssignBody, AssignBatchBody, EventBatch, ShipBody, KeyBody, ReasonBody, ClockBody,
-    WebhookBody,
+    WebhookBody, MetricBody,
 )  # fmt: skip

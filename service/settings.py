@@ -43,9 +43,12 @@ def defaults() -> dict[str, Any]:
         # "controlled": the clock of demo and test mode, set by the client through
         # POST /v1/clock and shared in Redis (service.monitor.clock); refused otherwise.
         "CLOCK": "system",
-        # true: POST /v1/events refuses an event whose metric no experiment names (a typo
-        # such as 'purchse' is a 400 suggesting 'purchase'); false: every name is kept, as
-        # events may arrive before the experiment that reads them is created.
+        # An event whose metric neither the catalogue nor any experiment knows: "refuse"
+        # (a 400 suggesting the closest name: 'purchse' -> 'purchase'), "count" (kept and
+        # counted per name, shown by GET /v1/metrics and the console) or "accept" (kept).
+        # Counting is the default, as events may arrive before their metric is defined.
+        "UNKNOWN_METRICS": "count",
+        # The older spelling of UNKNOWN_METRICS=refuse (true wins over UNKNOWN_METRICS).
         "REFUSE_UNDECLARED_METRICS": False,
     }
 
@@ -108,6 +111,10 @@ def check(config: Mapping[str, Any]) -> None:
     for name in _FLAGS:
         if not isinstance(config.get(name), bool):
             raise InvalidInput(f"must be true or false (env ABTEST_{name})", name)
+    if config.get("UNKNOWN_METRICS") not in ("refuse", "count", "accept"):
+        raise InvalidInput(
+            "must be refuse, count or accept (env ABTEST_UNKNOWN_METRICS)", "UNKNOWN_METRICS"
+        )
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__
     if scheme not in SCHEMES:

@@ -106,7 +106,9 @@ def test_a_draft_gets_the_challenger_as_a_new_version_and_starts(api):
     ("body", "status", "field"),
     [
         ({}, 400, "model"),
-        ({"model": {"name": "ranker"}}, 400, "model"),
+        ({"model": {"name": "ranker"}}, 400, "model.version"),
+        ({"model": {"name": " ", "version": "1"}}, 400, "model.name"),
+        ({"model": {"name": "r", "version": True}}, 400, "model.version"),
         ({"model": {"name": "", "version": "1"}}, 400, "model.name"),
         ({"model": {"name": "r", "version": "x" * 65}}, 400, "model.version"),
         ({"model": {"name": "r", "version": "1"}, "payload": [1]}, 400, "payload"),

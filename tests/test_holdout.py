@@ -12,8 +12,10 @@ from statsmodels.stats.proportion import test_proportions_2indep as two_proporti
 
 from abtest import Experiment, assign, assign_batch, hashing
 from abtest.changes import moved_unit_problems
-from abtest.errors import InvalidConfig, InvalidInput
+from abtest.errors import InvalidInput
 from abtest.holdout import Holdout, HoldoutRef
+from abtest.holdout_requests import HoldoutBody
+from abtest.schemas import validate
 from analysis.holdout import analyze_holdout
 
 REF = {"name": "h1", "share": 0.1}
@@ -29,15 +31,21 @@ def _experiment(**changes: object) -> Experiment:
     return Experiment.from_dict({**config, **changes})  # fmt: skip
 
 
-def test_definition_round_trips_and_reports_every_problem():
-    """to_dict/from_dict is lossless; a bad definition lists all its problems."""
-    holdout = Holdout.from_dict({"name": "h", "share": 0.03,
-                                 "covers": {"experiments": ["a"], "layers": ["l"]}})  # fmt: skip
+def test_definition_round_trips_and_a_bad_one_names_its_field():
+    """The request body gives the definition; to_dict/from_dict (the stored form) is
+    lossless; a bad body is refused naming the field, as every request body is."""
+    body = {"name": "h", "share": 0.03, "covers": {"experiments": ["a", "a"], "layers": ["l"]}}
+    holdout = validate(HoldoutBody, body).holdout()
+    assert holdout == Holdout("h", 0.03, False, ("a",), ("l",))
     assert Holdout.from_dict(holdout.to_dict()) == holdout
+    assert validate(HoldoutBody, {"name": "h", "share": 0.5}).holdout() == Holdout("h", 0.5)
     assert holdout.covers("a", None) and holdout.covers("z", "l") and not holdout.covers("z", "m")
-    with pytest.raises(InvalidConfig) as raised:
-        Holdout.from_dict({"name": "", "share": 2, "covers": 7, "extra": 1})
-    assert {p.field for p in raised.value.problems} == {"name", "share", "covers", "extra"}
+    for bad, field in (({"name": "", "share": 0.1}, "name"), ({"name": "h", "share": 2}, "share"),
+                       ({"name": "h", "share": 0.1, "covers": 7}, "covers"),
+                       ({"name": "h", "share": 0.1, "extra": 1}, "extra")):  # fmt: skip
+        with pytest.raises(InvalidInput) as raised:
+            validate(HoldoutBody, bad)
+        assert raised.value.field == field
 
 
 def test_membership_is_its_own_draw_at_the_configured_share():

@@ -33,15 +33,17 @@ def _put(api: Any, body: dict[str, Any], query: str = "") -> Any:
         ({"name": "h", "share": 0.05, "covers": "some"}, "covers"),
         ({"name": "h", "share": 0.05, "covers": {}}, "covers"),
         ({"name": "h", "share": 0.05, "covers": {"experiments": ["A B"]}}, "covers.experiments[0]"),
+        ({"name": "h", "share": 0.05, "covers": {"layers": []}}, "covers"),
         ({"name": "h", "share": 0.05, "salt": "x"}, "salt"),
+        ({"name": "h", "share": 0.05, "description": "x" * 2001}, "description"),
     ],
 )
 def test_a_bad_holdout_is_refused_naming_the_field(api, body, field):
-    """Every problem is a 422 naming its field, and nothing is stored."""
+    """Every problem is a 400 naming its field, as for every request body, and nothing is
+    stored."""
     response = _put(api, body)
-    assert response.status_code == 422, response.get_json()
-    problems = response.get_json()["error"]["problems"]
-    assert field in {p["field"] for p in problems}
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == field
     assert api.call("GET", "/v1/holdout").get_json()["version"] == 0
 
 
@@ -199,3 +201,23 @@ def test_local_evaluation_applies_the_holdout_and_reports_its_contacts(api, url,
         assert (answers[unit].variant, answers[unit].reason.value) == (
             remote["variant"], remote["reason"])  # fmt: skip
     assert {a.reason.value for a in answers.values()} == {"holdout", "assigned"}
+
+
+def test_the_console_page_shows_the_holdout_trail_newest_first(api):
+    """The holdout page's history is the experiment page's table: one row per version,
+    newest first, each change with its old and new value (the creation's too)."""
+    from tests.test_console import Console
+
+    assert Console(api.client).login(api.admin_key).status_code == 302
+    empty = api.client.get("/holdout").get_data(as_text=True)
+    assert '<td colspan="5" class="muted">never set</td>' in empty
+    assert _put(api, HOLDOUT).status_code == 200
+    assert _put(api, {**HOLDOUT, "share": 0.1}).status_code == 200
+    page = api.client.get("/holdout").get_data(as_text=True)
+    trail = page[page.index('id="holdout-history"') :]
+    assert trail.index('data-version="2" data-action="update"') < trail.index(
+        'data-version="1" data-action="create"'
+    )
+    assert "<code>share</code>: <del>0.2</del> → <ins>0.1</ins>" in trail
+    assert "<code>name</code>: <del>null</del> → <ins>&#34;holdout-2025&#34;</ins>" in trail
+    assert "never set" not in trail

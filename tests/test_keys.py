@@ -33,6 +33,10 @@ EVENTS = [Event(f"e{i}", "u", "m", 1.0, 1_714_564_800_000_000) for i in range(40
         (keys.seen_events("20240501", 3, 8), "abtest:{events:3.12}:ids:20240501"),
         (keys.legacy_seen_events("20240501"), "abtest:{events}:seen:20240501"),
         (keys.event_partition_counts(), "abtest:event-partitions"),
+        (keys.metric_catalogue(), "abtest:{catalogue}:metrics"),
+        (keys.metric_versions("clicks/searches"), "abtest:{catalogue}:versions:clicks/searches"),
+        (keys.unknown_metrics(), "abtest:{events}:unknown-metrics"),
+        (keys.unknown_metrics(3, 8), "abtest:{events:3.12}:unknown-metrics"),
         (keys.api_keys_by_hash(), "abtest:{apikeys}:by-hash"),
         (keys.api_keys_by_id(), "abtest:{apikeys}:by-id"),
         (keys.lifecycle_lock(), "abtest:lock:lifecycle"),
@@ -105,6 +109,7 @@ def test_keys_of_one_script_map_to_one_cluster_slot():
             keys.experiment_meta("ranker-v2"),
         ],
         [keys.webhooks(), keys.webhook_outbox(), keys.webhook_pending(), keys.webhook_log("w1")],
+        [keys.metric_catalogue(), keys.metric_versions("latency_ms:p95")],
     ]
     for group in groups:
         assert len({key_slot(k.encode()) for k in group}) == 1, group
@@ -137,6 +142,7 @@ def test_every_lua_script_lives_in_the_keys_module():
         (lambda unit: keys.unit_partition(unit, 1), "user-7", 0),
         (lambda event_id: keys.event_digest(event_id).hex(), "9f1c", "bef82b395a9ae00e63ab3351"),
         (lambda event_id: keys.event_partition(keys.event_digest(event_id), 8), "9f1c", 1),
+        (lambda name: keys.name_partition(name, 8), "revenu", 5),
     ],
 )
 def test_partition_and_bucket_functions_are_pinned(function, argument, expected):

@@ -53,7 +53,7 @@ def api_schema(app: Any, api: Api) -> Any:
                                       "422"]},
         },
         "operations": [{
-            "include-path-regex": "^/v1/experiments(/\\{key\\})?$",
+            "include-path-regex": "^/v1/(experiments(/\\{key\\})?|metrics)$",
             "include-method": ["POST", "PUT"],
             "checks": {"positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", _BROKEN_RULE]}},

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "abtest.cli.power_commands",  # power, mde
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
     "abtest.cli.alert_commands",  # alerts, webhooks
+    "abtest.cli.metrics_commands",  # metrics list, show, put
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
     "abtest.cli.monitor_commands",  # monitor

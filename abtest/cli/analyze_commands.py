@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="metric NAME improves when it goes down (repeatable)",
     )
     cmd.add_argument("--control", help="control variant key (default: control)")
+    cmd.add_argument(
+        "--catalogue",
+        metavar="FILE",
+        help="metric catalogue (catalogue.json, which `abtest export` writes beside exposures/; "
+        "found there by default): resolves a --metric or --guardrail given by its catalogue "
+        "name (revenue) and the catalogue references of --config",
+    )
     source = cmd.add_mutually_exclusive_group()
     source.add_argument("--experiment", metavar="KEY", help="experiment key in the exposures")
     source.add_argument(
@@ -75,6 +82,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         metavar="H",
         help="count outcomes only within H hours of the first exposure",
+    )
+    cmd.add_argument(
+        "--segment",
+        metavar="ATTRIBUTE",
+        help="also each metric per value of ATTRIBUTE kept with the exposures (country, "
+        "platform...): adjusted across segments, with a heterogeneity test",
+    )
+    cmd.add_argument(
+        "--min-segment-units",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show no number for a segment with fewer than N units in an arm (100)",
     )
     plan = cmd.add_argument_group(
         "plan (fixes the always-valid test's prior before the data; stored in the result)"
@@ -119,6 +139,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must lie in (0, 0.5), got {args.alpha}")
     settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction}
+    if args.segment is not None:
+        if args.min_segment_units < 1:
+            minimum = args.min_segment_units
+            raise UsageError(f"--min-segment-units must be at least 1, got {minimum}")
+        settings.update(segment=args.segment, min_segment_units=args.min_segment_units)
     for flag, name in (("--attribution-hours", "attribution_hours"),
                        ("--observation-hours", "observation_hours")):  # fmt: skip
         hours = getattr(args, name)
@@ -146,17 +171,24 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _analyze(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from abtest.catalogue import references, resolve_references
     from abtest.cli import UsageError
     from abtest.experiment import Experiment
-    from analysis.analyzer import analyze, analyze_experiment
-    from analysis.data.join import parse_metric
+    from analysis.analyzer import analyze, analyze_experiment, as_metric
 
     settings = _settings(args)
     experiment = None
+    catalogue = _catalogue(args)
     if args.config:
         if args.metric or args.guardrail or args.control:
             raise UsageError("with --config, metrics, guardrails and control come from the config")
-        experiment = Experiment.from_json_file(args.config)
+        raw = Experiment.read_json_file(args.config)
+        if references(raw):
+            if catalogue is None:
+                raise UsageError(f"{args.config} names catalogue metrics: give --catalogue FILE "
+                                 "(abtest export writes catalogue.json)")  # fmt: skip
+            raw = resolve_references(raw, catalogue)
+        experiment = Experiment.from_dict(raw)
         result = analyze_experiment(experiment, args.exposures, args.outcomes, **settings)
     else:
         if not args.metric:
@@ -166,7 +198,9 @@ def _analyze(args: argparse.Namespace) -> int:
         lower = set(args.lower_is_better)
 
         def metric(text: str, where: str, margin: float | None) -> Any:
-            parsed = parse_metric(text, field_name=where)
+            parsed = as_metric(text, where, catalogue)
+            if parsed.catalogue_version is not None:  # the catalogue says which way is better
+                return replace(parsed, margin=margin)
             return replace(parsed, higher_is_better=parsed.name not in lower, margin=margin)
 
         result = analyze(
@@ -193,6 +227,18 @@ def _analyze(args: argparse.Namespace) -> int:
     else:
         _print_human(result, args)
     return 0
+
+
+def _catalogue(args: argparse.Namespace) -> Any:
+    """The --catalogue lookup, else the export's catalogue.json beside the exposures."""
+    from pathlib import Path
+
+    from abtest.catalogue import read_catalogue
+
+    if args.catalogue:
+        return read_catalogue(args.catalogue)
+    beside = Path(args.exposures).parent / "catalogue.json"
+    return read_catalogue(beside) if beside.is_file() else None
 
 
 def _print_human(result: Any, args: argparse.Namespace) -> None:

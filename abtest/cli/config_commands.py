@@ -46,14 +46,19 @@ def parse_attributes(pairs: list[str]) -> dict[str, Any]:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from abtest.catalogue import references, without_references
+
     try:
-        experiment = Experiment.from_json_file(args.config)
+        raw = Experiment.read_json_file(args.config)
+        experiment = Experiment.from_dict(without_references(raw))
     except InvalidConfig as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"abtest: error: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
         return 1
-    print("ok")
+    named = [str(ref.get("catalogue")) for _, ref in references(raw)]
+    print("ok" + (f" (catalogue metrics, resolved when pushed: {', '.join(named)})"
+                  if named else ""))  # fmt: skip
     if experiment.rollout is not None:
         from abtest.rollout_rules import plan_lines
 
@@ -62,10 +67,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
+    from abtest.catalogue import without_references
     from abtest.cli import UsageError
     from abtest.experiment import validate_unit_id
 
-    experiment = Experiment.from_json_file(args.config)
+    # Metrics play no part in assignment: catalogue references need no resolving here.
+    experiment = Experiment.from_dict(without_references(Experiment.read_json_file(args.config)))
     problem = validate_unit_id(args.unit_id, "--unit-id")
     if problem:
         raise UsageError(str(problem))

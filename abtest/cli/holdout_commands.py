@@ -68,14 +68,15 @@ def _show(args: argparse.Namespace) -> int:
 
 def _set(args: argparse.Namespace) -> int:
     from abtest.cli import UsageError
-    from abtest.holdout import Holdout
+    from abtest.holdout_requests import HoldoutBody
+    from abtest.schemas import validate
 
     with open(args.config, encoding="utf-8") as handle:
         try:
             config = json.load(handle)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{args.config}: not valid JSON: {exc.msg}") from None
-    Holdout.from_dict(config)  # refuse a bad file before any call
+    validate(HoldoutBody, config)  # refuse a bad file before any call
     path = "/v1/holdout" + ("?force=true" if args.force else "")
     return _print_holdout(args, _call(args, "PUT", path, config))
 

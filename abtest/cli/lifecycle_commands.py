@@ -73,14 +73,18 @@ def _show(args: argparse.Namespace, stored: dict[str, Any]) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from abtest.catalogue import without_references
     from abtest.errors import NotFound
     from abtest.experiment import Experiment
 
-    experiment = Experiment.from_json_file(args.config)  # refuse a bad file before any call
+    raw = Experiment.read_json_file(args.config)
+    # Refuse a bad file before any call; catalogue references are resolved (and pinned) by
+    # the service, so they are sent as written.
+    experiment = Experiment.from_dict(without_references(raw))
     # The lifecycle (status, winner) belongs to start/stop/ship, not to the file, and a
     # guarded rollout's traffic to its steps: a file pushed again must not try to move them.
     owned = ("status", "winner") + (("traffic",) if experiment.rollout is not None else ())
-    config = {k: v for k, v in experiment.to_dict().items() if k not in owned}
+    config = {k: v for k, v in raw.items() if k not in owned}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
         _call(args, "GET", path)

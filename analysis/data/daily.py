@@ -81,7 +81,7 @@ def daily_aggregates(
             x = f"coalesce(sum(e.value) FILTER (WHERE e.metric = {sql_list([den])}), 0)"
             names = [num, den]
         else:
-            y = value_sql(metric.type, "count(*)", "sum(e.value)")
+            y = value_sql(metric.type, "count(*)", "sum(e.value)", metric.cap)
             x, names = "0.0", [metric.name]
         # Units without events add nothing to the sums; their count comes from `arrived`.
         parts.append(

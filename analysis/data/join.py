@@ -5,7 +5,9 @@ Rules (each one pinned by a hand-computed case in ``tests/test_join.py``):
 - a unit's first exposure defines its variant and its start; units exposed to more than
   one variant of the experiment (crossovers) are excluded and counted;
 - outcomes count only at or after the unit's start, and before ``start + attribution
-  window`` when a window is given;
+  window`` when a window is given (a metric's own ``attribution_window_hours``, from its
+  catalogue definition, wins for the events it reads);
+- a count or sum metric with a ``cap`` has each unit's value capped at it;
 - exposed units without outcomes count as zero / not converted: ``n`` is the number of
   assigned units, never the number of units with events;
 - a duplicated ``event_id`` counts once (its earliest row);
@@ -41,11 +43,13 @@ from analysis.data.load import (
 )
 from analysis.data.metric_spec import (
     interval_sql,
+    longest_window,
     parse_metric,
     quantile_level,
     source_metrics,
     sql_list,
     value_sql,
+    window_sql,
 )
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
@@ -178,9 +182,8 @@ def aggregate(
     }
     excluded_row = con.execute("SELECT count(*) FROM _units WHERE crossed").fetchall()[0]
     excluded = int(excluded_row[0]) if excluded_row else 0
-    post = "e.ts >= a.first_ts" + (
-        f" AND e.ts < a.first_ts + {interval_sql(attribution_window)}" if attribution_window else ""
-    )
+    late = window_sql(metrics, attribution_window, event="e.r.m", time="e.ts", start="a.first_ts")
+    post = f"e.ts >= a.first_ts AND NOT ({late})"
     pre = (
         f"e.ts < a.first_ts AND e.ts >= a.first_ts - {interval_sql(covariate_window)}"
         if covariate_window
@@ -220,7 +223,8 @@ def aggregate(
         "SELECT CAST(first_ts AS DATE) AS day, variant, count(*) AS units FROM _assigned "
         "GROUP BY ALL ORDER BY day, variant"
     ).df()
-    window = observation_window or attribution_window or DEFAULT_OBSERVATION_WINDOW
+    window = (observation_window or attribution_window or longest_window(metrics)
+              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
     daily_frame = (
         daily_aggregates(
             con,
@@ -299,7 +303,7 @@ def _metric_aggregates(
         per_unit = f"SELECT variant, coalesce(y, 0) AS y, coalesce(x, 0) AS x FROM ({sql})"
         ratio = _paired(con, per_unit, units, [num, den, num, den])
         return MetricAggregates(metric, dict(ratio))
-    y = value_sql(metric.type, "c", "s")
+    y = value_sql(metric.type, "c", "s", metric.cap)
     if covariate_table:
         sql = (
             f"SELECT coalesce(v.variant, c.variant) AS variant, coalesce({y}, 0) AS y, "
@@ -310,7 +314,7 @@ def _metric_aggregates(
         )
         paired = _paired(con, sql, units, [metric.name, metric.name])
     else:
-        x = value_sql(metric.type, "pc", "ps") if pre_window else "0.0"
+        x = value_sql(metric.type, "pc", "ps", metric.cap) if pre_window else "0.0"
         paired = _paired(
             con, f"SELECT variant, {y} AS y, {x} AS x FROM _unit_values WHERE metric = ?",
             units, [metric.name],

@@ -48,18 +48,58 @@ def source_metrics(metric: Metric) -> tuple[str, ...]:
     return (metric.name,)
 
 
+def longest_window(metrics: Sequence[Metric]) -> timedelta | None:
+    """The longest attribution window any of ``metrics`` defines, or None."""
+    hours = [m.attribution_window_hours for m in metrics if m.attribution_window_hours]
+    return timedelta(hours=max(hours)) if hours else None
+
+
 def quantile_level(metric: Metric) -> float:
     """``latency_ms:p95`` -> 0.95."""
     return float(metric.name.rpartition(":")[2][1:]) / 100.0
 
 
-def value_sql(metric_type: MetricType, count: str, total: str) -> str:
-    """The per-unit value from its event count and value sum."""
+def value_sql(metric_type: MetricType, count: str, total: str, cap: float | None = None) -> str:
+    """The per-unit value from its event count and value sum; a count or sum metric with a
+    ``cap`` (from its catalogue definition) is capped at it (winsorized at a fixed value,
+    Kohavi, Tang & Xu 2020, *Trustworthy Online Controlled Experiments*, ch. 22)."""
     if metric_type is MetricType.BINOMIAL:
         return f"CAST({count} > 0 AS DOUBLE)"
-    if metric_type is MetricType.COUNT:
-        return f"CAST({count} AS DOUBLE)"
-    return f"CAST({total} AS DOUBLE)"
+    value = (
+        f"CAST({count} AS DOUBLE)"
+        if metric_type is MetricType.COUNT
+        else f"CAST({total} AS DOUBLE)"
+    )
+    return value if cap is None else f"least({value}, {float(cap)!r})"
+
+
+def window_sql(
+    metrics: Sequence[Metric], default: timedelta | None, *, event: str, time: str, start: str
+) -> str:
+    """SQL true when an event (name column ``event``, time column ``time``) of a unit
+    exposed at ``start`` falls after its metric's attribution window: the metric's own
+    window, else ``default``.
+
+    Raises `InvalidInput` when one event name is read by metrics with different windows
+    (the per-unit join keeps one copy of each event).
+    """
+    own: dict[str, timedelta | None] = {}
+    for metric in metrics:
+        hours = metric.attribution_window_hours
+        window = default if hours is None else timedelta(hours=hours)
+        for name in source_metrics(metric):
+            if name in own and own[name] != window:
+                raise InvalidInput(
+                    f"event '{name}' is read by metrics with different attribution windows; "
+                    "analyse them separately", "attribution_window")  # fmt: skip
+            own[name] = window
+    by_window: dict[timedelta, list[str]] = {}
+    for name, window in own.items():
+        if window is not None:
+            by_window.setdefault(window, []).append(name)
+    late = [f"({event} IN ({sql_list(sorted(names))}) AND {time} >= {start} + {interval_sql(w)})"
+            for w, names in sorted(by_window.items())]  # fmt: skip
+    return " OR ".join(late) or "FALSE"
 
 
 def sql_list(names: Sequence[str]) -> str:
