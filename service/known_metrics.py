@@ -3,8 +3,8 @@
 A metric is known when the metric catalogue defines it or some experiment names it
 inline; both count their event names (``clicks/searches`` reads clicks and searches,
 ``latency_ms:p95`` reads latency_ms).  ``UNKNOWN_METRICS`` says what happens to an event
-for any other name: ``refuse`` (a 400 naming the event and suggesting the closest known
-name: ``'purchse'; did you mean 'purchase'?``), ``count`` (the default: kept, and counted
+for any other name: ``refuse`` (the default: a 400 naming the event and suggesting the
+closest known name: ``'purchse'; did you mean 'purchase'?``), ``count`` (kept, and counted
 per name for ``GET /v1/metrics`` and the console) or ``accept`` (kept, not counted).
 ``REFUSE_UNDECLARED_METRICS=true``, the older spelling, means ``refuse``.
 """
