@@ -275,3 +275,18 @@ def test_the_console_shows_the_catalogue_and_unknown_metrics(
     unknown = page[page.index('id="unknown-metrics"') :]
     assert "<code>revenu</code></td><td>2</td><td>revenue</td>" in unknown
     assert "<code>zzz</code></td><td>1</td><td>–</td>" in unknown
+
+
+@pytest.mark.parametrize("redis_topology", ["single"], indirect=True)
+def test_the_console_says_unknown_metrics_are_refused_by_default(
+    client: Any, api: Api, redis_topology: str
+) -> None:
+    """With the default setting a typo is refused, not counted, and the page says so."""
+    from tests.test_console import Console
+
+    put(api, REVENUE)
+    assert api.send_events([_event(0, "revenu")]).status_code == 400
+    assert api.call("GET", "/v1/metrics").get_json()["unknown"] == {}
+    assert Console(client).login(api.admin_key).status_code == 302
+    page = client.get("/catalogue").get_data(as_text=True)
+    assert 'id="unknown-refused"' in page and 'id="unknown-metrics"' not in page
