@@ -11,6 +11,7 @@ from typing import Any, Final, NamedTuple
 from abtest import keys
 from abtest.assignment import Assignment, Reason
 from abtest.assignment import assign as assign_pure
+from abtest.attributes import encode, segment_attributes
 from abtest.experiment import Experiment, Status
 
 
@@ -61,22 +62,25 @@ def script_call(
     cached: CachedExperiment,
     unit_id: str,
     attributes: Mapping[str, Any] | None,
+    now: int,
     assigned_at: int | None = None,
 ) -> tuple[Assignment, int, tuple[Any, ...]]:
-    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments."""
+    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments
+    (``now``: the store's time, epoch µs; the exposure is dated `exposure_time`)."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
     mode, code = _mode(experiment, result.reason)
     variant = result.variant if result.reason is Reason.ASSIGNED else None
     if variant is not None:
         code = cached.codes[variant]
-    now = exposure_time(assigned_at, time.time_ns() // 1000)
+    kept = encode(segment_attributes(attributes)) if variant is not None else ""
+    now = exposure_time(assigned_at, now)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     holdout = "" if experiment.holdout is None else experiment.holdout.name
     return result, partition, (
         cached.version, mode, unit_id, code, now,
         time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000)), variant or "",
-        keys.unit_bucket_hash(unit_id), holdout,
+        keys.unit_bucket_hash(unit_id), holdout, kept,
     )  # fmt: skip
 
 

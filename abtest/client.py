@@ -45,6 +45,7 @@ from abtest import errors
 from abtest.assign_requests import check_assign_request
 from abtest.assignment import Reason, recorded
 from abtest.assignment import assign as assign_locally
+from abtest.attributes import segment_attributes
 from abtest.client_batches import Delivery, deliver
 from abtest.client_http import HttpTransport, ServiceUnavailable
 from abtest.events import MAX_BATCH_EVENTS, now_us, parse_event
@@ -185,7 +186,8 @@ class Client:
     def assignments(
         self, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> dict[str, ClientAssignment]:
-        """The unit's assignment in every running or shipped experiment, by experiment key."""
+        """The unit's assignment in every running, shipped or rolled-back experiment, by
+        experiment key."""
         _check_unit(unit_id, attributes)
         if not self.local_evaluation:
             query = [("unit_id", unit_id)]
@@ -194,7 +196,7 @@ class Client:
             body = self._call("GET", f"/v1/assignments?{urlencode(query, quote_via=quote)}")
             answers = [ClientAssignment.from_dict(a) for a in body["assignments"]]
             return {a.experiment: a for a in answers}
-        live = (Status.RUNNING, Status.SHIPPED)
+        live = (Status.RUNNING, Status.SHIPPED, Status.ROLLED_BACK)
         return {key: self._local(entry, unit_id, attributes)
                 for key, entry in sorted(self._loaded().items())
                 if entry[0].status in live}  # fmt: skip
@@ -444,3 +446,4 @@ def _check_unit(unit_id: object, attributes: Mapping[str, Any] | None) -> None:
                                             if attributes else None)  # fmt: skip
     if problem:
         raise errors.InvalidInput(problem.message, problem.field)
+    segment_attributes(attributes)  # what the service keeps with the exposure, bounded

@@ -25,6 +25,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from abtest import attributes
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -61,7 +63,8 @@ def _schemas() -> dict[Kind, pa.Schema]:
     return {
         Kind.EXPOSURES: pa.schema(
             [("unit_id", pa.string()), ("experiment", pa.string()), ("variant", pa.string()),
-             ("timestamp", ts), ("config_version", pa.int64())]
+             ("timestamp", ts), ("config_version", pa.int64()),
+             ("attributes", pa.map_(pa.string(), pa.string()))]
         ),
         Kind.OUTCOMES: pa.schema(
             [("event_id", pa.string()), ("unit_id", pa.string()), ("metric", pa.string()),
@@ -83,7 +86,7 @@ def day(timestamp_us: int) -> str:
     return (_EPOCH + timedelta(days=timestamp_us // _US_PER_DAY)).isoformat()
 
 
-_COMPACT: Final = {"u": "unit_id", "t": "timestamp", "c": "config_version"}
+_COMPACT: Final = {"u": "unit_id", "t": "timestamp", "c": "config_version", "a": "attributes"}
 
 
 def parse(
@@ -95,8 +98,9 @@ def parse(
 ) -> dict[str, Any]:
     """One stream entry -> one row; raises ValueError naming what is wrong.
 
-    A compact exposure entry (``u``, ``v``, ``t``, ``c``: see `abtest.keys`) becomes the same
-    row as a long one, with ``experiment`` and the variant code's key (``variants``) filled in.
+    A compact exposure entry (``u``, ``v``, ``t``, ``c``, ``a``: see `abtest.keys`) becomes the
+    same row as a long one, with ``experiment`` and the variant code's key (``variants``)
+    filled in; ``attributes`` is a list of (name, value) pairs (the Parquet map), or None.
     """
     if kind is Kind.HOLDOUT:
         missing = [n for n in ("u", "h", "t", "n") if n not in fields]
@@ -120,6 +124,9 @@ def parse(
     row["timestamp"] = int(fields["timestamp"])
     if kind is Kind.EXPOSURES:
         row["config_version"] = int(fields["config_version"])
+        # Entries written before attributes were kept have none: null, not an empty map.
+        kept = attributes.decode(fields["attributes"]) if "attributes" in fields else None
+        row["attributes"] = None if kept is None else list(kept.items())
     else:
         row["value"] = float(fields["value"])
         if not math.isfinite(row["value"]):
@@ -228,7 +235,8 @@ def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
 
 
 def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:
-    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version``)."""
+    """Every exported exposure row (``unit_id, experiment, variant, timestamp, config_version,
+    attributes``; files written before attributes were kept read them as null)."""
     return read(directory, Kind.EXPOSURES)
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from analysis.decision.result import AnalysisResult, AnalysisSettings
     from analysis.decision.rows import MetricRow
     from analysis.decision.rules import Decision, DecisionRules, Verdict, decide
+    from analysis.decision.segment_table import SegmentComparison, SegmentRow, SegmentTable
     from analysis.planning.duration import (
         duration_days,
         mde_by_duration,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from analysis.statistics.aggregates import PairedStats, SampleStats
     from analysis.statistics.bayesian import BayesianResult, bayesian_binomial, bayesian_mean
     from analysis.statistics.cuped import CupedResult, cuped
+    from analysis.statistics.heterogeneity import Heterogeneity, cochran_q
     from analysis.statistics.inference import (
         NonInferiority,
         effect_from_means,
@@ -114,6 +116,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "AnalysisSettings",
     ),
     "analysis.decision.rows": ("MetricRow",),
+    "analysis.decision.segment_table": (
+        "SegmentComparison",
+        "SegmentRow",
+        "SegmentTable",
+    ),
+    "analysis.statistics.heterogeneity": (
+        "Heterogeneity",
+        "cochran_q",
+    ),
     "analysis.decision.rules": (
         "Decision",
         "DecisionRules",
@@ -220,6 +231,7 @@ __all__ = [
     "Decision",
     "DecisionRules",
     "Effect",
+    "Heterogeneity",
     "MetricRow",
     "MinimumDetectableEffect",
     "MixingPrior",
@@ -228,6 +240,9 @@ __all__ = [
     "QuantileResult",
     "SampleSize",
     "SampleStats",
+    "SegmentComparison",
+    "SegmentRow",
+    "SegmentTable",
     "SequentialMargin",
     "SequentialResult",
     "SrmResult",
@@ -238,6 +253,7 @@ __all__ = [
     "bayesian_binomial",
     "bayesian_mean",
     "capping_sensitivity",
+    "cochran_q",
     "cumulative_figure",
     "cuped",
     "decide",

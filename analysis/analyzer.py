@@ -30,7 +30,7 @@ from abtest.catalogue import Lookup, read_catalogue, snapshot_lookup
 from abtest.errors import InvalidInput, NotFound
 from abtest.experiment import Metric, MetricType
 from analysis.data.daily import daily_looks
-from analysis.data.join import join_and_aggregate, parse_metric, quantile_level
+from analysis.data.join import join_and_aggregate, parse_metric
 from analysis.data.load import Source
 from analysis.data.metric_spec import longest_window, source_metrics
 from analysis.data.tables import (
@@ -44,18 +44,13 @@ from analysis.decision.data_checks import data_warnings
 from analysis.decision.result import AnalysisResult, AnalysisSettings
 from analysis.decision.rows import NO_EVENTS, MetricRow
 from analysis.decision.rules import DecisionRules, decide
-from analysis.statistics.aggregates import PairedStats, SampleStats
-from analysis.statistics.bayesian import bayesian_binomial, bayesian_mean
-from analysis.statistics.cuped import cuped
+from analysis.effects import fixed_horizon_effect
+from analysis.segments import DEFAULT_MIN_SEGMENT_UNITS, check_min_units, segment_table
 from analysis.statistics.inference import (
-    mean_difference,
     non_inferiority,
-    proportion_difference,
-    ratio_difference,
 )
 from analysis.statistics.mixing import MixingPrior
 from analysis.statistics.multiple import adjust_p_values
-from analysis.statistics.quantile import quantile_difference
 from analysis.statistics.results import Effect
 from analysis.statistics.srm import srm_test
 
@@ -140,6 +135,8 @@ def analyze(
     quantile_method: str = "bootstrap",
     n_boot: int = 1000,
     seed: int = 0,
+    segment: str | None = None,
+    min_segment_units: int = DEFAULT_MIN_SEGMENT_UNITS,
     catalogue: Lookup | Mapping[str, Any] | str | Path | None = None,
 ) -> AnalysisResult:
     """Analyse one experiment: the first metric is primary, the others secondary.
@@ -186,6 +183,11 @@ def analyze(
     quantile_method, n_boot, seed
         Quantile metrics: "bootstrap" (unit-clustered, ``n_boot`` replicates from
         ``seed``) or "asymptotic" (O(events)); see `analysis.statistics.quantile`.
+    segment, min_segment_units
+        An attribute kept with the exposures (``country``): every metric per value of it,
+        with p-values adjusted across segments, Cochran's Q heterogeneity test, and no
+        number for a segment with fewer than ``min_segment_units`` units in an arm
+        (`analysis.segments`); in the result's ``segments``.
     catalogue : catalogue snapshot, its file, or a lookup, optional
         Resolves catalogue names in ``metrics`` and ``guardrails``: the ``catalogue.json``
         that ``abtest export`` writes, or `abtest.catalogue.snapshot_lookup`.  A catalogue
@@ -203,6 +205,8 @@ def analyze(
                     mixing_sd=mixing_sd, observation_window=observation_window)  # fmt: skip
     if not metrics:
         raise InvalidInput("at least one metric is required", "metrics")
+    if segment is not None:
+        check_min_units(min_segment_units)
     lookup = _catalogue(catalogue)
     primary = [as_metric(m, f"metrics[{i}]", lookup) for i, m in enumerate(metrics)]
     guards = [as_metric(m, f"guardrails[{i}]", lookup) for i, m in enumerate(guardrails)]
@@ -273,11 +277,20 @@ def analyze(
         relative_mde=relative_mde, observation_days=window.total_seconds() / 86400,
         data_warnings=checks,
     )  # fmt: skip
+    segments = None if segment is None else segment_table(
+        exposures, outcomes, attribute=segment, experiment=agg.experiment, control=control,
+        variants=variants, metrics=[(primary[0], "primary"),
+                                     *((m, "secondary") for m in primary[1:]),
+                                     *((g, "guardrail") for g in guards)],
+        alpha=alpha, correction=correction, min_units=min_segment_units,
+        attribution_window=attribution_window, covariate_window=covariate_window,
+        covariates=covariates, quantile_method=quantile_method, n_boot=n_boot, seed=seed,
+    )  # fmt: skip
     return AnalysisResult(
         experiment=agg.experiment, control=control, units=units,
         excluded_units=agg.excluded_units, srm=srm, rows=tuple(rows), decision=decision,
         settings=settings, config_versions=agg.config_versions, aggregates=agg,
-        events=agg.events, undefined_metrics=agg.undefined_metrics,
+        events=agg.events, undefined_metrics=agg.undefined_metrics, segments=segments,
     )  # fmt: skip
 
 
@@ -374,40 +387,19 @@ def _row(
             effect=None, p_value=None, error=NO_EVENTS + named, no_events=True,
         )  # fmt: skip
     try:
+        fixed = fixed_horizon_effect(
+            data, control=control, variant=variant, level=level,
+            quantile_method=settings.quantile_method, n_boot=settings.n_boot, seed=settings.seed,
+        )  # fmt: skip
+        effect = fixed.effect
+        if fixed.n_control is not None and fixed.n_variant is not None:
+            n_c, n_v = fixed.n_control, fixed.n_variant
         extra: dict[str, Any] = {}
-        if metric.type is MetricType.QUANTILE:
-            assert data.samples is not None
-            c, v = data.samples[control], data.samples[variant]
-            q = quantile_difference(
-                control_values=c.values, control_units=c.units, variant_values=v.values,
-                variant_units=v.units, q=quantile_level(metric), n_boot=settings.n_boot,
-                method=settings.quantile_method,  # type: ignore[arg-type]
-                seed=settings.seed, level=level,
-            )  # fmt: skip
-            effect = q.effect
-            n_c, n_v = c.n_units, v.n_units
-        elif metric.type is MetricType.RATIO:
-            pc, pv = data.stats[control], data.stats[variant]
-            assert isinstance(pc, PairedStats) and isinstance(pv, PairedStats)
-            effect = ratio_difference(control=pc, variant=pv, level=level)
-        else:
-            sc, sv = data.stats[control], data.stats[variant]
-            assert isinstance(sc, SampleStats) and isinstance(sv, SampleStats)
-            if metric.type is MetricType.BINOMIAL:
-                effect = proportion_difference(control=sc, variant=sv, level=level)
-                extra["bayesian"] = bayesian_binomial(
-                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
-                )
-            else:
-                effect = mean_difference(control=sc, variant=sv, level=level)
-                extra["bayesian"] = bayesian_mean(
-                    control=sc, variant=sv, higher_is_better=metric.higher_is_better
-                )
-            cov = data.covariate
-            if cov is not None and cov[control].x.variance + cov[variant].x.variance > 0:
-                extra["cuped"] = cuped(control=cov[control], variant=cov[variant], level=level)
-                effect = extra["cuped"].effect
-        raw = extra["cuped"].unadjusted if "cuped" in extra else effect
+        if fixed.bayesian is not None:
+            extra["bayesian"] = fixed.bayesian
+        if fixed.cuped is not None:
+            extra["cuped"] = fixed.cuped
+        raw = fixed.unadjusted
         extra.update(always_valid_fields(
             agg=agg, metric=metric, role=role, control=control, variant=variant,
             alpha=settings.alpha, margin=metric.margin or DEFAULT_GUARDRAIL_MARGIN, prior=prior,

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from flask import Blueprint, Response, jsonify, request
 
+from abtest.attributes import segment_attributes
 from abtest.auth import Role
 from abtest.errors import InvalidInput
 from abtest.experiment import validate_unit_id
@@ -64,10 +65,11 @@ def assign_batch() -> Response:
 @bp.get("/assignments")
 @requires(Role.SDK)
 def assignments() -> Response:
-    """The unit's assignment in every running or shipped experiment.
+    """The unit's assignment in every running, shipped or rolled-back experiment.
 
     Attributes come as ``attr.<name>=<value>``; a value is read as JSON when it parses
-    (``42``, ``true``, ``"x"``) and as a string otherwise (``DE``).
+    (``42``, ``true``, ``"x"``) and as a string otherwise (``DE``).  They meet the bounds of
+    the POST bodies (`abtest.attributes`) and are kept with first exposures as those are.
     """
     unit_id = request.args.get("unit_id")
     problem = validate_unit_id(unit_id)
@@ -87,6 +89,7 @@ def assignments() -> Response:
             attributes[name[5:]] = value
         elif name != "unit_id":
             raise InvalidInput("unknown parameter (attributes are attr.<name>)", name)
+    segment_attributes(attributes, "attr")  # the bounds of `abtest.attributes`, named attr.x
     ext = abtest()
     answers = []
     for key in ext.store.live_experiment_keys():

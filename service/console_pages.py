@@ -13,7 +13,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from flask import Flask
@@ -24,7 +24,7 @@ from abtest.store import StoredExperiment
 from analysis.decision.rules import DecisionRules
 from analysis.report.formatting import MetricCells, metric_cells, metric_headers, metric_unit
 from analysis.statistics.srm import srm_test
-from service.results import ExperimentResults, experiment_results
+from service.results import ExperimentResults, experiment_results, export_dir
 
 _FIGURES: Final = "abtest.console_figures"
 _FIGURE_CACHE_SIZE: Final = 16
@@ -89,6 +89,23 @@ class Detail:
     metric_headers: Sequence[str] = ()
     metric_rows: Sequence[MetricCells] = ()
     shipped: Mapping[str, Any] | None = None  # the ship entry: time, key, reason
+    rollout: Mapping[str, Any] | None = None  # `service.rollout_status.rollout_document`
+    rollout_figure: Figure | None = None
+    segments: SegmentSection | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSection:
+    """The segment table of the experiment page (``?segment=country``)."""
+
+    attribute: str | None
+    min_units: int
+    attributes: Sequence[str]  # the names the exported exposures carry
+    headers: Sequence[str] = ()
+    rows: Sequence[Sequence[str]] = ()
+    tests: Sequence[str] = ()
+    footnote: str = ""
+    error: str = ""
 
 
 def _analysed(app: Flask, stored: StoredExperiment) -> tuple[ExperimentResults | None, str]:
@@ -250,8 +267,44 @@ def _power(
     }
 
 
-def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, Any]]) -> Detail:
-    """The experiment page of ``stored`` with its audit ``history`` (oldest first)."""
+def _segments(
+    app: Flask, stored: StoredExperiment, attribute: str | None, min_units: int, analysed: bool
+) -> SegmentSection | None:
+    """The segment section: the attributes to choose from and, when one is chosen, its table."""
+    from analysis.data.load import attribute_names
+    from analysis.report import segment_view
+
+    folder = export_dir(app) / "exposures" / stored.experiment.key
+    if not analysed or not folder.is_dir():
+        return None
+    section = SegmentSection(attribute, min_units, attribute_names(folder))
+    if attribute is None:
+        return section
+    try:
+        data = experiment_results(app, stored, segment=attribute,
+                                  min_segment_units=min_units).to_dict()  # fmt: skip
+    except AbtestError as exc:
+        return replace(section, error=exc.message)
+    table = data["segments"]
+    return replace(
+        section,
+        headers=segment_view.segment_headers(table, data["settings"]["alpha"]),
+        rows=[r for c in table["comparisons"] for r in segment_view.comparison_rows(c)],
+        tests=[segment_view.heterogeneity_text(c) for c in table["comparisons"]],
+        footnote=segment_view.footnote(table),
+    )
+
+
+def detail(
+    app: Flask,
+    stored: StoredExperiment,
+    history: Sequence[Mapping[str, Any]],
+    *,
+    segment: str | None = None,
+    min_segment_units: int = 100,
+) -> Detail:
+    """The experiment page of ``stored`` with its audit ``history`` (oldest first), and
+    the segment table of ``segment`` when one is asked for."""
     row, analysed = _summary(app, stored)
     data = analysed.to_dict() if analysed is not None else None
     planned = stored.experiment.planned_units_per_variant
@@ -267,7 +320,44 @@ def detail(app: Flask, stored: StoredExperiment, history: Sequence[Mapping[str, 
         metric_headers=() if data is None else metric_headers(data["settings"]["alpha"]),
         metric_rows=[] if data is None else [metric_cells(m) for m in data["metrics"]],
         shipped=_ship_entry(app, stored, history),
+        **_rollout(app, stored),
+        segments=_segments(app, stored, segment, min_segment_units, analysed is not None),
     )
+
+
+def _rollout(app: Flask, stored: StoredExperiment) -> dict[str, Any]:
+    """The rollout section of the page: its document and its timeline chart (when the
+    experiment has a rollout plan)."""
+    from abtest.rollout_store import Rollouts
+    from analysis.report.figures import figure_png
+    from analysis.report.rollout_figures import rollout_figure
+    from service.rollout_status import rollout_document
+
+    plan = stored.experiment.rollout
+    if plan is None:
+        return {}
+    document = rollout_document(Rollouts(app.extensions["abtest"].store), stored.experiment.key,
+                                limit=100)  # fmt: skip
+    latest = next((c for c in reversed(document["checks"]) if c.get("series")), None)
+    series: dict[str, Any] = {} if latest is None else latest["series"]
+    guardrails = [m for m in stored.experiment.guardrail_metrics if m.name in plan.guardrails]
+    events = [(a["time"], a["action"].replace("rollout_", "")) for a in document["actions"]
+              if a["action"] != "start"]  # fmt: skip
+    figure = None
+    try:
+        png = figure_png(
+            rollout_figure(
+                series,
+                guardrails,
+                alpha=plan.alpha,
+                events=events,
+                as_of=None if latest is None else latest["time"],
+            )
+        )
+        figure = Figure("Guardrails: cumulative effect of the new variant per day", png)
+    except Exception:  # one broken chart must not hide the page (it is logged)
+        _log.exception("rollout figure of %s failed", stored.experiment.key)
+    return {"rollout": document, "rollout_figure": figure}
 
 
 def _figures(app: Flask, analysed: ExperimentResults | None) -> list[Figure]:

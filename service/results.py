@@ -13,10 +13,15 @@ time it runs, and units enter the always-valid test as their observation windows
 new data or not.
 The console reads the same cache.
 
-Errors: unknown experiment 404; 409 when the request is fine but the experiment cannot be
-analysed yet: ``no_metrics`` (no primary metric), ``no_data`` (no exposure exported yet),
-``cannot_analyze`` (the analysis refused the data, e.g. a metric with no event yet; the
-message and field are the analysis's own).
+``?segment=country`` (an attribute kept with the exposures) adds the segment table
+(``segments`` in the body: each metric per value, adjusted across segments, with the
+heterogeneity test); ``&min_segment_units=N`` (default 100) hides smaller segments.
+
+Errors: a bad ``segment`` or ``min_segment_units`` 400; unknown experiment 404; 409 when
+the request is fine but the experiment cannot be analysed yet: ``no_metrics`` (no primary
+metric), ``no_data`` (no exposure exported yet), ``cannot_analyze`` (the analysis refused
+the data, e.g. a metric with no event yet, or exported exposures that carry no attributes;
+the message and field are the analysis's own).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,20 +83,24 @@ class ExperimentResults:
         return result
 
 
+# experiment, config version, data watermark, segment attribute, minimum segment size
+_CacheKey = tuple[str, int, str, str | None, int]
+
+
 class _Cache:
     """A small LRU of results; one lock, so concurrent requests never compute one key twice."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.entries: OrderedDict[tuple[str, int, str], ExperimentResults] = OrderedDict()
+        self.entries: OrderedDict[_CacheKey, ExperimentResults] = OrderedDict()
 
-    def get(self, key: tuple[str, int, str]) -> ExperimentResults | None:
+    def get(self, key: _CacheKey) -> ExperimentResults | None:
         hit = self.entries.get(key)
         if hit is not None:
             self.entries.move_to_end(key)
         return hit
 
-    def put(self, key: tuple[str, int, str], value: ExperimentResults) -> None:
+    def put(self, key: _CacheKey, value: ExperimentResults) -> None:
         self.entries[key] = value
         self.entries.move_to_end(key)
         while len(self.entries) > _CACHE_SIZE:
@@ -109,8 +119,17 @@ def _watermark(exposures: list[Path], outcomes: list[Path], root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResults:
+def experiment_results(
+    app: Flask,
+    stored: StoredExperiment,
+    *,
+    segment: str | None = None,
+    min_segment_units: int = 100,
+) -> ExperimentResults:
     """Export ``stored``'s buffered events, then its analysis (cached by watermark).
+
+    With ``segment`` (an attribute kept with the exposures, such as ``country``) the
+    analysis also breaks every metric down by it (`analysis.segments`); cached apart.
 
     Raises
     ------
@@ -135,7 +154,8 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
     if not exposure_files:
         raise NoData(f"no exposures of '{experiment.key}' yet: results need assigned units",
                      "experiment")  # fmt: skip
-    cache_key = (experiment.key, stored.version, _watermark(exposure_files, outcome_files, root))
+    watermark = _watermark(exposure_files, outcome_files, root)
+    cache_key = (experiment.key, stored.version, watermark, segment, min_segment_units)
     cache: _Cache = app.extensions.setdefault(_EXTENSION, _Cache())
     window = timedelta(hours=app.config["OBSERVATION_HOURS"])
     with cache.lock:
@@ -153,23 +173,40 @@ def experiment_results(app: Flask, stored: StoredExperiment) -> ExperimentResult
         )  # fmt: skip
         try:
             analysis = analyze_experiment(experiment, exposures=exposure_dir, outcomes=outcomes,
-                                          observation_window=window, as_of=now)  # fmt: skip
+                                          observation_window=window, as_of=now, segment=segment,
+                                          min_segment_units=min_segment_units)  # fmt: skip
         except InvalidInput as exc:
             raise CannotAnalyze(f"cannot analyse '{experiment.key}' yet: {exc.message}",
                                 exc.field) from exc  # fmt: skip
         result = ExperimentResults(experiment.key, stored.version,
-                                   f"{cache_key[2]}@{now.isoformat()}", analysis, now)  # fmt: skip
+                                   f"{watermark}@{now.isoformat()}", analysis, now)  # fmt: skip
         cache.put(cache_key, result)
         return result
 
 
+def segment_query(args: Mapping[str, str]) -> tuple[str | None, int]:
+    """``?segment=country&min_segment_units=100`` checked; 400 naming the bad parameter."""
+    from abtest.attributes import check_attribute_name
+
+    segment = args.get("segment") or None
+    if segment is not None:
+        check_attribute_name(segment, "segment")
+    raw = args.get("min_segment_units", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10**9:
+        raise InvalidInput(f"must be an integer >= 1, got {raw[:40]!r}", "min_segment_units")
+    return segment, int(raw)
+
+
 @bp.get("/v1/experiments/<key>/results")
 def results(key: str) -> Response:
-    """The experiment's analysis as JSON (admin key)."""
-    from flask import current_app
+    """The experiment's analysis as JSON (admin key); ``?segment=`` adds the segment table."""
+    from flask import current_app, request
 
     from service.extension import abtest
     from service.validation import experiment_key
 
+    segment, min_units = segment_query(request.args)
     stored = abtest().store.get_experiment(experiment_key(key, "key"))
-    return jsonify(experiment_results(current_app, stored).to_dict())
+    analysed = experiment_results(current_app, stored, segment=segment,
+                                  min_segment_units=min_units)  # fmt: skip
+    return jsonify(analysed.to_dict())

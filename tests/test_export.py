@@ -48,7 +48,8 @@ DAY2 = DAY1 + 86_400_000_000
 def add_exposures(
     r: redis.Redis, experiment: str, units: range, *, start: int = DAY1, step: int = 3_600_000_000
 ) -> list[tuple[Any, ...]]:
-    """Append first exposures the way the store does; return the expected rows."""
+    """Append first exposures the way stores before the compact layout did; return the
+    expected rows."""
     r.sadd(keys.experiments_index(), experiment)
     rows = []
     for i in units:
@@ -63,7 +64,7 @@ def add_exposures(
                 )
             ),
         )
-        rows.append(row)
+        rows.append((*row, None))  # long-form entries predate attributes: null
     return rows
 
 

@@ -83,6 +83,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="H",
         help="count outcomes only within H hours of the first exposure",
     )
+    cmd.add_argument(
+        "--segment",
+        metavar="ATTRIBUTE",
+        help="also each metric per value of ATTRIBUTE kept with the exposures (country, "
+        "platform...): adjusted across segments, with a heterogeneity test",
+    )
+    cmd.add_argument(
+        "--min-segment-units",
+        type=int,
+        default=100,
+        metavar="N",
+        help="show no number for a segment with fewer than N units in an arm (100)",
+    )
     plan = cmd.add_argument_group(
         "plan (fixes the always-valid test's prior before the data; stored in the result)"
     )
@@ -126,6 +139,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must lie in (0, 0.5), got {args.alpha}")
     settings: dict[str, Any] = {"alpha": args.alpha, "correction": args.correction}
+    if args.segment is not None:
+        if args.min_segment_units < 1:
+            minimum = args.min_segment_units
+            raise UsageError(f"--min-segment-units must be at least 1, got {minimum}")
+        settings.update(segment=args.segment, min_segment_units=args.min_segment_units)
     for flag, name in (("--attribution-hours", "attribution_hours"),
                        ("--observation-hours", "observation_hours")):  # fmt: skip
         hours = getattr(args, name)

@@ -21,6 +21,12 @@ from analysis.report.formatting import (
     metric_unit,
     p_value,
 )
+from analysis.report.segment_view import (
+    comparison_rows,
+    footnote,
+    heterogeneity_text,
+    segment_headers,
+)
 
 if TYPE_CHECKING:
     from analysis.decision.result import AnalysisResult
@@ -66,6 +72,18 @@ def render_table(table: list[list[str]]) -> str:
     return "\n".join("  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in table)
 
 
+def _segment_lines(result: AnalysisResult) -> list[str]:
+    if result.segments is None:
+        return []
+    data = result.segments.to_dict()
+    table = [segment_headers(data, result.settings.alpha)]
+    for comparison in data["comparisons"]:
+        table += comparison_rows(comparison)
+    return ["", f"segments by {data['attribute']} (fixed horizon, per segment)",
+            render_table(table), *(heterogeneity_text(c) for c in data["comparisons"]),
+            footnote(data)]  # fmt: skip
+
+
 def human_report(result: AnalysisResult, *, html: str | None, record: str | None) -> str:
     """The text ``abtest analyze`` prints without ``--json``."""
     decision, settings = result.decision, result.settings
@@ -94,6 +112,7 @@ def human_report(result: AnalysisResult, *, html: str | None, record: str | None
         "",
         "always-valid (drives the verdict; units whose observation window closed)",
         render_table(_sequential_table(result)),
+        *_segment_lines(result),
         "",
         f"verdict     {verdict}",
         *(f"  - {reason}" for reason in decision.reasons),

@@ -7,7 +7,9 @@ join in `analysis.data.join` runs inside the engine however large the files are.
 
 Schemas (extra columns are ignored):
 
-- exposures: ``unit_id, experiment, variant, timestamp[, config_version]``
+- exposures: ``unit_id, experiment, variant, timestamp[, config_version][, attributes]``
+  (``attributes``: a map of text, the unit's attributes at assignment; a segment may also
+  be a column of its own, such as ``country``)
 - outcomes: ``event_id, unit_id, metric, value, timestamp`` (a missing ``value`` column
   or a null value means 1, as in ``POST /v1/events``)
 
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import pandas as pd
 
+from abtest.attributes import check_attribute_name
 from abtest.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -54,15 +57,25 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def register_exposures(
-    con: duckdb.DuckDBPyConnection, source: Source, *, name: str = "exposures"
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    *,
+    name: str = "exposures",
+    segment: str | None = None,
 ) -> None:
     """Create the validated view ``name(unit_id, experiment, variant, ts, config_version)``.
+
+    With ``segment`` (an attribute name such as ``country``) the view has one more column,
+    ``segment``: the exposure's value of that attribute as text (null when not set), read
+    from a column of that name or else from the ``attributes`` map column that
+    ``abtest export`` writes.
 
     Raises
     ------
     InvalidInput
         The source is missing, empty, lacks a column, or has a column of the wrong type or
-        with nulls; ``field`` names the column (``exposures.variant``).
+        with nulls; ``field`` names the column (``exposures.variant``).  ``segment``: a
+        bad attribute name, or exposures that carry no such attribute (field ``segment``).
     """
     raw, glob = _register_raw(con, source, name)
     types = _column_types(con, raw, name, EXPOSURE_COLUMNS)
@@ -72,10 +85,11 @@ def register_exposures(
     version = (
         "CAST(config_version AS VARCHAR)" if "config_version" in types else "CAST(NULL AS VARCHAR)"
     )
+    extra = "" if segment is None else f", {_segment_sql(con, raw, types, segment)} AS segment"
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT CAST(unit_id AS VARCHAR) AS unit_id, "
         f"CAST(experiment AS VARCHAR) AS experiment, CAST(variant AS VARCHAR) AS variant, "
-        f"{_timestamp_sql(types['timestamp'], name)} AS ts, {version} AS config_version "
+        f"{_timestamp_sql(types['timestamp'], name)} AS ts, {version} AS config_version{extra} "
         f"FROM {raw}"
     )
     _check_rows(
@@ -165,6 +179,24 @@ def read_outcomes(source: Source) -> pd.DataFrame:
         "SELECT event_id, unit_id, metric, value, ts AS timestamp FROM outcomes"
     ).df()
     return frame
+
+
+def attribute_names(source: Source, *, limit: int = 50) -> list[str]:
+    """The attribute names kept with the exposures (keys of their ``attributes`` map),
+    sorted; empty when they carry none.  What ``segment`` can be."""
+    con = connect()
+    try:
+        raw, _ = _register_raw(con, source, "exposures")
+        types = _column_types(con, raw, "exposures", EXPOSURE_COLUMNS)
+        if not types.get("attributes", "").startswith("MAP("):
+            return []
+        rows = con.execute(
+            f"SELECT DISTINCT unnest(map_keys(attributes)) AS name FROM {raw} "
+            f"ORDER BY name LIMIT {int(limit)}"
+        ).fetchall()
+    finally:
+        con.close()
+    return [str(r[0]) for r in rows]
 
 
 def fingerprint(source: Source) -> str:
@@ -267,6 +299,29 @@ def _require_key(types: dict[str, str], column: str, name: str) -> None:
             f"column '{column}' of {name} must be text or integer, not {types[column]}",
             f"{name}.{column}",
         )
+
+
+def _segment_sql(
+    con: duckdb.DuckDBPyConnection, raw: str, types: dict[str, str], segment: str
+) -> str:
+    """SQL for one attribute of each exposure: its own column, else ``attributes[segment]``
+    (a map, as exports write it, or a struct, as pandas writes a column of dicts)."""
+    check_attribute_name(segment, "segment")
+    if segment in types and segment not in (*EXPOSURE_COLUMNS, "config_version", "attributes"):
+        return f'CAST("{segment}" AS VARCHAR)'
+    sql = f"CAST(attributes[{_quote(segment)}] AS VARCHAR)"
+    if types.get("attributes", "").startswith(("MAP(", "STRUCT(")):
+        try:
+            con.execute(f"SELECT {sql} FROM {raw} LIMIT 0")
+        except Exception:  # duckdb: a struct without that field is a binder error
+            pass
+        else:
+            return sql
+    raise InvalidInput(
+        f"the exposures carry no attribute '{segment}' (neither a column '{segment}' nor "
+        "a key of an 'attributes' column; exports keep the attributes sent at assignment)",
+        "segment",
+    )
 
 
 def _timestamp_sql(column_type: str, name: str) -> str:

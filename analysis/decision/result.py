@@ -14,6 +14,7 @@ from abtest.experiment import Metric
 from analysis.data.tables import DEFAULT_COVARIATE_WINDOW, Aggregates, EventCounts
 from analysis.decision.rows import MetricRow
 from analysis.decision.rules import Decision, DecisionRules
+from analysis.decision.segment_table import SegmentTable
 from analysis.statistics.mixing import MixingPrior
 from analysis.statistics.results import json_float
 from analysis.statistics.srm import SrmResult
@@ -68,7 +69,8 @@ class AnalysisResult:
 
     ``events`` counts what happened to the outcome events of the analysed metrics
     (counted, covariate, dropped by reason); ``undefined_metrics`` the event names of
-    this experiment's units that no metric reads.
+    this experiment's units that no metric reads.  ``segments``: each metric per value
+    of one attribute, when the analysis was asked for it (`analysis.segments`).
     """
 
     experiment: str
@@ -83,6 +85,7 @@ class AnalysisResult:
     aggregates: Aggregates | None = field(default=None, compare=False, repr=False)
     events: EventCounts = field(default_factory=EventCounts)
     undefined_metrics: Mapping[str, int] = field(default_factory=dict)
+    segments: SegmentTable | None = None
 
     @property
     def crossover_share(self) -> float:
@@ -105,6 +108,7 @@ class AnalysisResult:
             "undefined_metrics": dict(self.undefined_metrics),
             "decision": self.decision.to_dict(),
             "settings": self.settings.to_dict(),
+            **({} if self.segments is None else {"segments": self.segments.to_dict()}),
         }  # fmt: skip
 
     def summary(self) -> pd.DataFrame:

@@ -19,6 +19,17 @@ from analysis.statistics.sequential_margin import SequentialMargin
 NO_EVENTS = "no events yet"
 
 
+def effect_fields(e: Effect | None) -> dict[str, Any]:
+    """An effect's absolute and relative estimates and CIs as a row's JSON fields."""
+    return {
+        "absolute_effect": None if e is None else json_float(e.absolute_effect),
+        "absolute_ci": None if e is None else json_interval(e.absolute_ci),
+        "relative_effect": None if e is None else json_float(e.relative_effect),
+        "relative_ci": None if e is None else json_interval(e.relative_ci),
+        "relative_reason": None if e is None else e.relative_reason,
+    }
+
+
 @dataclass(frozen=True)
 class MetricRow:
     """One metric for one treatment variant against control.
@@ -79,11 +90,7 @@ class MetricRow:
             "n_variant": self.n_variant,
             "control_mean": json_float(self.control_mean),
             "variant_mean": json_float(self.variant_mean),
-            "absolute_effect": None if e is None else json_float(e.absolute_effect),
-            "absolute_ci": None if e is None else json_interval(e.absolute_ci),
-            "relative_effect": None if e is None else json_float(e.relative_effect),
-            "relative_ci": None if e is None else json_interval(e.relative_ci),
-            "relative_reason": None if e is None else e.relative_reason,
+            **effect_fields(e),
             "p_value": json_float(self.p_value),
             "adjusted_p_value": json_float(self.adjusted_p_value),
             "significant": self.significant,

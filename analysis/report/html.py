@@ -17,6 +17,7 @@ from analysis.decision.result import AnalysisResult
 from analysis.decision.rules import Verdict
 from analysis.report.figures import cumulative_figure, effect_figure, exposures_figure, figure_png
 from analysis.report.formatting import count, metric_cells, metric_headers, number, p_value
+from analysis.report.segment_view import segment_html
 
 _VERDICT_COLOURS = {
     Verdict.SHIP: "#1a7f37",
@@ -68,6 +69,11 @@ def render_html(result: AnalysisResult) -> str:
     figures = [_img(effect_figure(result), "effects with confidence intervals"),
                _img(cumulative_figure(result), "cumulative effect over time"),
                _img(exposures_figure(result), "units exposed per day")]  # fmt: skip
+    segments = (
+        ""
+        if result.segments is None
+        else segment_html(result.segments.to_dict(), result.settings.alpha)
+    )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -87,6 +93,7 @@ def render_html(result: AnalysisResult) -> str:
 <h2>Metrics</h2>
 <table id="metrics"><tr>{headers}</tr>
 {"".join(metric_rows)}</table>
+{segments}
 {"".join(figures)}
 <p><small>alpha {result.settings.alpha}, correction {e(result.settings.correction)};
 generated {generated} by abtest.</small></p>
