@@ -3,6 +3,7 @@ pin, and one rule for which event names are known."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -290,3 +291,19 @@ def test_the_console_says_unknown_metrics_are_refused_by_default(
     assert Console(client).login(api.admin_key).status_code == 302
     page = client.get("/catalogue").get_data(as_text=True)
     assert 'id="unknown-refused"' in page and 'id="unknown-metrics"' not in page
+
+
+def test_a_metric_another_worker_declared_is_known_at_its_first_event(
+    redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]
+) -> None:
+    """Two apps on one store stand for two gunicorn workers: the one that did not store the
+    experiment has cached names without its metric, and still accepts its first events."""
+    worker_a, worker_b = (
+        api_with("refuse", redis_url, partitions),
+        api_with("refuse", redis_url, partitions),
+    )
+    assert worker_a.send_events([_event(0, "signup")]).status_code == 400  # caches the names
+    worker_b.create_experiment(simple_config(primary_metric="signup:binomial"))
+    time.sleep(0.15)  # past the recheck interval, well within the 5 s cache
+    assert worker_a.send_events([_event(1, "signup")]).status_code == 202
+    assert worker_a.send_events([_event(2, "signpu")]).status_code == 400
