@@ -291,12 +291,14 @@ def metrics() -> ResponseReturnValue:
     """The metric catalogue, and the events received for metrics nothing knows (with the
     closest known name), as ``GET /v1/metrics`` reports them."""
     from abtest.catalogue import closest
+    from service.known_metrics import mode
 
     ext = abtest()
     known = ext.known_metrics.names(ext.store)
     unknown = [(name, count, closest(name, known)[len("; did you mean ") :].strip("'?"))
                for name, count in ext.store.catalogue.unknown_counts().items()]  # fmt: skip
-    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown)
+    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown,
+                           unknown_mode=mode(current_app.config))  # fmt: skip
 
 
 @bp.get("/experiments/<key>")

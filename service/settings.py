@@ -46,8 +46,9 @@ def defaults() -> dict[str, Any]:
         # An event whose metric neither the catalogue nor any experiment knows: "refuse"
         # (a 400 suggesting the closest name: 'purchse' -> 'purchase'), "count" (kept and
         # counted per name, shown by GET /v1/metrics and the console) or "accept" (kept).
-        # Counting is the default, as events may arrive before their metric is defined.
-        "UNKNOWN_METRICS": "count",
+        # Refusing is the default: a typo is told to the sender at once instead of being
+        # stored and never analysed; "count" suits apps that send events before defining.
+        "UNKNOWN_METRICS": "refuse",
         # The older spelling of UNKNOWN_METRICS=refuse (true wins over UNKNOWN_METRICS).
         "REFUSE_UNDECLARED_METRICS": False,
     }
