@@ -1,5 +1,6 @@
-"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys
-and the metric catalogue.
+"""Python admin client of the abtest service: experiments, their lifecycle, exposures, keys,
+the metric catalogue, guarded rollouts, alerts and webhooks, and the controlled clock of demo
+and test mode.
 
     with AdminClient("http://localhost:8000", admin_key) as admin:
         admin.create_experiment(Experiment.from_json_file("examples/ranker-v2.json"))
@@ -19,12 +20,14 @@ a key, are sent again once in that case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+from abtest.alerts import Alert, Delivery, Severity, Webhook
 from abtest.auth import ApiKey, Role
 from abtest.catalogue import MetricDefinition
 from abtest.catalogue_store import CatalogueEntry
@@ -93,6 +96,44 @@ class AdminClient:
         """First exposures per variant and day, with the live sample-ratio-mismatch test."""
         answer: dict[str, Any] = self._call("GET", _path(key, "exposures"))
         return answer
+
+    # -- guarded rollouts ---------------------------------------------------------------------
+    def rollout(self, key: str, *, limit: int | None = None) -> dict[str, Any]:
+        """The guarded rollout: plan, step, state, actions and the newest checks."""
+        query = "" if limit is None else "?" + urlencode({"limit": limit})
+        answer: dict[str, Any] = self._call("GET", _path(key, "rollout") + query)
+        return answer
+
+    def pause_rollout(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Hold the rollout at its step (audited); the rollout afterwards."""
+        return self._rollout_action(key, "pause", reason)
+
+    def resume_rollout(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Let the monitor advance a paused rollout again (audited)."""
+        return self._rollout_action(key, "resume", reason)
+
+    def rollback(self, key: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Roll the rollout back: everyone is served control (audited)."""
+        return self._rollout_action(key, "rollback", reason)
+
+    def _rollout_action(self, key: str, action: str, reason: str | None) -> dict[str, Any]:
+        body = {} if reason is None else {"reason": reason}
+        answer: dict[str, Any] = self._call("POST", _path(key, f"rollout/{action}"), body)
+        return answer
+
+    # -- the controlled clock (demo and test mode) --------------------------------------------
+    def clock(self) -> datetime:
+        """The service's time (its controlled clock's under ``ABTEST_CLOCK=controlled``)."""
+        return datetime.fromisoformat(self._call("GET", "/v1/clock")["now"])
+
+    def set_clock(self, now: datetime) -> datetime:
+        """Move the controlled clock to ``now`` (a zone-aware time; never backwards);
+        `Conflict` when the service runs on the system clock."""
+        if now.tzinfo is None:
+            raise InvalidInput("needs a time zone", "now")
+        return datetime.fromisoformat(
+            self._call("POST", "/v1/clock", {"now": now.isoformat()})["now"]
+        )
 
     def challenge(
         self,
@@ -203,6 +244,63 @@ class AdminClient:
         """Revoke a key by id; its record with ``revoked_at`` set."""
         return ApiKey.from_dict(self._call("DELETE", "/v1/keys/" + quote(key_id, safe="")))
 
+    # -- alerts and webhooks -------------------------------------------------------------------
+    def alerts(
+        self,
+        *,
+        experiment: str | None = None,
+        status: str = "active",
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        """Alerts of every experiment (or one): ``status`` active, resolved or all; with
+        ``since``, those active at some time since then.  Active first, critical first."""
+        query = _query(experiment=experiment, status=status, since=since)
+        return [Alert.from_dict(a) for a in self._call("GET", "/v1/alerts" + query)["alerts"]]
+
+    def experiment_alerts(
+        self, key: str, *, status: str = "active", since: datetime | None = None
+    ) -> list[Alert]:
+        """One experiment's alerts (`NotFound` for an unknown experiment)."""
+        path = _path(key, "alerts") + _query(status=status, since=since)
+        return [Alert.from_dict(a) for a in self._call("GET", path)["alerts"]]
+
+    def create_webhook(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        min_severity: Severity | str = Severity.WARNING,
+        kinds: Iterable[str] = (),
+        experiments: Iterable[str] = (),
+        description: str = "",
+    ) -> tuple[Webhook, str | None]:
+        """Register a webhook; returns it and the secret the service generated when none
+        was given (shown this once), else None."""
+        body: dict[str, Any] = {"url": url, "min_severity": _value(Severity, min_severity),
+                                "kinds": list(kinds), "experiments": list(experiments),
+                                "description": description}  # fmt: skip
+        if secret is not None:
+            body["secret"] = secret
+        answer = self._call("POST", "/v1/webhooks", body)
+        return Webhook.from_dict(answer), answer.get("secret")
+
+    def list_webhooks(self) -> list[Webhook]:
+        """Every webhook (never their secrets)."""
+        return [Webhook.from_dict(w) for w in self._call("GET", "/v1/webhooks")["webhooks"]]
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        """One webhook."""
+        return Webhook.from_dict(self._call("GET", _webhook_path(webhook_id)))
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        """Remove a webhook (its pending deliveries are dropped)."""
+        return Webhook.from_dict(self._call("DELETE", _webhook_path(webhook_id)))
+
+    def webhook_deliveries(self, webhook_id: str) -> list[Delivery]:
+        """The webhook's pending deliveries, then its ended ones (newest first)."""
+        answer = self._call("GET", _webhook_path(webhook_id) + "/deliveries")
+        return [Delivery.from_dict(d) for d in answer["deliveries"]]
+
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -232,6 +330,16 @@ def _value(kind: type[StrEnum], value: StrEnum | str) -> str:
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         raise InvalidInput(f"must be one of {allowed}", kind.__name__.lower()) from None
+
+
+def _query(**values: str | datetime | None) -> str:
+    given = {k: v.isoformat() if isinstance(v, datetime) else v
+             for k, v in values.items() if v is not None}  # fmt: skip
+    return "?" + urlencode(given) if given else ""
+
+
+def _webhook_path(webhook_id: str) -> str:
+    return "/v1/webhooks/" + quote(webhook_id, safe="")
 
 
 def _path(key: str, action: str = "") -> str:

@@ -62,9 +62,11 @@ def script_call(
     cached: CachedExperiment,
     unit_id: str,
     attributes: Mapping[str, Any] | None,
+    now: int,
     assigned_at: int | None = None,
 ) -> tuple[Assignment, int, tuple[Any, ...]]:
-    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments."""
+    """The pure assignment, the unit's partition and the `keys.ASSIGN_SCRIPT` arguments
+    (``now``: the store's time, epoch µs; the exposure is dated `exposure_time`)."""
     experiment = cached.experiment
     result = assign_pure(experiment, unit_id, attributes)
     mode, code = _mode(experiment, result.reason)
@@ -72,7 +74,7 @@ def script_call(
     if variant is not None:
         code = cached.codes[variant]
     kept = encode(segment_attributes(attributes)) if variant is not None else ""
-    now = exposure_time(assigned_at, time.time_ns() // 1000)
+    now = exposure_time(assigned_at, now)
     partition = keys.unit_partition(unit_id, len(cached.partitions))
     holdout = "" if experiment.holdout is None else experiment.holdout.name
     return result, partition, (

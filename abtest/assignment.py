@@ -5,6 +5,7 @@ Order of the checks (the first that applies decides the reason):
 1. ``forced``         the unit id is in the experiment's overrides (QA), in any status;
 2. ``holdout``        shipped, and the unit is in the global holdout covering it: control;
    ``shipped``        the experiment is shipped: everyone else gets the winner;
+   ``rolled_back``    its guarded rollout was rolled back: everyone gets control;
 3. ``not_running``    draft or stopped: no variant;
 4. ``not_targeted``   a targeting rule fails;
 5. ``layer_excluded`` the unit's layer slot is outside the experiment's range;
@@ -13,8 +14,8 @@ Order of the checks (the first that applies decides the reason):
 8. ``assigned``       the variant draw picks a variant by weight.
 
 Only ``assigned`` units are *in the experiment* (they count in the analysis); a forced,
-holdout or shipped unit gets a variant but is not an exposure (holdout units are logged in
-the holdout's own exposure log, `abtest.holdout`).  The draws are specified in
+holdout, shipped or rolled-back unit gets a variant but is not an exposure (holdout units
+are logged in the holdout's own exposure log, `abtest.holdout`).  The draws are specified in
 `abtest.hashing`.  Nothing here does I/O, so the same code runs in the service and in the
 Python client's local-evaluation mode.
 """
@@ -46,7 +47,8 @@ class Reason(StrEnum):
     LAYER_EXCLUDED = "layer_excluded"
     NOT_IN_TRAFFIC = "not_in_traffic"
     ASSIGNED = "assigned"
-    HOLDOUT = "holdout"  # last, so the codes of the others never move
+    HOLDOUT = "holdout"
+    ROLLED_BACK = "rolled_back"  # last, so the codes of the others never move
 
 
 REASON_CODES: Final = tuple(Reason)  # index -> Reason, for the batch form's code array
@@ -121,6 +123,9 @@ def _build_plan(experiment: Experiment) -> _Plan:
     if experiment.status is Status.SHIPPED:
         winner = experiment.winner
         fixed = Assignment(key, winner, Reason.SHIPPED, payloads.get(winner or ""))
+    elif experiment.status is Status.ROLLED_BACK:
+        control = experiment.control
+        fixed = Assignment(key, control, Reason.ROLLED_BACK, payloads.get(control))
     elif experiment.status is not Status.RUNNING:
         fixed = Assignment(key, None, Reason.NOT_RUNNING)
     layer = experiment.layer

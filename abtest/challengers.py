@@ -11,7 +11,9 @@ of ``key``'s lineage, the same audited way every time:
   name and version (``payload.model`` and ``payload.model_version``), nothing changes and
   that experiment is returned (``created`` false).
 * The head is a **draft**: the challenger is added to it as a new variant (a new version,
-  action ``challenger``) and the experiment is started.
+  action ``challenger``) and the experiment is started.  A draft guarded rollout compares
+  one new variant with control, so the challenger takes the plan's variant's place
+  (`draft_config`).
 * The head is **running**: 409; one challenger is under test at a time per champion (the
   registry watcher retries; the head's outcome decides the next champion).
 * The head is **shipped, stopped or rolled back**: the champion is its winner (shipped) or
@@ -20,8 +22,10 @@ of ``key``'s lineage, the same audited way every time:
   (control, its payload) and the challenger, a fresh seed (its key), and started; the head
   gets a version recording its successor.
 
-Starting goes through `abtest.store.Store.start_experiment`, so an experiment with a rollout
-plan starts as a guarded rollout at its first step.  Every write is an audited version under
+A rollout plan carries over pointing at the challenger, and starting goes through
+`abtest.store.Store.start_experiment`, so the challenger of an experiment with a plan
+enters as a guarded rollout at the plan's first step; the monitor advances, ships or rolls
+it back like any rollout.  Every write is an audited version under
 the caller's key id.
 """
 
@@ -200,7 +204,7 @@ def register_challenger(
     if challenger.variant == champion:
         raise InvalidInput(f"'{champion}' is the champion's variant key; name the challenger "
                            "another way", "variant")  # fmt: skip
-    note = {"challenger": challenger.note()}
+    note: dict[str, Any] = {"challenger": challenger.note()}
     if experiment.status is Status.RUNNING:
         raise Conflict(f"'{experiment.key}' is testing a challenger now; register again once "
                        "it ships, rolls back or stops", "experiment")  # fmt: skip
@@ -208,12 +212,9 @@ def register_challenger(
         if challenger.variant in experiment.variant_keys:
             raise InvalidInput(f"'{experiment.key}' already has a variant "
                                f"'{challenger.variant}'", "variant")  # fmt: skip
-        weight = experiment.variant(champion).weight
-        config = experiment.to_dict()
-        config["variants"].append({"key": challenger.variant, "weight": weight,
-                                   "payload": dict(challenger.payload)})  # fmt: skip
-        if config.get("rollout"):  # a guarded rollout ramps the challenger
-            config["rollout"] = {**config["rollout"], "variant": challenger.variant}
+        config, replaced = draft_config(experiment, champion, challenger)
+        if replaced is not None:
+            note["replaces"] = replaced
         store.write_version(head, Experiment.from_dict(config), key_id=key_id,
                              action="challenger", note=note)  # fmt: skip
         started = store.start_experiment(experiment.key, key_id=key_id)
@@ -269,11 +270,45 @@ def _last_challenged(store: Store, key: str) -> dict[str, Any] | None:
     return None
 
 
+def draft_config(
+    draft: Experiment, champion: str, challenger: Challenger
+) -> tuple[dict[str, Any], str | None]:
+    """The draft's next definition and the variant the challenger replaced, if any.
+
+    Without a rollout plan the challenger is added beside the draft's variants, with the
+    champion's weight.  A guarded rollout compares one new variant with control, so there
+    the challenger takes the place (and weight) of the plan's variant, which never served
+    anyone (the experiment is a draft), and the plan ramps the challenger instead.
+    """
+    config = draft.to_dict()
+    entry = {"key": challenger.variant, "payload": dict(challenger.payload)}
+    if draft.rollout is None:
+        config["variants"].append({**entry, "weight": draft.variant(champion).weight})
+        return config, None
+    replaced = draft.rollout.variant
+    config["variants"] = [
+        {**entry, "weight": v["weight"]} if v["key"] == replaced else v for v in config["variants"]
+    ]
+    config["overrides"] = {u: v for u, v in config["overrides"].items() if v != replaced}
+    config["rollout"] = {**config["rollout"], "variant": challenger.variant}
+    return config, replaced
+
+
 def successor_config(
     head: Experiment, key: str, champion: str, challenger: Challenger
 ) -> dict[str, Any]:
     """The new experiment's definition: the head's, with the champion as control and the
-    challenger beside it, a fresh seed, no overrides and no lifecycle."""
+    challenger beside it, a fresh seed, no overrides and no lifecycle.
+
+    The two weigh the same, unless the head is a guarded rollout: then the plan carries
+    over to the challenger, and the champion and the challenger keep the weights of the
+    head's control and new variant, so every step of the plan stays servable (the new
+    variant's share can only grow without the head's other variants).
+    """
+    weights = {"champion": 1.0, "challenger": 1.0}
+    if head.rollout is not None:
+        weights = {"champion": head.variant(head.control).weight,
+                   "challenger": head.variant(head.rollout.variant).weight}  # fmt: skip
     config = head.to_dict()
     config.update(
         key=key,
@@ -285,8 +320,16 @@ def successor_config(
         description=f"challenger {challenger.model} version {challenger.version} against "
         f"the champion '{champion}' of '{head.key}'",
         variants=[
-            {"key": champion, "weight": 1, "payload": head.variant(champion).payload},
-            {"key": challenger.variant, "weight": 1, "payload": dict(challenger.payload)},
+            {
+                "key": champion,
+                "weight": weights["champion"],
+                "payload": head.variant(champion).payload,
+            },
+            {
+                "key": challenger.variant,
+                "weight": weights["challenger"],
+                "payload": dict(challenger.payload),
+            },
         ],
     )
     if config.get("rollout"):

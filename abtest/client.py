@@ -186,7 +186,8 @@ class Client:
     def assignments(
         self, unit_id: str, attributes: Mapping[str, Any] | None = None
     ) -> dict[str, ClientAssignment]:
-        """The unit's assignment in every running or shipped experiment, by experiment key."""
+        """The unit's assignment in every running, shipped or rolled-back experiment, by
+        experiment key."""
         _check_unit(unit_id, attributes)
         if not self.local_evaluation:
             query = [("unit_id", unit_id)]
@@ -195,7 +196,7 @@ class Client:
             body = self._call("GET", f"/v1/assignments?{urlencode(query, quote_via=quote)}")
             answers = [ClientAssignment.from_dict(a) for a in body["assignments"]]
             return {a.experiment: a for a in answers}
-        live = (Status.RUNNING, Status.SHIPPED)
+        live = (Status.RUNNING, Status.SHIPPED, Status.ROLLED_BACK)
         return {key: self._local(entry, unit_id, attributes)
                 for key, entry in sorted(self._loaded().items())
                 if entry[0].status in live}  # fmt: skip

@@ -6,6 +6,11 @@ HTTP, `abtest.export` writing Parquet, `analysis` reading it, and the ship actio
 the HTTP API.  The simulated users are drawn from ``numpy.random.default_rng(seed)`` in a
 fixed order, so the same seed gives the same numbers.
 
+The service runs on a controlled clock (``ABTEST_CLOCK=controlled``, demo and test mode
+only), which the demo moves hour by hour through a simulated week that ended before the
+run: users arrive over those days (more in the day than at night), each exposure, event
+and audit entry is dated on the clock, and the report's charts show the days.
+
 The run's files (the embedded store, ``experiment.json``, ``export/``, ``report.html``,
 ``decision.json``) stay in a kept folder, ``./abtest-demo/`` unless ``--data-dir`` says
 otherwise, with mode 0700; only the processes are stopped.  The next run in the same folder
@@ -32,18 +37,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from abtest.admin_client import AdminClient
 from abtest.errors import InvalidInput, StoreUnavailable
 
+if TYPE_CHECKING:
+    from abtest.service_process import ServiceProcess
+
 EXPERIMENT_KEY: Final = "ranker-v2-demo"
+CONTROLLED_CLOCK: Final = {"ABTEST_CLOCK": "controlled"}  # the service's clock: the demo's
 CONTROL, TREATMENT = "v1", "v2"
 BASELINE: Final = 0.10  # conversion rate of the current model
 DEFAULT_FOLDER: Final = "abtest-demo"  # under the working directory; kept after the run
 MARKER_FILE: Final = ".abtest-demo"
 _APP_THREADS: Final = 8
 _PRE_PERIOD_DAYS: Final = 7
+DEMO_DAYS: Final = 7  # simulated days of traffic
 
 
 @dataclass(frozen=True)
@@ -133,11 +143,15 @@ def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, planned: int,
     from abtest.embedded import free_port
     from abtest.service_process import running_service
 
-    server = stack.enter_context(running_service(data_dir, settings.port or free_port(),
-                                                 "--workers", "2"))  # fmt: skip
+    port = settings.port or free_port()
+    server = stack.enter_context(
+        running_service(data_dir, port, "--workers", "2", settings=CONTROLLED_CLOCK)
+    )
     say(f"2. serve     abtest serve on {server.url} (embedded redis-server in {shown(data_dir)})")
-    admin, sdk = _keys(server.admin_key, data_dir)
+    admin, sdk = demo_keys(server.admin_key, data_dir)
     api = stack.enter_context(AdminClient(server.url, admin, timeout=60.0))
+    first_day = simulated_start(DEMO_DAYS)
+    api.set_clock(first_day)
     definition = demo_experiment(planned)
     config_file = data_dir / "experiment.json"
     config_file.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
@@ -145,22 +159,32 @@ def _serve_and_run(stack: contextlib.ExitStack, data_dir: Path, planned: int,
     started = api.start_experiment(EXPERIMENT_KEY)
     say(f"3. start     created and started '{EXPERIMENT_KEY}' from {shown(config_file)} "
         f"(config version {started.version})")  # fmt: skip
-    units = _simulate(server.url, sdk, settings)
-    say(f"4. traffic   {settings.users:,} users through the HTTP API with the Python client: "
+    units = _simulate(server.url, sdk, settings, api, first_day)
+    say(f"4. traffic   {settings.users:,} users over {DEMO_DAYS} simulated days through the HTTP "
+        "API with the Python client: "
         + ", ".join(f"{v} {n:,}" for v, n in sorted(units.items())))  # fmt: skip
     export_dir = data_dir / "export"
     rows = _export(data_dir, export_dir)
     say(f"5. export    {rows['exposures']:,} exposures and {rows['outcomes']:,} outcome "
         f"events to Parquet in {shown(export_dir)}")  # fmt: skip
     outcome = _analyse_and_ship(_Run(api, server.url, sdk, data_dir, planned, units, settings), say)
-    if settings.keep_running:
-        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin})")
+    finish(server, admin, data_dir, keep_running=settings.keep_running, say=say)
+    return outcome
+
+
+def finish(
+    server: ServiceProcess, admin_key: str, data_dir: Path, *, keep_running: bool,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """With ``keep_running``, leave the service and its console up until Ctrl-C; then say
+    where the run's files stay."""
+    if keep_running:
+        say(f"\nconsole: {server.url}/  (sign in with the admin key: {admin_key})")
         say("press Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             while server.process.poll() is None:
                 time.sleep(0.5)
     say(f"kept in {shown(data_dir)}/ after the service stops; the next run there replaces it")
-    return outcome
 
 
 @dataclass(frozen=True)
@@ -185,15 +209,14 @@ def _analyse_and_ship(run: _Run, say: Callable[[str], None]) -> DemoOutcome:
     export_dir = data_dir / "export"
     experiment = api.get_experiment(EXPERIMENT_KEY).experiment
     sources = {"exposures": export_dir / "exposures", "outcomes": export_dir / "outcomes"}
-    # The simulated sessions happen at once: every outcome arrives within a second of its
-    # exposure, so a second is each unit's whole observation window for the always-valid
-    # test (its default, 24 h, assumes real days of traffic).  Analysing as of a second
-    # after the traffic, every unit has been observed for its whole window, whatever the
-    # timing of this run: same seed, same numbers.
-    time.sleep(1.0)
+    # A simulated session happens at its exposure's instant: every outcome arrives within a
+    # second of its exposure, so a second is each unit's whole observation window for the
+    # always-valid test (its default, 24 h, suits real sessions).  Analysing as of the
+    # simulated week's end, every unit has been observed for its whole window: same seed,
+    # same numbers.
     result = analyze_experiment(
         experiment, sources["exposures"], sources["outcomes"], seed=settings.seed,
-        observation_window=timedelta(seconds=1), as_of=datetime.now(UTC),
+        observation_window=timedelta(seconds=1), as_of=run.api.clock(),
     )  # fmt: skip
     decision = result.decision
     say(f"6. analyse   verdict: {decision.verdict.upper()}"
@@ -276,7 +299,7 @@ def shown(path: Path) -> str:
         return str(absolute)
 
 
-def _keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
+def demo_keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
     """The admin key (printed by the first start, else a new one) and a new sdk key."""
     import redis
 
@@ -296,12 +319,32 @@ def _keys(printed_admin_key: str | None, data_dir: Path) -> tuple[str, str]:
 
 
 # -- simulated app traffic ------------------------------------------------------------------
+def simulated_start(days: int) -> datetime:
+    """Midnight UTC ``days + 1`` days ago: the simulated traffic ends before the present."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days + 1)
+
+
+def arrival_hours(users: int, days: int, seed: int) -> Any:
+    """Each user's hour of arrival (0 to ``24 days - 1``), more by day than by night (a
+    generator of its own, so the users' outcomes do not depend on it)."""
+    import numpy as np
+
+    hour_of_day = np.arange(24 * days) % 24
+    weights = 1.0 + 0.8 * np.sin((hour_of_day - 9) / 24 * 2 * np.pi)  # peak mid-afternoon
+    return np.random.default_rng([seed, 1]).choice(24 * days, size=users,
+                                                   p=weights / weights.sum())  # fmt: skip
+
+
 _COUNTRIES: Final = ("DE", "FR", "US", "GB", "BR")
 _COUNTRY_SHARES: Final = (0.3, 0.2, 0.25, 0.15, 0.1)
 
 
-def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
-    """Users arrive, get a variant over HTTP, and their outcomes are tracked."""
+def _simulate(
+    url: str, sdk_key: str, settings: DemoSettings, api: AdminClient, first_day: datetime
+) -> dict[str, int]:
+    """Users arrive hour by hour on the controlled clock, get a variant over HTTP, and
+    their outcomes are tracked at that time."""
     import numpy as np
 
     from abtest.client import Client
@@ -318,15 +361,16 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
     revenue = rng.lognormal(mean=3.5, sigma=0.6, size=n)
     requests = rng.integers(1, 6, size=n)
     latency_base = rng.lognormal(mean=4.6, sigma=0.35, size=(n, 5))  # about 100 ms
+    hours = arrival_hours(n, DEMO_DAYS, settings.seed)
     # Attributes sent at assignment, kept for `abtest analyze --segment country`; their own
     # generator, so the draws above (and the demo's numbers) stay what they were.
-    places = np.random.default_rng([settings.seed, 1])
+    places = np.random.default_rng([settings.seed, 2])
     country = places.choice(_COUNTRIES, size=n, p=_COUNTRY_SHARES)
     platform = places.choice(("ios", "android", "web"), size=n, p=(0.4, 0.4, 0.2))
-    now = time.time()
 
-    def visit(client: Client, i: int) -> str | None:
-        """One user's session; the outcome depends only on ``i`` and the seed."""
+    def visit(client: Client, i: int, now: float) -> str | None:
+        """One user's session at ``now`` (epoch seconds, the clock's); the outcome depends
+        only on ``i`` and the seed."""
         unit_id = f"demo-user-{i:06d}"
         for day in range(int(pre_purchases[i])):
             before = now - (day + 1) * 86400
@@ -339,17 +383,25 @@ def _simulate(url: str, sdk_key: str, settings: DemoSettings) -> dict[str, int]:
         treated = answer.variant == TREATMENT
         rate = BASELINE * propensity[i] * ((1 + settings.lift) if treated else 1.0)
         for latency in latency_base[i, : requests[i]] * (0.95 if treated else 1.0):
-            client.track(unit_id, "latency_ms", float(latency))
+            client.track(unit_id, "latency_ms", float(latency), timestamp=now)
         if convert_draw[i] < min(rate, 1.0):
-            client.track(unit_id, "purchase", 1.0)
-            client.track(unit_id, "revenue", float(revenue[i]))
+            client.track(unit_id, "purchase", 1.0, timestamp=now)
+            client.track(unit_id, "revenue", float(revenue[i]), timestamp=now)
         return answer.variant
 
+    variants: list[str | None] = []
     with Client(url, sdk_key, batch_size=500, flush_interval=0.2, max_buffer=200_000) as client:
         # Concurrent users, as an app server would send them; each user's numbers are fixed
         # by the seed, so the totals do not depend on the interleaving.
         with ThreadPoolExecutor(max_workers=_APP_THREADS) as pool:
-            variants = list(pool.map(lambda i: visit(client, i), range(n)))
+            for hour in range(24 * DEMO_DAYS):
+                users = np.flatnonzero(hours == hour)
+                if not len(users):
+                    continue
+                now = api.set_clock(first_day + timedelta(hours=int(hour))).timestamp()
+                variants += pool.map(visit, [client] * len(users), users.tolist(),
+                                     [now] * len(users))  # fmt: skip
+        api.set_clock(first_day + timedelta(days=DEMO_DAYS))
         units = Counter(v for v in variants if v is not None)
         if not client.flush(timeout=60):
             raise StoreUnavailable("the client could not deliver every event in time")

@@ -129,7 +129,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _prepare_child() -> None:
+def prepare_child() -> None:
+    """In a child before exec: umask 077, and (Linux) SIGTERM when its parent dies."""
     # Files the server creates (append-only file, log) are readable by this user only.
     os.umask(0o077)
     # Linux only: the server gets SIGTERM if the process that started it dies without
@@ -150,7 +151,7 @@ def spawn(config: Path) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_prepare_child,  # noqa: PLW1509 - no threads are started before it
+        preexec_fn=prepare_child,  # noqa: PLW1509 - no threads are started before it
     )
 
 

@@ -21,6 +21,7 @@ from abtest.errors import InvalidConfig, InvalidInput, Problem
 from abtest.hashing import BUCKET_SPACE
 from abtest.holdout import HoldoutRef, parse_ref
 from abtest.json_input import has_surrogate, loads, unsafe_value
+from abtest.rollout_plan import RolloutPlan, parse_rollout_plan, rollout_plan_problems
 from abtest.targeting import OPERATORS, Rule
 
 # Names are checked with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing
@@ -35,12 +36,17 @@ _QUANTILE_SUFFIX: Final = re.compile(r"p(\d{1,2}(\.\d+)?)")
 
 
 class Status(StrEnum):
-    """Lifecycle of an experiment: draft -> running -> stopped | shipped."""
+    """Lifecycle of an experiment: draft -> running -> stopped | shipped | rolled_back.
+
+    ``rolled_back``: a guarded rollout (or a person) took the new variant away; everyone
+    is served control and nobody is an exposure any more.  It is final, like shipped.
+    """
 
     DRAFT = "draft"
     RUNNING = "running"
     STOPPED = "stopped"
     SHIPPED = "shipped"
+    ROLLED_BACK = "rolled_back"
 
 
 class MetricType(StrEnum):
@@ -140,6 +146,8 @@ class Experiment:
     # Relative change of the primary metric the plan is powered for (0.03: 3%); the
     # console's power line and the verdict's sample-size check use it.
     minimum_detectable_effect: float | None = None
+    # A guarded rollout of the new variant (`abtest.rollout_plan`); None: none.
+    rollout: RolloutPlan | None = None
     # The global holdout covering this experiment, as the service wrote it (`abtest.holdout`);
     # the holdout endpoint owns it: create and update keep the store's, not the body's.
     holdout: HoldoutRef | None = None
@@ -207,6 +215,7 @@ class Experiment:
             problems.append(Problem("minimum_detectable_effect", _MDE_RULE))
         else:
             kwargs["minimum_detectable_effect"] = None if mde is None else float(mde)
+        kwargs["rollout"] = parse_rollout_plan(data.get("rollout"), problems)
         kwargs["holdout"] = parse_ref(data.get("holdout"), problems)
         try:
             experiment = cls(**kwargs)
@@ -265,6 +274,7 @@ class Experiment:
             "secondary_metrics": [m.to_dict() for m in self.secondary_metrics],
             "planned_units_per_variant": self.planned_units_per_variant,
             "minimum_detectable_effect": self.minimum_detectable_effect,
+            "rollout": None if self.rollout is None else self.rollout.to_dict(),
             "holdout": None if self.holdout is None else self.holdout.to_dict(),
         }
 
@@ -306,7 +316,7 @@ _FIELDS: Final = (
     "key", "seed", "description", "owner", "hypothesis", "status", "winner", "control",
     "variants", "traffic", "targeting", "overrides", "layer", "primary_metric",
     "guardrail_metrics", "secondary_metrics", "planned_units_per_variant",
-    "minimum_detectable_effect", "holdout",
+    "minimum_detectable_effect", "rollout", "holdout",
 )  # fmt: skip
 # A relative effect above 100% is far more often "3" meant as 3% than a planned doubling.
 _MDE_RULE: Final = "must be a relative effect in (0, 1], e.g. 0.03 for 3%"
@@ -407,6 +417,13 @@ def _check(exp: Experiment) -> list[Problem]:
         if metric.name in names:
             problems.append(Problem(f"{path}.name", f"metric '{metric.name}' is listed twice"))
         names.add(metric.name)
+    if exp.rollout is not None and not problems:  # its rules read the variants and metrics
+        plan, found = rollout_plan_problems(
+            exp.rollout, variants=exp.variant_keys, weights=exp.weights, control=exp.control,
+            guardrail_margins={m.name: m.margin for m in exp.guardrail_metrics},
+        )  # fmt: skip
+        problems.extend(found)
+        object.__setattr__(exp, "rollout", plan)  # defaults stored explicitly, like the seed
     return problems
 
 

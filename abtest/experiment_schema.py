@@ -24,6 +24,7 @@ from abtest.experiment import (
     MetricType,
     Status,
 )
+from abtest.rollout_plan import rollout_plan_schema
 from abtest.targeting import OPERATORS
 
 
@@ -203,6 +204,7 @@ def experiment_schema(*, key_in_body: bool = True) -> dict[str, Any]:
             "maximum": 1,
             "description": "Relative effect the plan is powered for (0.03: 3%)",
         },
+        "rollout": rollout_plan_schema(),
         "holdout": {
             "anyOf": [
                 {

@@ -23,6 +23,12 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:<E>:ids:<YYYYMMDD>          HASH    lh, ls, ln of that UTC day's accepted-id table
     abtest:<E>:ids:<YYYYMMDD>:<n>      HASH    12-byte digest of an event id -> '' (bucket n)
     abtest:event-partitions            SET     every event partition count ever written with
+    abtest:{K}:rollout                 HASH    guarded rollout: step, step_started_at, step_units,
+                                               paused (by, at, reason), lease_epoch
+    abtest:{K}:rollout:checks          LIST    the monitor's checks, one JSON each (bounded)
+    abtest:{K}:monitor-lease           STRING  "<token>:<epoch>" of the monitor acting on K (TTL)
+    abtest:monitor:instances           HASH    monitor id -> JSON heartbeat (last check, error)
+    abtest:clock                       STRING  controlled clock (demo/test mode only): epoch µs
     abtest:{holdout}:meta              HASH    the global holdout: version, config (JSON),
                                                created_at, updated_at
     abtest:{holdout}:history           LIST    one JSON audit entry per holdout version
@@ -36,11 +42,20 @@ Layout (``K`` is an experiment key, a slug without braces or colons)::
     abtest:lock:lifecycle              STRING  short lock around start/update layer checks
     <stream>:export-lock               STRING  one exporter per stream at a time (token, TTL)
     abtest:console:secret              STRING  the console's session-signing secret (random)
+    abtest:{K}:alerts                  HASH    "kind|subject" -> JSON of the active alert
+    abtest:{K}:alerts:rev              STRING  revision of the active alerts (compare-and-set)
+    abtest:{K}:alerts:history          LIST    resolved alerts (JSON), newest first, bounded
+    abtest:{webhooks}:hooks            HASH    webhook id -> JSON registration (with its secret)
+    abtest:{webhooks}:outbox           ZSET    delivery id -> due time (epoch ms)
+    abtest:{webhooks}:pending          HASH    delivery id -> JSON (record, body) until it ends
+    abtest:{webhooks}:log:<id>         LIST    one webhook's ended deliveries, newest first
 
 **Hash tags and partitions.**  Every Lua script touches keys of one hash tag only, so each
 runs on one Redis Cluster shard.  The tags:
 
-* ``{K}``: an experiment's definition (meta, history, variant codes).
+* ``{K}``: an experiment's definition (meta, history, variant codes), and its alerts: few
+  per experiment (one active per condition, a capped history) and not growing with
+  traffic, so they spread over the slots with the experiments and need no partitions.
 * ``<U>``, per-unit state of partition ``p`` of ``P`` (``P`` is fixed when the experiment is
   created, the ``partitions`` field of its meta): ``{K}`` when ``P == 1``, else
   ``{K:p<p>}`` or ``{K:p<p>.<j>}`` (`_tag`: the suffix spreads the partitions evenly over
@@ -56,6 +71,8 @@ runs on one Redis Cluster shard.  The tags:
   when ``Q == 1``, else ``{events:<q>}`` or ``{events:<q>.<j>}``, chosen the same way.  An
   event's partition is `event_partition` (a hash of its event id), so a retried event
   meets its first copy's dedupe table.
+* ``{webhooks}``: webhook registrations and deliveries, bounded too (the deliveries not
+  yet ended, and a capped log per webhook).
 * ``{holdout}``: the global holdout's definition (each covered experiment carries a
   snapshot of it in its own config, so no assign script reads this tag).
 * ``{catalogue}``: the metric catalogue (definitions, a few hundred at most, written
@@ -67,7 +84,7 @@ runs on one Redis Cluster shard.  The tags:
 A rule for every future key: an experiment's definition-level data under ``{K}``; anything
 that grows with units (sticky state, exposures, per-unit attributes, holdout exposures) under
 the unit's partition tag ``<U>``, checked against the partition's version copy; anything that
-grows with traffic across experiments (events, alerts) under a partition tag like ``<E>``
+grows with traffic across experiments (events) under a partition tag like ``<E>``
 chosen by a hash of its own id; one script = one tag.
 
 **Compact per-unit state.**  The sticky map and the accepted-id tables are *linear hash
@@ -270,6 +287,31 @@ def export_lock(stream: str) -> str:
     return f"{stream}:export-lock"
 
 
+def rollout_state(experiment_key: str) -> str:
+    """HASH of a guarded rollout's state (its plan is in the config)."""
+    return f"{PREFIX}:{{{experiment_key}}}:rollout"
+
+
+def rollout_checks(experiment_key: str) -> str:
+    """LIST of the monitor's check records of one rollout, oldest first, bounded."""
+    return f"{PREFIX}:{{{experiment_key}}}:rollout:checks"
+
+
+def monitor_lease(experiment_key: str) -> str:
+    """STRING lease of the monitor that may act on one experiment (see `LEASE_SCRIPT`)."""
+    return f"{PREFIX}:{{{experiment_key}}}:monitor-lease"
+
+
+def monitor_instances() -> str:
+    """HASH monitor id -> JSON heartbeat of each monitor process."""
+    return f"{PREFIX}:monitor:instances"
+
+
+def controlled_clock() -> str:
+    """STRING the controlled clock's time in epoch µs (``ABTEST_CLOCK=controlled`` only)."""
+    return f"{PREFIX}:clock"
+
+
 def console_secret() -> str:
     """STRING random secret that signs console sessions when no SECRET_KEY is configured."""
     return f"{PREFIX}:console:secret"
@@ -278,6 +320,41 @@ def console_secret() -> str:
 def console_session(digest: str) -> str:
     """STRING sha256(console session token) -> sha256(admin API key); expires when idle."""
     return f"{PREFIX}:console:session:{digest}"
+
+
+def alerts(experiment_key: str) -> str:
+    """HASH ``kind|subject`` -> JSON of the experiment's active alert for that condition."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts"
+
+
+def alerts_revision(experiment_key: str) -> str:
+    """STRING revision of `alerts`, bumped by every write (writes compare and set it)."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts:rev"
+
+
+def alerts_history(experiment_key: str) -> str:
+    """LIST of the experiment's resolved alerts (JSON), newest first, capped."""
+    return f"{PREFIX}:{{{experiment_key}}}:alerts:history"
+
+
+def webhooks() -> str:
+    """HASH webhook id -> JSON registration, secret included (never served)."""
+    return f"{PREFIX}:{{webhooks}}:hooks"
+
+
+def webhook_outbox() -> str:
+    """ZSET delivery id -> epoch ms when its next attempt is due (or its claim expires)."""
+    return f"{PREFIX}:{{webhooks}}:outbox"
+
+
+def webhook_pending() -> str:
+    """HASH delivery id -> JSON of a delivery not yet ended (its record and body)."""
+    return f"{PREFIX}:{{webhooks}}:pending"
+
+
+def webhook_log(webhook_id: str) -> str:
+    """LIST of one webhook's ended deliveries (delivered or failed), newest first, capped."""
+    return f"{PREFIX}:{{webhooks}}:log:{webhook_id}"
 
 
 # -- partition and bucket functions (stable: changing one moves stored data) ----------------
@@ -435,8 +512,13 @@ return {3, code}
 """
 )
 
-# KEYS: meta, history of one experiment.  Compare-and-set of a new version plus its audit
-# entry; ARGV[1] == '' means "create" (ARGV[6]: the partition count, fixed from then on).
+# KEYS: meta, history of one experiment [, its rollout state [, its monitor lease]].
+# Compare-and-set of a new version plus its audit entry; ARGV[1] == '' means "create"
+# (ARGV[6]: the partition count, fixed from then on).  With a lease key, the write happens
+# only while the lease holds ARGV[7] (the acting monitor's fencing value: a monitor that
+# lost its lease cannot write); ARGV[8..] are field/value pairs set in the rollout state
+# in the same step.  Replies 1 written, 0 version conflict, -1 lease lost.  All keys
+# carry the experiment's hash tag.
 WRITE_VERSION_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == '' then
@@ -445,9 +527,50 @@ if ARGV[1] == '' then
 elseif current ~= ARGV[1] then
   return 0
 end
+if KEYS[4] and redis.call('GET', KEYS[4]) ~= ARGV[7] then return -1 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'config', ARGV[3], 'updated_at', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
+if KEYS[3] and #ARGV > 7 then redis.call('HSET', KEYS[3], unpack(ARGV, 8)) end
 return 1
+"""
+
+# KEYS: monitor lease, rollout state of one experiment.  ARGV: token, TTL ms.  Takes the
+# lease when it is free (a new epoch: HINCRBY lease_epoch), renews it when the token holds
+# it, else leaves it.  Replies the epoch held, or 0 when another monitor holds it.  The
+# lease's value "<token>:<epoch>" is the fencing value every write of the holder checks.
+LEASE_SCRIPT: Final = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local token, epoch = string.match(held, '^(.*):(%d+)$')
+  if token ~= ARGV[1] then return 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(epoch)
+end
+local epoch = redis.call('HINCRBY', KEYS[2], 'lease_epoch', 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+return epoch
+"""
+
+# KEYS: monitor lease, rollout checks, rollout state of one experiment.  ARGV: fencing
+# value, the check's JSON, the list's bound, then field/value pairs for the state.
+# Appends one check record while the lease holds the fencing value; replies 1, or -1.
+RECORD_CHECK_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+if #ARGV > 3 then redis.call('HSET', KEYS[3], unpack(ARGV, 4)) end
+return 1
+"""
+
+# KEYS: the controlled clock.  Sets it to ARGV[1] (epoch µs) unless that would move it
+# backwards; replies the clock's time after the call.
+SET_CLOCK_SCRIPT: Final = """
+local current = redis.call('GET', KEYS[1])
+if tonumber(ARGV[1]) > tonumber(current or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return current
 """
 
 # KEYS: meta, history of a versioned definition other than an experiment's (the global
@@ -614,4 +737,49 @@ for i = 5, #ARGV, chunk do
   redis.call('XDEL', KEYS[2], unpack(ids))
 end
 return acked
+"""
+
+# -- alerts and webhooks (`service.monitor.alerts`, `service.monitor.webhooks`) ------------
+
+# KEYS: alerts, alerts_revision, alerts_history of one experiment.  ARGV[1]: the revision the
+# caller read ('0' when none), ARGV[2]: history cap, then (op, field, value) triples: 'set'
+# and 'del' on the active alerts, 'push' onto the history.  Applies all or nothing: 0 when
+# another writer came first (the caller reads again), else the new revision.
+APPLY_ALERTS_SCRIPT: Final = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 3 do
+  local op = ARGV[i]
+  if op == 'set' then redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  elseif op == 'del' then redis.call('HDEL', KEYS[1], ARGV[i + 1])
+  else redis.call('LPUSH', KEYS[3], ARGV[i + 2]) end
+end
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[2]) - 1)
+return redis.call('INCR', KEYS[2])
+"""
+
+# KEYS: webhook_outbox.  ARGV: now (ms), claim (ms), limit.  Takes the due deliveries and
+# pushes each one's due time past the claim, so a sender that dies mid-attempt leaves it to
+# be tried again once the claim expires, and two senders never take the same one at once.
+CLAIM_DELIVERIES_SCRIPT: Final = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+end
+return due
+"""
+
+# KEYS: webhook_outbox, webhook_pending, the delivery's webhook_log.  ARGV: delivery id,
+# its JSON, the next attempt's due time (ms; '' when it has ended), log cap.  A retry is
+# rescheduled; an ended delivery leaves the queue for its webhook's log.
+RECORD_DELIVERY_SCRIPT: Final = """
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+return 0
 """

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 
+from abtest.alerts import KIND_PATTERN, WEBHOOK_URL_PATTERN
 from abtest.errors import AbtestError, InvalidInput, PayloadTooLarge
 from abtest.experiment import (
     MAX_UNIT_ID_LENGTH,
@@ -85,6 +86,8 @@ WHOLE_NUMBER: Final = BeforeValidator(_whole)
 _PATTERN_NAMES: Final = {
     anchored(SLUG_PATTERN): "a slug (a-z, 0-9, '_', '-', '.'; up to 64 characters)",
     anchored(METRIC_NAME_PATTERN): "a metric name (letters, digits, '_', '-', '.')",
+    anchored(WEBHOOK_URL_PATTERN): "an http:// or https:// URL with a host",
+    anchored(KIND_PATTERN): "an alert kind (a-z, 0-9, '_')",
 }
 _PATTERN_MESSAGES: Final = {
     anchored(UNIT_ID_PATTERN): "must not contain the NUL character",

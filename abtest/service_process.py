@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -52,11 +52,15 @@ def child_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, port: int, *options: str) -> Iterator[ServiceProcess]:
-    """Start ``abtest serve``, wait until ``/healthz`` answers, stop it (SIGTERM) on exit."""
+def running_service(
+    data_dir: Path, port: int, *options: str, settings: Mapping[str, str] | None = None
+) -> Iterator[ServiceProcess]:
+    """Start ``abtest serve``, wait until ``/healthz`` answers, stop it (SIGTERM) on exit;
+    ``settings``: ``ABTEST_*`` variables the child gets (the demo's controlled clock)."""
+    env = {**child_environment(), **(settings or {})}
     process = subprocess.Popen(
         serve_command(port, data_dir, *options), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

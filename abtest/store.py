@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,17 +42,24 @@ from abtest.experiment import Experiment, Status, layer_conflicts
 from abtest.holdout import Holdout, HoldoutRef, ref_for
 from abtest.json_input import load_stored
 from abtest.redis_client import register_script
+from abtest.rollout_rules import check_rollout_update, starting_step
 from abtest.thread_connections import ThreadConnections
 
 if TYPE_CHECKING:
     from abtest.redis_client import RedisClient
 
 __all__ = [
-    "MAX_BATCH_ASSIGNMENTS", "MAX_REASON_LENGTH", "AssignRequest", "ExposureCounts", "Store",
-    "StoredExperiment",
+    "MAX_BATCH_ASSIGNMENTS", "MAX_REASON_LENGTH", "AssignRequest", "ExposureCounts", "LeaseLost",
+    "Store", "StoredExperiment",
 ]  # fmt: skip
 
 _LOCK_MS: Final = 10_000
+
+
+class LeaseLost(Conflict):
+    """A monitor's write was refused: its lease on the experiment has passed to another."""
+
+    code = "lease_lost"
 
 
 @dataclass(frozen=True)
@@ -105,13 +112,20 @@ class ExposureCounts:
         }
 
 
+def system_now_us() -> int:
+    """The system clock in epoch µs (the store's default clock)."""
+    return time.time_ns() // 1000
+
+
+def iso_time(epoch_us: int) -> str:
+    """``2024-06-01T12:34:56.789Z`` for an epoch µs."""
+    moment = datetime.fromtimestamp(epoch_us / 1e6, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _holdout_ref(holdout: Holdout | None, experiment: Experiment) -> HoldoutRef | None:
     layer = None if experiment.layer is None else experiment.layer.name
     return ref_for(holdout, experiment.key, layer)
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Store:
@@ -127,7 +141,9 @@ class Store:
     (fixed for its lifetime).  ``event_partitions``: how many partitions events are
     spread over.  ``wait_replicas``: writes are confirmed by that many replicas (``WAIT``,
     at most ``wait_timeout_ms``) before they are reported, else `StoreUnavailable`-like
-    errors (503).  See `abtest.keys` for what each means for the layout.
+    errors (503).  See `abtest.keys` for what each means for the layout.  ``now_us`` is the
+    clock of exposures, events and audit entries (epoch µs); the service passes a
+    controlled one in demo and test mode only (`service.monitor.clock`).
     """
 
     def __init__(
@@ -138,10 +154,12 @@ class Store:
         event_partitions: int = 1,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        now_us: Callable[[], int] = system_now_us,
     ) -> None:
         if unit_partitions < 1 or event_partitions < 1:
             raise InvalidInput("partition counts must be at least 1", "partitions")
         self.redis = client
+        self.now_us = now_us
         self.api_keys = ApiKeys(client)
         self.catalogue = MetricCatalogue(client, event_partitions=event_partitions)
         self.unit_partitions = unit_partitions
@@ -255,6 +273,9 @@ class Store:
         for name, value in (("status", old.status.value), ("winner", old.winner)):
             if name in config and config[name] != value:
                 raise Conflict(f"change '{name}' with /start, /stop or /ship", name)
+        if old.rollout is not None and old.status is Status.RUNNING:
+            check_rollout_update(old, config)
+            config = {**config, "traffic": old.traffic}  # the rollout's, not the file's
         if "key" in config and config["key"] != key:
             raise InvalidInput(f"must be '{key}' (the key cannot change)", "key")
         # Unversioned references keep what this experiment already pins (abtest.catalogue).
@@ -278,13 +299,23 @@ class Store:
         return self.write_version(current, new, key_id=key_id, action="update")
 
     def start_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
-        """draft or stopped -> running; `Conflict` on a layer overlap with a running one."""
+        """draft or stopped -> running; `Conflict` on a layer overlap with a running one.
+
+        An experiment with a rollout plan starts (or resumes) its guarded rollout: its
+        traffic is set to the step it is at (`abtest.rollout_rules.starting_step`).
+        """
         with self._lifecycle_lock():
             current = self.get_experiment(key)
             self._require_status(current, {Status.DRAFT, Status.STOPPED}, "start")
             new = current.experiment.with_changes(status=Status.RUNNING)
+            state = None
+            if new.rollout is not None:
+                units = self.exposure_counts(key).variants.get(new.rollout.variant, 0)
+                new, state = starting_step(current.experiment.status, new, units=units,
+                                           now_us=self.now_us())  # fmt: skip
             self._check_layers(new)
-            return self.write_version(current, new, key_id=key_id, action="start")
+            return self.write_version(current, new, key_id=key_id, action="start",
+                                           rollout_state=state)  # fmt: skip
 
     def stop_experiment(self, key: str, *, key_id: str) -> StoredExperiment:
         """running -> stopped: nobody is assigned any more (sticky assignments are kept)."""
@@ -318,11 +349,18 @@ class Store:
         key_id: str,
         action: str,
         note: Mapping[str, Any] | None = None,
+        rollout_state: Mapping[str, str | int | float] | None = None,
+        fence: str | None = None,
     ) -> StoredExperiment:
         """Store ``new`` as the version after ``current`` with an audit entry (``action``,
         ``key_id``, the diff, ``note``): the write path of every lifecycle change.
-        `Conflict` when it changed since ``current``."""
-        stored = self._write(current, new, key_id=key_id, action=action, note=note)
+
+        ``rollout_state`` fields are set in the same atomic step; with ``fence`` (a
+        monitor's lease value) the write happens only while that lease holds
+        (`LeaseLost`).  `Conflict` when the experiment changed since ``current``.
+        """
+        stored = self._write(current, new, key_id=key_id, action=action, note=note,
+                             rollout_state=rollout_state, fence=fence)  # fmt: skip
         if stored is None:
             raise Conflict(f"experiment '{new.key}' was changed concurrently; retry", "version")
         return stored
@@ -350,7 +388,8 @@ class Store:
         """
         for _ in range(4):
             cached = self._cache.get(experiment_key) or self._load(experiment_key)
-            result, partition, args = script_call(cached, unit_id, attributes, assigned_at)
+            result, partition, args = script_call(cached, unit_id, attributes, self.now_us(),
+                                                  assigned_at)  # fmt: skip
             reply = self._scripts.evalsha(
                 self._assign, cached.partitions[partition], args, write=True
             )
@@ -383,7 +422,8 @@ class Store:
                 cached = self._cache.get(request.experiment) or self._load(request.experiment)
             except NotFound as exc:
                 raise NotFound(exc.message, f"{field}[{index}].experiment") from None
-            planned.append((cached, *script_call(cached, *request[1:])))
+            planned.append((cached, *script_call(cached, request.unit_id, request.attributes,
+                                                 self.now_us(), request.assigned_at)))  # fmt: skip
         replies = self._scripts.evalsha_many(
             self._assign,
             [(cached.partitions[partition], args) for cached, _, partition, args in planned],
@@ -404,8 +444,9 @@ class Store:
         return answers
 
     def live_experiment_keys(self) -> list[str]:
-        """Keys of running and shipped experiments (those `assignments` reports)."""
-        live = {Status.RUNNING, Status.SHIPPED}
+        """Keys of running, shipped and rolled-back experiments (those `assignments` reports:
+        a rolled-back one serves control to everyone)."""
+        live = {Status.RUNNING, Status.SHIPPED, Status.ROLLED_BACK}
         return [s.experiment.key for s in self.list_experiments() if s.experiment.status in live]
 
     def exposure_counts(self, key: str) -> ExposureCounts:
@@ -443,8 +484,9 @@ class Store:
                 if self.event_partitions == 1 else []
             )  # fmt: skip
         calls = layout.event_calls(
-            events, self.event_partitions, legacy_days=self._legacy_seen_days
-        )
+            events, self.event_partitions, legacy_days=self._legacy_seen_days,
+            now=self.now_us() / 1e6,
+        )  # fmt: skip
         replies = self._scripts.evalsha_many(self._record_events, calls, write=True)
         for reply in replies:
             if isinstance(reply, Exception):
@@ -543,8 +585,12 @@ class Store:
         key_id: str,
         action: str,
         note: Mapping[str, Any] | None = None,
+        rollout_state: Mapping[str, str | int | float] | None = None,
+        fence: str | None = None,
     ) -> StoredExperiment | None:
-        now = _now_iso()
+        """Compare-and-set ``new`` as the next version with its audit entry (see
+        `write_version`); None on a version conflict."""
+        now = iso_time(self.now_us())
         version = 1 if current is None else current.version + 1
         config = new.to_dict()
         entry = {
@@ -557,12 +603,19 @@ class Store:
             **(note or {}),
         }
         partitions = self.unit_partitions if current is None else self._partitions_of(new.key)
-        written = self._write_version(
-            keys=[keys.experiment_meta(new.key), keys.experiment_history(new.key)],
-            args=["" if current is None else current.version, version, json.dumps(config), now,
-                  json.dumps(entry), partitions],
-        )  # fmt: skip
-        if not int(written):
+        names = [keys.experiment_meta(new.key), keys.experiment_history(new.key)]
+        args: list[Any] = ["" if current is None else current.version, version,
+                           json.dumps(config), now, json.dumps(entry), partitions]  # fmt: skip
+        if rollout_state is not None or fence is not None:
+            names.append(keys.rollout_state(new.key))
+            args.append(fence or "")
+            args += [item for pair in (rollout_state or {}).items() for item in pair]
+            if fence is not None:
+                names.append(keys.monitor_lease(new.key))
+        written = int(self._write_version(keys=names, args=args))
+        if written == -1:
+            raise LeaseLost(f"the monitor lost its lease on '{new.key}'; nothing was written")
+        if not written:
             return None
         self._raise_versions(new.key, version, partitions)
         created = now if current is None else current.created_at

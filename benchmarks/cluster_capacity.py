@@ -141,7 +141,11 @@ def _run(
                 key,
                 "POST",
                 "/v1/experiments",
-                {"key": "exp", "variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 1}]},
+                {
+                    "key": "exp",
+                    "variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 1}],
+                    "primary_metric": "purchase:binomial",
+                },  # its events are known, not refused
             )
             _request(port, key, "POST", "/v1/experiments/exp/start", None)
             return {kind: _measure(cluster, port, key, kind, args) for kind in ("assign", "events")}

@@ -25,6 +25,10 @@ BLUEPRINTS: Final = (
     "service.keys:bp",  # /v1/keys
     "service.catalogue:bp",  # /v1/metrics
     "service.results:bp",  # /v1/experiments/<key>/results
+    "service.rollouts:bp",  # /v1/experiments/<key>/rollout...
+    "service.clock:bp",  # /v1/clock (the controlled clock of demo and test mode)
+    "service.alerts:bp",  # /v1/alerts, /v1/experiments/<key>/alerts
+    "service.webhooks:bp",  # /v1/webhooks...
     "service.holdout:bp",  # /v1/holdout...
     "service.challengers:bp",  # /v1/experiments/<key>/challengers, /lineage
     "service.console:bp",  # / (the web console)

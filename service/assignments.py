@@ -65,7 +65,7 @@ def assign_batch() -> Response:
 @bp.get("/assignments")
 @requires(Role.SDK)
 def assignments() -> Response:
-    """The unit's assignment in every running or shipped experiment.
+    """The unit's assignment in every running, shipped or rolled-back experiment.
 
     Attributes come as ``attr.<name>=<value>``; a value is read as JSON when it parses
     (``42``, ``true``, ``"x"``) and as a string otherwise (``DE``).  They meet the bounds of

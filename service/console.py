@@ -54,7 +54,7 @@ from abtest.errors import AbtestError, Conflict, InvalidInput, Unauthorized
 from abtest.experiment import Status
 from abtest.store import MAX_REASON_LENGTH, Store, StoredExperiment
 from analysis.report import formatting
-from service import console_pages
+from service import console_alerts, console_pages
 from service.extension import abtest
 from service.results import segment_query
 from service.security import public
@@ -64,7 +64,8 @@ bp = Blueprint("console", __name__, template_folder="templates")
 SESSION_TOKEN: Final = "console_session"
 SESSION_CSRF: Final = "console_csrf"
 CSRF_FIELD: Final = "csrf_token"
-ACTIONS: Final = ("start", "stop", "ship")
+ACTIONS: Final = ("start", "stop", "ship", "pause", "resume", "rollback")
+ROLLOUT_ACTIONS: Final = ("pause", "resume", "rollback")
 _SIGN_IN_ENDPOINTS: Final = frozenset({"console.login"})
 
 # Status of each AbtestError code on console pages: the API's mapping, in HTML.
@@ -290,12 +291,14 @@ def metrics() -> ResponseReturnValue:
     """The metric catalogue, and the events received for metrics nothing knows (with the
     closest known name), as ``GET /v1/metrics`` reports them."""
     from abtest.catalogue import closest
+    from service.known_metrics import mode
 
     ext = abtest()
     known = ext.known_metrics.names(ext.store)
     unknown = [(name, count, closest(name, known)[len("; did you mean ") :].strip("'?"))
                for name, count in ext.store.catalogue.unknown_counts().items()]  # fmt: skip
-    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown)
+    return render_template("metrics.html", entries=ext.store.catalogue.entries(), unknown=unknown,
+                           unknown_mode=mode(current_app.config))  # fmt: skip
 
 
 @bp.get("/experiments/<key>")
@@ -306,7 +309,21 @@ def experiment(key: str) -> ResponseReturnValue:
     segment, min_units = segment_query(request.args)
     page = console_pages.detail(current_app, stored, _store().history(key), segment=segment,
                                 min_segment_units=min_units)  # fmt: skip
-    return render_template("experiment.html", page=page, actions=_allowed_actions(stored))
+    alerts = console_alerts.active_alerts(abtest().redis, key)
+    return render_template("experiment.html", page=page, actions=_allowed_actions(stored),
+                           alerts=alerts)  # fmt: skip
+
+
+@bp.get("/alerts")
+@public
+def alerts() -> ResponseReturnValue:
+    """Alerts of every experiment or one (``?experiment=``), active, resolved or all
+    (``?status=``), with the webhooks and their failed deliveries."""
+    page = console_alerts.alerts_page(
+        abtest().redis, _store(), experiment=request.args.get("experiment") or None,
+        status=request.args.get("status", "active"),
+    )  # fmt: skip
+    return render_template("alerts.html", page=page)
 
 
 @bp.get("/holdout")
@@ -320,8 +337,16 @@ def holdout() -> ResponseReturnValue:
 
 def _allowed_actions(stored: StoredExperiment) -> dict[str, bool]:
     status = stored.experiment.status.value
-    return {"start": status in ("draft", "stopped"), "stop": status == "running",
-            "ship": status in ("running", "stopped")}  # fmt: skip
+    allowed = {"start": status in ("draft", "stopped"), "stop": status == "running",
+               "ship": status in ("running", "stopped")}  # fmt: skip
+    if stored.experiment.rollout is not None:
+        from abtest.rollout_store import Rollouts
+
+        paused = Rollouts(_store()).state(stored.experiment.key).paused
+        allowed |= {"pause": status == "running" and not paused,
+                    "resume": status == "running" and paused,
+                    "rollback": status in ("running", "stopped")}  # fmt: skip
+    return allowed
 
 
 @bp.route("/experiments/<key>/<action>", methods=["GET", "POST"])
@@ -352,7 +377,12 @@ def act(key: str, action: str) -> ResponseReturnValue:
             "version",
         )
     key_id = g.console_key.id
-    if action == "start":
+    if action in ROLLOUT_ACTIONS:
+        from abtest.rollout_store import Rollouts
+
+        act_on = getattr(Rollouts(store), action)
+        act_on(key, key_id=key_id, reason=request.form.get("reason", "").strip() or None)
+    elif action == "start":
         store.start_experiment(key, key_id=key_id)
     elif action == "stop":
         store.stop_experiment(key, key_id=key_id)
@@ -382,4 +412,12 @@ def _describe(stored: StoredExperiment, action: str, variant: str | None) -> str
         return f"Start '{key}': units will be assigned and exposures logged."
     if action == "stop":
         return f"Stop '{key}': nobody new is assigned; assigned units keep their variant."
+    if action == "pause":
+        return (f"Pause the rollout of '{key}': it stays at its step and the monitor does not "
+                "advance it (it still rolls back on harm) until you resume it.")  # fmt: skip
+    if action == "resume":
+        return f"Resume the rollout of '{key}': the monitor may advance it again."
+    if action == "rollback":
+        return (f"Roll back '{key}': the new variant gets 0% of traffic, everyone is served "
+                "control from now on, and the rollout ends.")  # fmt: skip
     return f"Ship '{variant}' of '{key}': every unit gets '{variant}' from now on."

@@ -90,6 +90,8 @@ class Detail:
     metric_headers: Sequence[str] = ()
     metric_rows: Sequence[MetricCells] = ()
     shipped: Mapping[str, Any] | None = None  # the ship entry: time, key, reason
+    rollout: Mapping[str, Any] | None = None  # `service.rollout_status.rollout_document`
+    rollout_figure: Figure | None = None
     segments: SegmentSection | None = None
 
 
@@ -320,8 +322,44 @@ def detail(
         metric_headers=() if data is None else metric_headers(data["settings"]["alpha"]),
         metric_rows=[] if data is None else [metric_cells(m) for m in data["metrics"]],
         shipped=_ship_entry(app, stored, history),
+        **_rollout(app, stored),
         segments=_segments(app, stored, segment, min_segment_units, analysed is not None),
     )
+
+
+def _rollout(app: Flask, stored: StoredExperiment) -> dict[str, Any]:
+    """The rollout section of the page: its document and its timeline chart (when the
+    experiment has a rollout plan)."""
+    from abtest.rollout_store import Rollouts
+    from analysis.report.figures import figure_png
+    from analysis.report.rollout_figures import rollout_figure
+    from service.rollout_status import rollout_document
+
+    plan = stored.experiment.rollout
+    if plan is None:
+        return {}
+    document = rollout_document(Rollouts(app.extensions["abtest"].store), stored.experiment.key,
+                                limit=100)  # fmt: skip
+    latest = next((c for c in reversed(document["checks"]) if c.get("series")), None)
+    series: dict[str, Any] = {} if latest is None else latest["series"]
+    guardrails = [m for m in stored.experiment.guardrail_metrics if m.name in plan.guardrails]
+    events = [(a["time"], a["action"].replace("rollout_", "")) for a in document["actions"]
+              if a["action"] != "start"]  # fmt: skip
+    figure = None
+    try:
+        png = figure_png(
+            rollout_figure(
+                series,
+                guardrails,
+                alpha=plan.alpha,
+                events=events,
+                as_of=None if latest is None else latest["time"],
+            )
+        )
+        figure = Figure("Guardrails: cumulative effect of the new variant per day", png)
+    except Exception:  # one broken chart must not hide the page (it is logged)
+        _log.exception("rollout figure of %s failed", stored.experiment.key)
+    return {"rollout": document, "rollout_figure": figure}
 
 
 def _figures(app: Flask, analysed: ExperimentResults | None) -> list[Figure]:

@@ -40,7 +40,9 @@ def listing() -> Response:
     try:
         status = None if raw is None else Status(raw)
     except ValueError:
-        raise InvalidInput("must be draft, running, stopped or shipped", "status") from None
+        raise InvalidInput(
+            "must be one of: " + ", ".join(s.value for s in Status), "status"
+        ) from None
     stored = abtest().store.list_experiments(status=status)
     return jsonify({"experiments": [s.to_dict() for s in stored]})
 

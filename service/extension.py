@@ -18,6 +18,7 @@ from abtest.store import Store
 from service.errors import register_error_handlers
 from service.known_metrics import KnownMetrics
 from service.metrics import Metrics
+from service.monitor.clock import RedisClock, make_clock
 from service.security import register_auth
 
 if TYPE_CHECKING:
@@ -38,12 +39,17 @@ class Abtest:
             # the 503 when Redis is really down.
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
+        # The controlled clock (demo and test mode only) dates exposures, events and audit
+        # entries; otherwise the store keeps its own system clock.
+        self.clock = make_clock(config["CLOCK"], self.redis)
+        clock_us = self.clock.now_us if isinstance(self.clock, RedisClock) else None
         self.store = Store(
             self.redis,
             unit_partitions=config["UNIT_PARTITIONS"],
             event_partitions=config["EVENT_PARTITIONS"],
             wait_replicas=config["REDIS_WAIT_REPLICAS"],
             wait_timeout_ms=config["REDIS_WAIT_TIMEOUT_MS"],
+            **({} if clock_us is None else {"now_us": clock_us}),
         )
         self.metrics = Metrics()
         self.key_cache = KeyCache(float(app.config["KEY_CACHE_SECONDS"]))

@@ -3,8 +3,8 @@
 A metric is known when the metric catalogue defines it or some experiment names it
 inline; both count their event names (``clicks/searches`` reads clicks and searches,
 ``latency_ms:p95`` reads latency_ms).  ``UNKNOWN_METRICS`` says what happens to an event
-for any other name: ``refuse`` (a 400 naming the event and suggesting the closest known
-name: ``'purchse'; did you mean 'purchase'?``), ``count`` (the default: kept, and counted
+for any other name: ``refuse`` (the default: a 400 naming the event and suggesting the
+closest known name: ``'purchse'; did you mean 'purchase'?``), ``count`` (kept, and counted
 per name for ``GET /v1/metrics`` and the console) or ``accept`` (kept, not counted).
 ``REFUSE_UNDECLARED_METRICS=true``, the older spelling, means ``refuse``.
 """
@@ -32,10 +32,13 @@ def mode(config: Mapping[str, Any]) -> str:
 class KnownMetrics:
     """The known event names, re-read from the store at most every ``seconds``: a metric
     added by a catalogue or experiment write counts at once in the worker that stored it
-    (`forget`) and within ``seconds`` in the others."""
+    (`forget`).  An event for a name the cache lacks makes the other workers read again
+    if their names are over ``recheck_seconds`` old, so an experiment's first events are
+    not refused for up to ``seconds`` by a worker that has not seen it yet."""
 
-    def __init__(self, seconds: float = 5.0) -> None:
+    def __init__(self, seconds: float = 5.0, recheck_seconds: float = 0.1) -> None:
         self.seconds = seconds
+        self.recheck_seconds = recheck_seconds
         self._names: frozenset[str] = frozenset()
         self._expires = 0.0
         self._lock = threading.Lock()
@@ -67,6 +70,10 @@ class KnownMetrics:
             return []
         names = self.names(store)
         unknown = [i for i, event in enumerate(events) if event.metric not in names]
+        if unknown and time.monotonic() >= self._expires - self.seconds + self.recheck_seconds:
+            self.forget()
+            names = self.names(store)
+            unknown = [i for i in unknown if events[i].metric not in names]
         if unknown and how == "refuse":
             index = unknown[0]
             name = events[index].metric

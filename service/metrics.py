@@ -1,9 +1,11 @@
-"""Prometheus metrics: requests, a latency histogram, assignments and exposures.
+"""Prometheus metrics: requests, a latency histogram, assignments, exposures and alerts.
 
 Under gunicorn (several worker processes) `abtest serve` sets ``PROMETHEUS_MULTIPROC_DIR``
 before any worker starts, and the scrape sums every worker's values (prometheus_client's
 multiprocess mode).  Exposure totals come from Redis counters, so they are exact across
-workers and hosts.
+workers and hosts.  The monitor is a process of its own: what it finds (active alerts,
+webhook deliveries) is read from Redis at scrape time by `AlertCollector`, so any API
+process serves it, with no file or port shared with the monitor.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any, Final
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from abtest.assignment import Assignment
 from abtest.store import Store
@@ -71,18 +75,27 @@ class Metrics:
         self._child(self.assignments, result.experiment, variant, result.reason.value).inc()
 
     def render(self, store: Store) -> Response:
-        """The exposition text: process metrics plus exposure counters read from Redis."""
+        """The exposition text: process metrics plus exposure counters read from Redis, and
+        the monitor's and rollouts' series (`service.monitor.metrics`)."""
+        from abtest.rollout_store import Rollouts
+        from service.monitor.metrics import monitor_lines
+
         lines = [
             "# HELP abtest_exposures_total First exposures by experiment and variant",
             "# TYPE abtest_exposures_total counter",
         ]
-        for stored in store.list_experiments():
-            key = stored.experiment.key
+        experiments = store.list_experiments()
+        keys = [stored.experiment.key for stored in experiments]
+        for key in keys:
             for variant, count in store.exposure_counts(key).variants.items():
                 lines.append(
                     f'abtest_exposures_total{{experiment="{key}",variant="{variant}"}} {count}'
                 )
-        text = generate_latest(self.registry).decode() + "\n".join(lines) + "\n"
+        lines += monitor_lines(Rollouts(store), experiments)
+        monitor = CollectorRegistry(auto_describe=False)
+        monitor.register(AlertCollector(store.redis, keys))
+        text = (generate_latest(self.registry).decode() + "\n".join(lines) + "\n"
+                + generate_latest(monitor).decode())  # fmt: skip
         return Response(text, content_type=CONTENT_TYPE)
 
     @staticmethod
@@ -106,3 +119,35 @@ class Metrics:
             pair[0].observe(elapsed)
             pair[1].inc()
         return response
+
+
+class AlertCollector(Collector):
+    """The monitor's findings, read from Redis when scraped.
+
+    ``abtest_alerts_active{experiment, kind, severity}``: active alerts (only non-zero
+    series; ``sum by (severity) (abtest_alerts_active)`` for a dashboard).
+    ``abtest_webhook_deliveries{webhook, status}``: each webhook's deliveries by status:
+    ``pending`` (queued or waiting for a retry), and ``delivered`` / ``failed`` among the
+    recent ones its log keeps (`service.monitor.webhooks.LOG_LIMIT`).
+    """
+
+    def __init__(self, client: Any, experiments: list[str]) -> None:
+        self.client = client
+        self.experiments = experiments
+
+    def collect(self) -> list[Metric]:
+        """The two gauges."""
+        from service.monitor.alerts import AlertBook
+        from service.monitor.webhooks import Webhooks
+
+        alerts = GaugeMetricFamily("abtest_alerts_active",
+                                   "Active alerts by experiment, kind and severity",
+                                   labels=["experiment", "kind", "severity"])  # fmt: skip
+        for labels, count in sorted(AlertBook(self.client).counts(self.experiments).items()):
+            alerts.add_metric(list(labels), count)
+        help_text = "Webhook deliveries by status (pending; recent ones delivered or failed)"
+        deliveries = GaugeMetricFamily("abtest_webhook_deliveries", help_text,
+                                       labels=["webhook", "status"])  # fmt: skip
+        for (webhook, status), count in sorted(Webhooks(self.client).status_counts().items()):
+            deliveries.add_metric([webhook, status], count)
+        return [alerts, deliveries]

@@ -12,11 +12,13 @@ from typing import Any, Final
 from pydantic.json_schema import models_json_schema
 
 from abtest import __version__
+from abtest.alerts import STATUSES
 from abtest.auth import KEY_ID_PATTERN
 from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
+from service.monitor.webhooks import LOG_LIMIT
 from service.openapi_factory import FACTORY_MODELS, factory_paths
 from service.schemas import MODELS
 
@@ -90,6 +92,61 @@ def _key_param(name: str = "key") -> list[dict[str, Any]]:
     if name == "key_id":
         schema["pattern"] = anchored(KEY_ID_PATTERN)
     return [{"name": name, "in": "path", "required": True, "schema": schema}]
+
+
+def _optional_body(operation: dict[str, Any]) -> dict[str, Any]:
+    """``operation`` with its request body optional (none: the same as ``{}``)."""
+    operation["requestBody"]["required"] = False
+    return operation
+
+
+def alert_paths(by_key: list[dict[str, Any]]) -> dict[str, Any]:
+    """The alert and webhook operations (`service.alerts`, `service.webhooks`)."""
+    status = {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"enum": list(STATUSES), "default": "active"},
+    }
+    since = {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "date-time"},
+        "description": "Alerts active at some time since then",
+    }
+    experiment = {
+        "name": "experiment",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": anchored(SLUG_PATTERN)},
+    }
+    by_id = _key_param("webhook_id")
+    return {
+        "/v1/alerts": {
+            "get": _op("Alerts of every experiment (?experiment=, ?status=, ?since=)", "admin",
+                       parameters=[experiment, status, since])
+        },
+        "/v1/experiments/{key}/alerts": {
+            "get": _op("One experiment's alerts (?status=, ?since=)", "admin",
+                       parameters=[*by_key, status, since])
+        },
+        "/v1/webhooks": {
+            "get": _op("List webhooks with their deliveries by status", "admin"),
+            "post": _op("Register a webhook (its secret is write-only)", "admin", ok=201,
+                        body=_ref("WebhookBody")),
+        },
+        "/v1/webhooks/{webhook_id}": {
+            "get": _op("One webhook", "admin", parameters=by_id),
+            "delete": _op("Remove a webhook and its deliveries", "admin", parameters=by_id),
+        },
+        "/v1/webhooks/{webhook_id}/deliveries": {
+            "get": _op("A webhook's deliveries: pending, then ended (newest first)", "admin",
+                       parameters=[*by_id, {"name": "limit", "in": "query", "required": False,
+                                            "schema": {"type": "integer", "minimum": 1,
+                                                       "maximum": LOG_LIMIT}}])
+        },
+    }  # fmt: skip
 
 
 def spec() -> dict[str, Any]:
@@ -186,6 +243,32 @@ def spec() -> dict[str, Any]:
                 "get": _op("Analysis results from the exported files (service.results)", "admin",
                            parameters=by_key)
             },
+            "/v1/experiments/{key}/rollout": {
+                "get": _op("The guarded rollout: plan, step, state, actions and the newest "
+                           "checks (?limit=, default 200)", "admin",
+                           parameters=[*by_key, {"name": "limit", "in": "query",
+                                                 "schema": {"type": "integer", "minimum": 1,
+                                                            "maximum": 2000}}])
+            },
+            **{
+                f"/v1/experiments/{{key}}/rollout/{action}": {
+                    "post": _optional_body(
+                        _op(summary, "admin", parameters=by_key, body=_ref("ReasonBody"))
+                    )
+                }
+                for action, summary in (
+                    ("pause", "Hold the rollout at its step (it still rolls back on harm)"),
+                    ("resume", "Let the monitor advance a paused rollout again"),
+                    ("rollback", "Roll back: everyone is served control"),
+                )
+            },
+            "/v1/clock": {
+                "get": _op("The service's time and clock mode (system or controlled)", "admin"),
+                "post": _op("Move the controlled clock (ABTEST_CLOCK=controlled only, else 409; "
+                            "never backwards)", "admin",
+                            body=_ref("ClockBody")),
+            },
+            **alert_paths(by_key),
             "/v1/metrics": {
                 "get": _op("The metric catalogue, and events received per unknown metric",
                            "sdk"),

@@ -40,11 +40,15 @@ def defaults() -> dict[str, Any]:
         # endpoint and the console: a unit counts once this long has passed since its
         # first exposure, with its outcomes of that span.
         "OBSERVATION_HOURS": 24.0,
+        # "controlled": the clock of demo and test mode, set by the client through
+        # POST /v1/clock and shared in Redis (service.monitor.clock); refused otherwise.
+        "CLOCK": "system",
         # An event whose metric neither the catalogue nor any experiment knows: "refuse"
         # (a 400 suggesting the closest name: 'purchse' -> 'purchase'), "count" (kept and
         # counted per name, shown by GET /v1/metrics and the console) or "accept" (kept).
-        # Counting is the default, as events may arrive before their metric is defined.
-        "UNKNOWN_METRICS": "count",
+        # Refusing is the default: a typo is told to the sender at once instead of being
+        # stored and never analysed; "count" suits apps that send events before defining.
+        "UNKNOWN_METRICS": "refuse",
         # The older spelling of UNKNOWN_METRICS=refuse (true wins over UNKNOWN_METRICS).
         "REFUSE_UNDECLARED_METRICS": False,
     }
@@ -102,6 +106,9 @@ def check(config: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"must be a whole number >= {least} (env ABTEST_{name}), got {value!r}", name
             )
+    if config.get("CLOCK") not in ("system", "controlled"):
+        raise InvalidInput(f"must be system or controlled (env ABTEST_CLOCK), got "
+                           f"{config.get('CLOCK')!r}", "CLOCK")  # fmt: skip
     for name in _FLAGS:
         if not isinstance(config.get(name), bool):
             raise InvalidInput(f"must be true or false (env ABTEST_{name})", name)

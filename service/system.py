@@ -16,12 +16,21 @@ bp = Blueprint("system", __name__)
 @bp.get("/healthz")
 @public
 def healthz() -> tuple[Response, int]:
-    """200 when Redis answers PING, else 503."""
+    """200 when Redis answers PING, else 503; ``monitor`` says whether a monitor runs
+    (``ok``, ``stale`` or ``none``, `service.monitor.heartbeat`), with each monitor and
+    each running rollout's last check (``overdue`` when older than three intervals).  A
+    stale monitor does not make the service unhealthy: it keeps serving."""
+    from abtest.rollout_store import Rollouts
+    from service.monitor.heartbeat import monitor_health
+
+    ext = abtest()
     try:
-        abtest().redis.ping()
+        ext.redis.ping()
+        health = monitor_health(ext.redis, Rollouts(ext.store), ext.store.list_experiments(),
+                                ext.clock.now())  # fmt: skip
     except redis.RedisError as exc:
         return store_unavailable(exc)
-    return jsonify({"status": "ok"}), 200
+    return jsonify({"status": "ok", "monitor": health}), 200
 
 
 @bp.get("/metrics")

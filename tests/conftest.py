@@ -94,6 +94,16 @@ def store(redis_client: redis.Redis, partitions: dict[str, int]) -> Store:
     return Store(redis_client, **partitions)
 
 
+@pytest.fixture
+def clock() -> Any:
+    """A controllable clock (`service.monitor.clock.SettableClock`) at Monday 2026-03-02
+    00:00 UTC, for the monitor's tests; `tests.monitor_traffic` moves it."""
+    from service.monitor.clock import SettableClock
+    from tests.monitor_traffic import START
+
+    return SettableClock(START)
+
+
 def simple_config(key: str = "exp", **changes: Any) -> dict[str, Any]:
     """A minimal valid experiment config: two equal variants with payloads."""
     config: dict[str, Any] = {

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("abtest", "service", "analysis")
 # Only the outer shell may reach both the core and the layers above it.
-SHELL = ("abtest.cli", "abtest.demo")
+SHELL = ("abtest.cli", "abtest.demo", "abtest.demo_rollout")
 
 
 def _modules() -> dict[str, Path]:

@@ -3,6 +3,7 @@ champion with one call, idempotently, every step audited; the lineage follows th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,10 @@ import pytest
 from abtest.admin_client import AdminClient
 from abtest.cli import main
 from abtest.errors import Conflict
+from service.monitor.clock import SettableClock
+from service.monitor.runner import Monitor, MonitorSettings
 from tests.conftest import simple_config
+from tests.monitor_traffic import Traffic, rollout_experiment
 
 REDIS_TOPOLOGIES = ("single", "cluster")
 
@@ -199,3 +203,59 @@ def test_a_version_number_is_a_whole_non_negative_number(api, version, expected)
         assert response.status_code == 201, response.get_json()
         assert response.get_json()["stored"]["config"]["variants"][1]["payload"][
             "model_version"] == expected  # fmt: skip
+
+
+def test_a_challenger_of_a_guarded_rollout_enters_as_a_guarded_rollout(api, redis_client):
+    """The rolled-back v2 had a plan: v3 gets it (pointing at v3, the champion's and the new
+    variant's weights kept), starts at step 1's share, and the monitor's first due check
+    advances it like any rollout."""
+    parent = rollout_experiment("ranker")
+    parent["variants"] = [{"key": "v1", "weight": 1}, {"key": "v2", "weight": 3}]
+    api.create_experiment(parent)
+    api.call("POST", "/v1/experiments/ranker/rollout/rollback", {"reason": "errors up"})
+    response = _challenge(api, "ranker", 3)
+    assert response.status_code == 201, response.get_json()
+    answer = response.get_json()
+    key = answer["experiment"]
+    assert (key, answer["champion"]) == ("ranker.ranker-v3", "v1")
+    config = answer["stored"]["config"]
+    assert config["rollout"]["variant"] == "ranker-v3"
+    assert config["rollout"]["steps"] == [0.1, 0.5, 1]
+    assert [(v["key"], v["weight"]) for v in config["variants"]] == [("v1", 1), ("ranker-v3", 3)]
+    assert config["traffic"] == pytest.approx(0.1 / 0.75)
+    rollout = api.call("GET", f"/v1/experiments/{key}/rollout").get_json()
+    assert (rollout["status"], rollout["step"], rollout["share"]) == ("running", 1, 0.1)
+    assert api.call("GET", "/v1/experiments/ranker").get_json()["status"] == "rolled_back"
+
+    clock = SettableClock(datetime.now(UTC))  # the service's clock is the system's
+    monitor = Monitor(redis_client, clock, MonitorSettings(instance="m"))
+    traffic = Traffic(monitor.store, clock, experiment=key, seed=5,
+                      latency={"v1": 200.0, "ranker-v3": 200.0})  # fmt: skip
+    for _ in range(2):  # the plan's 2 h at a step
+        traffic.hour(150)
+    assert monitor.run_once().to_dict()["actions"] == {key: "advance"}
+    rollout = api.call("GET", f"/v1/experiments/{key}/rollout").get_json()
+    assert (rollout["step"], rollout["share"]) == (2, 0.5)
+    entry = api.call("GET", f"/v1/experiments/{key}/history").get_json()["history"][-1]
+    assert (entry["action"], entry["key_id"]) == ("rollout_advance", "monitor:m")
+
+
+def test_a_draft_guarded_rollout_ramps_the_challenger_in_its_new_variants_place(api):
+    """A guarded rollout compares one new variant with control: in a draft the challenger
+    takes the plan's variant's place and weight (recorded), and starts at the first step."""
+    draft = rollout_experiment("slot", steps=[0.2, 1])
+    draft["variants"][1]["weight"] = 3
+    draft["overrides"] = {"qa-1": "v2", "qa-2": "v1"}
+    api.create_experiment(draft, start=False)
+    response = api.call("POST", "/v1/experiments/slot/challengers",
+                        {"model": {"name": "ranker", "version": "9"}, "variant": "v9"})  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+    config = response.get_json()["stored"]["config"]
+    assert [(v["key"], v["weight"]) for v in config["variants"]] == [("v1", 1), ("v9", 3)]
+    assert config["rollout"]["variant"] == "v9" and config["overrides"] == {"qa-2": "v1"}
+    assert config["traffic"] == pytest.approx(0.2 / 0.75)
+    rollout = api.call("GET", "/v1/experiments/slot/rollout").get_json()
+    assert (rollout["status"], rollout["step"], rollout["share"]) == ("running", 1, 0.2)
+    history = api.call("GET", "/v1/experiments/slot/history").get_json()["history"]
+    assert [h["action"] for h in history] == ["create", "challenger", "start"]
+    assert history[1]["replaces"] == "v2"

@@ -53,6 +53,11 @@ def outcome_ids(r: redis.Redis) -> list[str]:
     return [fields["event_id"] for fields in outcome_entries(r)]
 
 
+def declare(api: Api, metric: str) -> None:
+    """Start an experiment that names ``metric``, so the service knows its events."""
+    api.create_experiment(simple_config(f"reads-{metric}", primary_metric=f"{metric}:binomial"))
+
+
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
     """Poll until ``condition()`` holds; fail after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -142,6 +147,7 @@ def test_track_then_flush_delivers_every_event_once(
     api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
     """Events go out in batches; each ``event_id`` returned by ``track`` is stored once."""
+    declare(api, "purchase")
     client = make_client(url, batch_size=250, flush_interval=30)
     ids = [client.track(f"u{i % 17}", "purchase", value=i / 4) for i in range(1100)]
     assert client.flush(timeout=20)
@@ -170,6 +176,7 @@ def test_events_buffered_during_an_outage_arrive_once_it_ends(
     app: Flask, api: Api, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
     """Failed sends are retried with backoff; nothing is lost while the buffer has room."""
+    declare(api, "clicks")
     port = free_port()
     client = make_client(f"http://127.0.0.1:{port}", flush_interval=0.05, backoff_base=0.01,
                          backoff_max=0.1, timeout=0.5)  # fmt: skip
@@ -236,6 +243,7 @@ def test_a_lost_response_is_retried_and_counted_once_by_event_id(
     api: Api, url: str, make_client: Callable[..., Client], redis_client: redis.Redis
 ) -> None:
     """The service stored the batch but the answer was lost: the retry is a duplicate."""
+    declare(api, "clicks")
     proxy = ResponseDroppingProxy(int(url.rsplit(":", 1)[1]), drops=1)
     try:
         client = make_client(f"http://127.0.0.1:{proxy.port}", flush_interval=30,
@@ -253,6 +261,7 @@ def test_context_manager_flushes_on_exit_and_then_drops(
     api: Api, url: str, redis_client: redis.Redis
 ) -> None:
     """Leaving the ``with`` block flushes; a closed client counts new events as dropped."""
+    declare(api, "signup")
     with Client(url, api.sdk_key, flush_interval=30) as client:
         ids = [client.track("u1", "signup") for _ in range(3)]
     assert outcome_ids(redis_client) == ids
@@ -265,6 +274,7 @@ def test_events_are_flushed_at_interpreter_exit(
     api: Api, url: str, redis_client: redis.Redis
 ) -> None:
     """A process that never calls close still delivers its buffered events (atexit)."""
+    declare(api, "purchase")
     script = textwrap.dedent(f"""
         from abtest.client import Client
         client = Client({url!r}, {api.sdk_key!r}, flush_interval=3600)
@@ -494,6 +504,7 @@ def test_a_batch_over_the_body_limit_is_split_until_it_fits(
 ) -> None:
     """A 413 names no event: the batch is halved until each part fits, and nothing is lost."""
     url, api = served(MAX_CONTENT_LENGTH=6_000)
+    declare(api, "purchase")
     with Client(url, api.sdk_key, flush_interval=30, batch_size=500) as client:
         ids = [client.track(f"user-{i}", "purchase", value=i) for i in range(300)]
         assert client.flush(timeout=30)

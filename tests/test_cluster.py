@@ -126,7 +126,7 @@ def test_a_master_killed_under_load_costs_503s_then_nothing_is_lost_or_doubled(
     received when its master died, a window we measure)."""
     app = _app(cluster, tmp_path, REDIS_WAIT_REPLICAS=wait_replicas)
     api = Api(app.test_client(), app.extensions["abtest"].store)
-    api.create_experiment(simple_config())
+    api.create_experiment(simple_config(primary_metric="purchase:binomial"))
     experiment = Experiment.from_dict(api.call("GET", "/v1/experiments/exp").get_json()["config"])
     server, thread = serve(app)
     victim = cluster.master_ports()[0]

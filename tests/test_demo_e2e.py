@@ -123,6 +123,23 @@ def test_demo_exports_every_exposure_once(demo_run):
     assert exported.startswith("5. export    1,200 exposures")
 
 
+def test_demo_traffic_spreads_over_simulated_days(demo_run):
+    """The demo drives the controlled clock: exposures, outcomes and the audit trail lie on
+    the seven simulated days before today, more by day than by night."""
+    import pandas as pd
+
+    from abtest.demo import DEMO_DAYS
+
+    _, data_dir = demo_run
+    when = pd.read_parquet(data_dir / "export" / "exposures")["timestamp"]
+    outcomes = pd.read_parquet(data_dir / "export" / "outcomes")["timestamp"]
+    assert when.dt.date.nunique() == DEMO_DAYS
+    assert when.max() < pd.Timestamp.now(tz="UTC").normalize()
+    assert when.dt.hour.between(9, 20).mean() > 0.6  # the afternoon peak
+    # Outcomes in the experiment happen at their exposure; the pre-period ones before.
+    assert (outcomes >= when.min()).mean() > 0.5 and outcomes.max() <= when.max()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--users", "10"], "at least 100 users"), (["--lift", "-2"], "lift must lie")],

@@ -19,10 +19,14 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.json"))
 # ``re.search`` also lets it match before a final newline, which JSON Schema does not).
 VALIDATOR = Draft202012Validator(experiment_schema())
 
-# What JSON Schema cannot say: rules between fields (and a quantile level of 0).
+# What JSON Schema cannot say: rules between fields (and a quantile level of 0), and a
+# rollout plan's against the variants and guardrails, and its steps' order.
 CROSS_FIELD = ("duplicate variant key", "is not a variant", "only a shipped experiment",
                "needs a winner", "0 <= start < end", "is listed twice", "the weights add up",
                "too small beside", "not a quantile name", "needs a",
+               "compares one new variant", "is the control", "weight share",
+               "is not a guardrail metric", "steps must increase",
+               "the last step must be 1",
                # the store resolves catalogue references; caps suit count and sum only
                "reference is resolved by the service", "can be capped")  # fmt: skip
 

@@ -42,8 +42,20 @@ EVENTS = [Event(f"e{i}", "u", "m", 1.0, 1_714_564_800_000_000) for i in range(40
         (keys.lifecycle_lock(), "abtest:lock:lifecycle"),
         (keys.export_lock(keys.outcomes_stream()), "abtest:{events}:outcomes:export-lock"),
         (keys.export_lock(keys.exposures_stream("r")), "abtest:{r}:exposures:export-lock"),
+        (keys.rollout_state("ranker-v2"), "abtest:{ranker-v2}:rollout"),
+        (keys.rollout_checks("ranker-v2"), "abtest:{ranker-v2}:rollout:checks"),
+        (keys.monitor_lease("ranker-v2"), "abtest:{ranker-v2}:monitor-lease"),
+        (keys.monitor_instances(), "abtest:monitor:instances"),
+        (keys.controlled_clock(), "abtest:clock"),
         (keys.console_secret(), "abtest:console:secret"),
         (keys.console_session("ab12"), "abtest:console:session:ab12"),
+        (keys.alerts("ranker-v2"), "abtest:{ranker-v2}:alerts"),
+        (keys.alerts_revision("ranker-v2"), "abtest:{ranker-v2}:alerts:rev"),
+        (keys.alerts_history("ranker-v2"), "abtest:{ranker-v2}:alerts:history"),
+        (keys.webhooks(), "abtest:{webhooks}:hooks"),
+        (keys.webhook_outbox(), "abtest:{webhooks}:outbox"),
+        (keys.webhook_pending(), "abtest:{webhooks}:pending"),
+        (keys.webhook_log("w1a2b3c4d5e6"), "abtest:{webhooks}:log:w1a2b3c4d5e6"),
     ],
 )
 def test_rendered_key_names(rendered, expected):
@@ -62,6 +74,9 @@ def test_rendered_key_names(rendered, expected):
         keys.sticky_buckets,
         keys.exposures_stream,
         keys.exposure_counts,
+        keys.rollout_state,
+        keys.rollout_checks,
+        keys.monitor_lease,
     ],
 )
 def test_experiment_keys_share_one_hash_tag(build):
@@ -79,6 +94,21 @@ def test_keys_of_one_script_map_to_one_cluster_slot():
         *(call_keys for call_keys, _ in layout.event_calls(EVENTS, 1, legacy_days=["20240501"])),
         *(call_keys for call_keys, _ in layout.event_calls(EVENTS, 4)),
         [keys.api_keys_by_hash(), keys.api_keys_by_id()],
+        # the fenced version write and the monitor's lease and check scripts
+        [
+            keys.experiment_meta("r"),
+            keys.experiment_history("r"),
+            keys.rollout_state("r"),
+            keys.monitor_lease("r"),
+            keys.rollout_checks("r"),
+        ],
+        [
+            keys.alerts("ranker-v2"),
+            keys.alerts_revision("ranker-v2"),
+            keys.alerts_history("ranker-v2"),
+            keys.experiment_meta("ranker-v2"),
+        ],
+        [keys.webhooks(), keys.webhook_outbox(), keys.webhook_pending(), keys.webhook_log("w1")],
         [keys.metric_catalogue(), keys.metric_versions("latency_ms:p95")],
     ]
     for group in groups:

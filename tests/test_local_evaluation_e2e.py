@@ -26,7 +26,7 @@ def test_outcomes_tracked_at_once_after_a_local_assignment_all_count(
 ) -> None:
     """Assign in process, track at once, flush, export, analyse: every event is counted,
     and every unit is exposed exactly once."""
-    api.create_experiment(simple_config("checkout"))
+    api.create_experiment(simple_config("checkout", primary_metric="purchase:count"))
     with Client(url, api.sdk_key, local_evaluation=True, flush_interval=30) as client:
         for i in range(UNITS):
             unit = f"user-{i}"

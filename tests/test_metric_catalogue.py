@@ -3,6 +3,7 @@ pin, and one rule for which event names are known."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -189,27 +190,32 @@ def test_a_stored_config_sent_back_unchanged_is_accepted(api: Api) -> None:
     assert response.get_json()["config"]["primary_metric"] == created["config"]["primary_metric"]
 
 
-@pytest.fixture
-def refusing_api(redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]) -> Api:
-    """The API of an app configured with UNKNOWN_METRICS=refuse."""
-    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "UNKNOWN_METRICS": "refuse",
+def api_with(mode: str, redis_url: str, partitions: dict[str, int]) -> Api:
+    """The API of an app configured with UNKNOWN_METRICS=``mode``."""
+    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "UNKNOWN_METRICS": mode,
                       "EVENT_PARTITIONS": partitions["event_partitions"]})  # fmt: skip
     return Api(app.test_client(), app.extensions["abtest"].store)
 
 
+@pytest.fixture
+def counting_api(redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]) -> Api:
+    """The API of an app configured with UNKNOWN_METRICS=count."""
+    return api_with("count", redis_url, partitions)
+
+
 def test_events_for_catalogue_metrics_are_known_without_any_experiment(
-    refusing_api: Api, redis_client: redis.Redis
+    api: Api, redis_client: redis.Redis
 ) -> None:
     """A catalogue entry makes its event names known at once (both parts of a ratio, the
-    base of a quantile); a typo is refused with the closest known name, and nothing is
-    stored."""
-    put(refusing_api, REVENUE)
-    put(refusing_api, {"name": "clicks/searches", "type": "ratio"})
-    put(refusing_api, {"name": "latency_ms:p95", "type": "quantile"})
+    base of a quantile); by default a typo is refused with the closest known name, and
+    nothing is stored."""
+    put(api, REVENUE)
+    put(api, {"name": "clicks/searches", "type": "ratio"})
+    put(api, {"name": "latency_ms:p95", "type": "quantile"})
     names = ["revenue", "clicks", "searches", "latency_ms"]
-    ok = refusing_api.send_events([_event(i, n) for i, n in enumerate(names)])
+    ok = api.send_events([_event(i, n) for i, n in enumerate(names)])
     assert ok.status_code == 202 and ok.get_json()["accepted"] == 4
-    response = refusing_api.send_events([_event(10, "revenue"), _event(11, "revenu")])
+    response = api.send_events([_event(10, "revenue"), _event(11, "revenu")])
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["field"] == "events[1].metric"
@@ -217,9 +223,10 @@ def test_events_for_catalogue_metrics_are_known_without_any_experiment(
     assert len(outcome_entries(redis_client)) == 4
 
 
-def test_unknown_metrics_are_counted_and_reported_by_default(api: Api) -> None:
-    """The default keeps the events, counts them per name (not the known ones, not
+def test_unknown_metrics_are_counted_and_reported_when_configured(counting_api: Api) -> None:
+    """UNKNOWN_METRICS=count keeps the events, counts them per name (not the known ones, not
     duplicates refused by the batch) and GET /v1/metrics reports the counts."""
+    api = counting_api
     put(api, REVENUE)
     api.create_experiment(simple_config(primary_metric="purchase:binomial"))
     events = [_event(0, "revenue"), _event(1, "purchase"), _event(2, "purchse"),
@@ -233,9 +240,7 @@ def test_accept_mode_neither_refuses_nor_counts(
     redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]
 ) -> None:
     """UNKNOWN_METRICS=accept keeps every name and counts none."""
-    app = create_app({"TESTING": True, "REDIS_URL": redis_url, "UNKNOWN_METRICS": "accept",
-                      "EVENT_PARTITIONS": partitions["event_partitions"]})  # fmt: skip
-    accepting = Api(app.test_client(), app.extensions["abtest"].store)
+    accepting = api_with("accept", redis_url, partitions)
     assert accepting.send_events([_event(0, "purchse")]).status_code == 202
     assert accepting.call("GET", "/v1/metrics").get_json()["unknown"] == {}
 
@@ -252,13 +257,14 @@ def test_the_unknown_metrics_setting_is_checked(value: object) -> None:
 
 @pytest.mark.parametrize("redis_topology", ["single"], indirect=True)
 def test_the_console_shows_the_catalogue_and_unknown_metrics(
-    client: Any, api: Api, redis_topology: str
+    counting_api: Api, redis_topology: str
 ) -> None:
     """/catalogue lists each definition with its version and who changed it, and the unknown
-    event names with their counts and the closest known name; without a session it
-    redirects to sign-in."""
+    event names (UNKNOWN_METRICS=count) with their counts and the closest known name;
+    without a session it redirects to sign-in."""
     from tests.test_console import Console
 
+    api, client = counting_api, counting_api.client
     assert client.get("/catalogue").status_code == 302
     put(api, {**REVENUE, "reason": "launch"})
     api.send_events([_event(0, "revenu"), _event(1, "revenu"), _event(2, "zzz")])
@@ -270,3 +276,34 @@ def test_the_console_shows_the_catalogue_and_unknown_metrics(
     unknown = page[page.index('id="unknown-metrics"') :]
     assert "<code>revenu</code></td><td>2</td><td>revenue</td>" in unknown
     assert "<code>zzz</code></td><td>1</td><td>–</td>" in unknown
+
+
+@pytest.mark.parametrize("redis_topology", ["single"], indirect=True)
+def test_the_console_says_unknown_metrics_are_refused_by_default(
+    client: Any, api: Api, redis_topology: str
+) -> None:
+    """With the default setting a typo is refused, not counted, and the page says so."""
+    from tests.test_console import Console
+
+    put(api, REVENUE)
+    assert api.send_events([_event(0, "revenu")]).status_code == 400
+    assert api.call("GET", "/v1/metrics").get_json()["unknown"] == {}
+    assert Console(client).login(api.admin_key).status_code == 302
+    page = client.get("/catalogue").get_data(as_text=True)
+    assert 'id="unknown-refused"' in page and 'id="unknown-metrics"' not in page
+
+
+def test_a_metric_another_worker_declared_is_known_at_its_first_event(
+    redis_url: str, redis_client: redis.Redis, partitions: dict[str, int]
+) -> None:
+    """Two apps on one store stand for two gunicorn workers: the one that did not store the
+    experiment has cached names without its metric, and still accepts its first events."""
+    worker_a, worker_b = (
+        api_with("refuse", redis_url, partitions),
+        api_with("refuse", redis_url, partitions),
+    )
+    assert worker_a.send_events([_event(0, "signup")]).status_code == 400  # caches the names
+    worker_b.create_experiment(simple_config(primary_metric="signup:binomial"))
+    time.sleep(0.15)  # past the recheck interval, well within the 5 s cache
+    assert worker_a.send_events([_event(1, "signup")]).status_code == 202
+    assert worker_a.send_events([_event(2, "signpu")]).status_code == 400

@@ -10,10 +10,10 @@ the export.  Installs, the test command and the benchmarks are not run.
 What a block says a command prints is checked: a comment line right after a command that
 holds JSON (``# {...}``, ``# 202 {...}``; ``, ...`` stands for more fields) must match the
 answer (every field shown, lists element by element); after `abtest serve`, `assign`,
-`push`, `start`, `stop`, `ship` and `analyze`, each such comment line (up to ``<-``; ``...`` matches
-anything) must be a line of the output.  Every command must exit 0 and no answer may be a
-5xx.  Two placeholders are filled in: ``abt_...`` (the admin key serve printed) and
-``k1a2b3c4d5e6`` (the id `abtest keys list` showed for ``old-app``).
+`push`, `start`, `stop`, `ship`, `analyze` and `rollout`, each such comment line (up to
+``<-``; ``...`` matches anything) must be a line of the output.  Every command must exit 0
+and no answer may be a 5xx.  Two placeholders are filled in: ``abt_...`` (the admin key
+serve printed) and ``k1a2b3c4d5e6`` (the id `abtest keys list` showed for ``old-app``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent  # where the console script `abtest` is installed
 NOT_RUN = ("python3 -m venv", ". .venv", "pip ", "pytest", "python benchmarks/")
-TEXT_CHECKED = ("serve", "assign", "push", "start", "stop", "ship", "analyze")
+TEXT_CHECKED = ("serve", "assign", "push", "start", "stop", "ship", "analyze", "rollout")
 
 
 @dataclass

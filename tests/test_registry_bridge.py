@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,9 @@ from mlflow import MlflowClient
 from abtest.admin_client import AdminClient
 from abtest.cli import main
 from abtest.registry_bridge import Binding, RegistryBridge
+from service.monitor.clock import SettableClock
+from service.monitor.runner import Monitor, MonitorSettings
+from tests.monitor_traffic import Traffic, rollout_experiment
 
 pytestmark = pytest.mark.slow  # MLflow creates its tables once per worker (about 10 s)
 
@@ -164,3 +168,43 @@ def test_the_cli_syncs_once_and_refuses_bad_input(registry, model, admin, cli_en
     assert "nothing to do" in capsys.readouterr().out
     assert main([*command, "--bind", "no-equals-sign"]) == 2
     assert "MODEL=EXPERIMENT" in capsys.readouterr().err
+
+
+def test_a_rolled_back_rollout_tags_its_version_with_the_verdict_and_reasons(
+    registry, model, admin, redis_client
+):
+    """A guarded rollout of version 2 rolled back by hand: version 2 tagged rolled_back with
+    the caller's reason; version 3 enters as a guarded rollout, the monitor rolls its
+    latency regression back: version 3 tagged with the monitor's reason and numbers."""
+    root = {**rollout_experiment("ranker"), "variants": _experiment(model)["variants"]}
+    admin.create_experiment(root)
+    admin.start_experiment("ranker")
+    admin.rollback("ranker", reason="error rate doubled on the dashboard")
+    bridge = RegistryBridge(admin, registry, [Binding(model, "ranker")])
+    assert [(e.action, e.version) for e in bridge.sync()] == [("verdict", "2")]
+    tags = registry.get_model_version(model, "2").tags
+    assert (tags["abtest.verdict"], tags["abtest.reasons"]) == (
+        "rolled_back", "error rate doubled on the dashboard")  # fmt: skip
+    assert "champion" not in registry.get_registered_model(model).aliases
+
+    third = _new_version(registry, model, "http://models/ranker/3")
+    assert [e.action for e in bridge.sync()] == ["registered"]
+    head = admin.lineage("ranker")[-1].experiment
+    assert head.rollout is not None and head.rollout.variant == f"{model}-v{third}"
+    clock = SettableClock(datetime.now(UTC))  # the service's clock is the system's
+    monitor = Monitor(redis_client, clock, MonitorSettings(instance="m"))
+    traffic = Traffic(monitor.store, clock, experiment=head.key, seed=2,
+                      latency={"v1": 200.0, head.rollout.variant: 260.0})  # fmt: skip
+    for _ in range(10):
+        traffic.hour(200)
+        if monitor.run_once().to_dict()["actions"].get(head.key) == "roll_back":
+            break
+    assert admin.get_experiment(head.key).experiment.status.value == "rolled_back"
+    events = bridge.sync()
+    assert [(e.action, e.version) for e in events] == [("verdict", third)]
+    tags = registry.get_model_version(model, third).tags
+    assert tags["abtest.verdict"] == "rolled_back"
+    assert tags["abtest.reasons"].startswith("guarded rollout: guardrail latency_ms is higher")
+    assert "latency_ms" in tags["abtest.decision"]
+    assert tags["abtest.experiment"] == head.key
+    assert bridge.sync() == []

@@ -9,7 +9,7 @@ import pytest
 from abtest.embedded import free_port
 from service import create_app
 from service.errors import STORE_UNAVAILABLE_MESSAGE
-from tests.conftest import Api
+from tests.conftest import Api, simple_config
 from tests.stored import exposure_rows, outcome_entries, sticky_variant
 
 
@@ -135,7 +135,7 @@ def test_a_write_no_replica_confirmed_is_503_and_safe_to_retry(redis_url, redis_
     waiting = create_app({"TESTING": True, "REDIS_URL": redis_url, "REDIS_WAIT_REPLICAS": 1,
                           "REDIS_WAIT_TIMEOUT_MS": 5})  # fmt: skip
     api = Api(waiting.test_client(), waiting.extensions["abtest"].store)
-    api.create_experiment()
+    api.create_experiment(simple_config(primary_metric="m:binomial"))
     response = api.call("POST", "/v1/assign", {"experiment": "exp", "unit_id": "u1"}, role="sdk")
     assert response.status_code == 503
     assert response.get_json()["error"] == {

@@ -1,4 +1,5 @@
-"""``REFUSE_UNDECLARED_METRICS``: events for a metric no experiment names can be refused."""
+"""``REFUSE_UNDECLARED_METRICS`` (the older spelling of ``UNKNOWN_METRICS=refuse``, now the
+default): events for a metric no experiment names are refused."""
 
 from __future__ import annotations
 
@@ -54,10 +55,13 @@ def test_a_metric_declared_by_a_new_experiment_counts_at_once(strict_api):
     assert strict_api.send_events([_event(1, "refund")]).status_code == 202
 
 
-def test_by_default_any_metric_is_accepted(api):
-    """The default keeps events that arrive before the experiment that reads them."""
+def test_by_default_an_undeclared_metric_is_refused(api, redis_client):
+    """Without either setting a typo is a 400 naming the event, and nothing is stored."""
     api.create_experiment(example_config())
-    assert api.send_events([_event(0, "purchse")]).status_code == 202
+    response = api.send_events([_event(0, "purchse")])
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "events[0].metric"
+    assert outcome_entries(redis_client) == []
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

@@ -25,9 +25,12 @@ COMMAND_MODULES = (
     "abtest.cli.export_commands",  # export
     "abtest.cli.power_commands",  # power, mde
     "abtest.cli.lifecycle_commands",  # push, start, stop, ship
+    "abtest.cli.alert_commands",  # alerts, webhooks
     "abtest.cli.metrics_commands",  # metrics list, show, put
     "abtest.cli.demo_commands",  # demo
     "abtest.cli.analyze_commands",  # analyze
+    "abtest.cli.monitor_commands",  # monitor
+    "abtest.cli.rollout_commands",  # rollout status|pause|resume|rollback
     "abtest.cli.holdout_commands",  # holdout show|set|release|history|results
     "abtest.cli.challenge_commands",  # challenge, lineage
     "abtest.cli.registry_commands",  # registry watch (abtest[mlflow])

@@ -50,7 +50,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     try:
         raw = Experiment.read_json_file(args.config)
-        Experiment.from_dict(without_references(raw))
+        experiment = Experiment.from_dict(without_references(raw))
     except InvalidConfig as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -59,6 +59,10 @@ def _validate(args: argparse.Namespace) -> int:
     named = [str(ref.get("catalogue")) for _, ref in references(raw)]
     print("ok" + (f" (catalogue metrics, resolved when pushed: {', '.join(named)})"
                   if named else ""))  # fmt: skip
+    if experiment.rollout is not None:
+        from abtest.rollout_rules import plan_lines
+
+        print("\n".join(plan_lines(experiment)))
     return 0
 
 

@@ -81,9 +81,10 @@ def _push(args: argparse.Namespace) -> int:
     # Refuse a bad file before any call; catalogue references are resolved (and pinned) by
     # the service, so they are sent as written.
     experiment = Experiment.from_dict(without_references(raw))
-    # The lifecycle (status, winner) belongs to start/stop/ship, not to the file: a file
-    # pushed again must not try to move it.
-    config = {k: v for k, v in raw.items() if k not in ("status", "winner")}
+    # The lifecycle (status, winner) belongs to start/stop/ship, not to the file, and a
+    # guarded rollout's traffic to its steps: a file pushed again must not try to move them.
+    owned = ("status", "winner") + (("traffic",) if experiment.rollout is not None else ())
+    config = {k: v for k, v in raw.items() if k not in owned}
     path = f"/v1/experiments/{quote(experiment.key)}"
     try:
         _call(args, "GET", path)

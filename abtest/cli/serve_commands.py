@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"embedded redis-server's fsync policy (default: ${APPENDFSYNC_ENV}, else "
         "everysec: a crash of redis-server may lose about 1 s of writes; always: none)",
     )  # fmt: skip
+    serve_cmd.add_argument(
+        "--monitor", action=argparse.BooleanOptionalAction, default=None,
+        help="run 'abtest monitor' beside the service, restarted if it dies (default: on with "
+        "the embedded redis-server; with --redis-url run monitors yourself, or pass --monitor)",
+    )  # fmt: skip
     add_store_arguments(serve_cmd, exclusive=False)
     serve_cmd.set_defaults(handler=_serve)
 
@@ -85,6 +90,7 @@ def serve(
     config: Mapping[str, Any] | None = None,
     out: TextIO | None = None,
     on_ready: Callable[[str, str | None], None] | None = None,
+    monitor: bool | None = None,
 ) -> int:
     """Run the service until SIGINT/SIGTERM; return the exit code.
 
@@ -94,6 +100,8 @@ def serve(
     ``on_ready(redis_url, admin_key)`` is called once Redis is ready, before
     gunicorn starts (``admin_key`` is None unless it was just created).  ``access_log`` is
     a file (``-``: stdout) that gets one `ACCESS_LOG_FORMAT` line per request.
+    ``monitor``: run ``abtest monitor`` as a supervised child (`abtest.monitor_process`);
+    None means yes on the embedded redis-server and no with ``redis_url``.
     """
     import redis
 
@@ -115,6 +123,9 @@ def serve(
     metrics_dir = tempfile.mkdtemp(prefix="abtest-metrics-", dir=memory_dir())
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     embedded = None
+    supervisor = None
+    if monitor is None:
+        monitor = not redis_url
     try:
         if not redis_url:
             embedded = EmbeddedRedis(data_dir, appendfsync=fsync_policy).start()
@@ -137,6 +148,8 @@ def serve(
         if admin_key is not None:
             print(f"{ADMIN_KEY_LINE}{admin_key}", file=out)
             print("  (shown once: store it now; 'abtest keys create' makes more)", file=out)
+        if monitor:
+            supervisor = _start_monitor(redis_url, app_config, out)
         print(f"abtest: serving on http://{host}:{port} with {workers} worker(s)", file=out)
         out.flush()
         if on_ready is not None:
@@ -149,11 +162,33 @@ def serve(
         # Workers are forks of this process and leave through this frame too: only the
         # master may stop Redis and remove the metrics directory.
         if os.getpid() == master:
+            if supervisor is not None:
+                supervisor.stop()
             if embedded is not None:
                 embedded.stop()
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             os.umask(old_umask)
+
+
+def _start_monitor(redis_url: str, app_config: Mapping[str, Any], out: TextIO) -> Any:
+    """Start the supervised ``abtest monitor`` child with the service's settings."""
+    from abtest.monitor_process import MonitorSupervisor
+    from service import settings
+
+    loaded = settings.load(app_config)
+    environment = {
+        REDIS_URL_ENV: redis_url,
+        "ABTEST_OBSERVATION_HOURS": str(loaded["OBSERVATION_HOURS"]),
+        "ABTEST_CLOCK": str(loaded["CLOCK"]),
+    }
+    export_dir = os.environ.get("ABTEST_EXPORT_DIR") or loaded.get("EXPORT_DIR")
+    if export_dir:
+        environment["ABTEST_EXPORT_DIR"] = str(Path(export_dir).resolve())
+    supervisor = MonitorSupervisor(environment).start()
+    print(f"abtest: monitor running beside the service (pid {supervisor.pid}; --no-monitor "
+          "turns it off)", file=out)  # fmt: skip
+    return supervisor
 
 
 def run_gunicorn(options: Mapping[str, Any], app_config: Mapping[str, Any], *,
@@ -244,7 +279,8 @@ def _serve(args: argparse.Namespace) -> int:
         _restart_without_url_in_argv(args)  # does not return
     return serve(host=args.host, port=args.port, workers=args.workers, threads=args.threads,
                  redis_url=redis_url, data_dir=args.data_dir or DEFAULT_DATA_DIR,
-                 access_log=args.access_log, appendfsync=args.appendfsync)  # fmt: skip
+                 access_log=args.access_log, appendfsync=args.appendfsync,
+                 monitor=args.monitor)  # fmt: skip
 
 
 def _restart_without_url_in_argv(args: argparse.Namespace) -> None:
@@ -264,6 +300,8 @@ def _restart_without_url_in_argv(args: argparse.Namespace) -> None:
                         ("--appendfsync", args.appendfsync)):  # fmt: skip
         if value is not None:
             argv += [flag, value]
+    if args.monitor is not None:
+        argv.append("--monitor" if args.monitor else "--no-monitor")
     print("abtest: restarting with the URL in the environment, out of sight of ps",
           file=sys.stderr)  # fmt: skip
     sys.stdout.flush()

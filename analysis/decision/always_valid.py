@@ -104,9 +104,12 @@ def window_text(window: timedelta) -> str:
     return f"{seconds:g} s"
 
 
-def _look_effect(
+def look_effect(
     metric_type: MetricType, level: float
 ) -> Callable[[PairedStats, PairedStats], Effect]:
+    """The function from one look's (control, variant) aggregates to its effect, as the
+    fixed-horizon row computes it for the metric's type (the guarded rollout's looks use
+    it too)."""
     if metric_type is MetricType.RATIO:
         return lambda c, v: ratio_difference(control=c, variant=v, level=level)
     if metric_type is MetricType.BINOMIAL:
@@ -139,7 +142,7 @@ def sequential_row(
     if not looks:
         return None, None, (f"no look yet: fewer than 2 units per arm have completed their "
                             f"{window} observation window")  # fmt: skip
-    effect_of = _look_effect(metric.type, 1 - alpha)
+    effect_of = look_effect(metric.type, 1 - alpha)
     effects = [effect_of(c, v) for c, v in looks]
     note = f"units observed for {window} after exposure, counted once that window has closed"
     return (sequential_from_effects(effects, prior=prior, alpha=alpha, note=note),
@@ -194,6 +197,7 @@ def always_valid_fields(
 
 __all__ = [
     "always_valid_fields",
+    "look_effect",
     "margin_row",
     "metric_prior",
     "sequential_row",

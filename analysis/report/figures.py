@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.data.daily import daily_looks
+from analysis.decision.always_valid import window_text
 from analysis.decision.result import AnalysisResult
 from analysis.decision.rows import MetricRow
 
@@ -88,7 +90,11 @@ def cumulative_figure(result: AnalysisResult, metric: str | None = None) -> Figu
     ax.axhline(0, color="black", linewidth=0.8)
     settings = result.settings
     window = settings.observation_window_hours or settings.attribution_window_hours
-    matured = "" if window is None else f"\n(each day: units whose {window:g} h window closed)"
+    matured = (
+        ""
+        if window is None
+        else (f"\n(each day: units whose {window_text(timedelta(hours=window))} window closed)")
+    )
     ax.set_title(f"Cumulative effect on {metric} over time{matured}")
     ax.set_ylabel(f"{metric}: variant − {result.control}")
     if drawn:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from abtest.errors import InvalidInput
 from analysis.statistics.results import json_float
@@ -112,7 +112,9 @@ def srm_test(
         # Pearson's statistic Σ (O - E)² / E with k - 1 degrees of freedom.
         statistic = float((((counts - expected) ** 2)[active] / expected[active]).sum())
         df = int(active.sum()) - 1
-        p = float(stats.chi2.sf(statistic, df))
+        # chi2.sf(x, df) is special.chdtrc(df, x); calling it directly skips ~0.3 ms of
+        # dispatch, and the monitor tests every experiment at every check.
+        p = float(special.chdtrc(df, statistic))
     return SrmResult(
         p_value=p,
         ok=bool(p >= threshold),
