@@ -356,6 +356,7 @@ def _experiment_data(
     default_window: timedelta,
     stats: ReadStats,
 ) -> MonitorData:
+    from analysis.data.engines.duckdb import DuckDBEngine
     from analysis.data.join import aggregate
     from analysis.data.metric_spec import sql_list
 
@@ -366,12 +367,13 @@ def _experiment_data(
     literal = sql_list([key])  # views cannot take parameters; the key is a quoted literal
     con.execute(
         "CREATE OR REPLACE TEMP VIEW exposures AS SELECT unit_id, experiment, variant, "
-        "make_timestamp(ts_us) AS ts, CAST(config_version AS VARCHAR) AS config_version "
+        "make_timestamp(ts_us) AS ts, ts_us, CAST(config_version AS VARCHAR) AS config_version "
         f"FROM _exposures_all WHERE experiment = {literal}"
     )  # fmt: skip
     con.execute(
         "CREATE OR REPLACE TEMP VIEW outcomes AS SELECT event_id, unit_id, metric, value, "
-        f"make_timestamp(ts_us) AS ts FROM _outcomes_by_experiment WHERE experiment = {literal}"
+        f"make_timestamp(ts_us) AS ts, ts_us FROM _outcomes_by_experiment "
+        f"WHERE experiment = {literal}"
     )  # fmt: skip
     seen = int(con.execute("SELECT count(DISTINCT unit_id) FROM exposures").fetchall()[0][0])
     by_hour = con.execute(
@@ -387,14 +389,20 @@ def _experiment_data(
         note = "no unit exposed yet"
     else:
         try:
-            aggregates = aggregate(con, metrics=experiment.metrics, experiment=key,
+            aggregates = aggregate(DuckDBEngine(con), metrics=experiment.metrics, experiment=key,
                                    covariate_window=None, observation_window=window,
                                    as_of=now)  # fmt: skip
         except InvalidInput as exc:
             note = exc.message
         else:
+            # `_events` carries each unit's variant as its code: the index of the variant
+            # in the sorted list of the experiment's variants (`analysis.data.join`).
+            variants = sorted(str(r[0]) for r in con.execute(
+                "SELECT DISTINCT variant FROM exposures").fetchall())  # fmt: skip
+            names = " ".join(f"WHEN {i} THEN {sql_list([v])}" for i, v in enumerate(variants))
             events = con.execute(
-                "SELECT date_trunc('hour', ts) AS hour, variant, metric, count(*) AS events, "
+                "SELECT date_trunc('hour', make_timestamp(ts_us)) AS hour, "
+                f"CASE code {names} END AS variant, metric, count(*) AS events, "
                 "sum(value) AS total, count(DISTINCT unit_id) AS units FROM _events "
                 "WHERE post GROUP BY ALL ORDER BY hour, variant, metric"
             ).df()
