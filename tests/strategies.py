@@ -89,7 +89,9 @@ def _experiment_data(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, float
     t0 = pd.Timestamp("2025-03-01 06:00")
     start = t0 + pd.to_timedelta(rng.uniform(0, days * 86400, n), unit="s")
     exposures = pd.DataFrame({"unit_id": [f"u{i}" for i in range(n)], "experiment": "exp",
-                              "variant": rng.choice(["control", "treatment"], n),
+                              # both arms always: units 0 and 1 are one of each
+                              "variant": np.r_[["control", "treatment"],
+                                               rng.choice(["control", "treatment"], n - 2)],
                               "timestamp": start})  # fmt: skip
     events = rng.poisson(rate * 3, n)
     events[0] += 1  # an outcome file is never empty
