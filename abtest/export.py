@@ -51,6 +51,7 @@ from abtest.export_files import (
     Step,
     day,
     experiment_folders,
+    file_schema,
     files,
     jsonl_writer,
     parquet_writer,
@@ -67,8 +68,9 @@ from abtest.redis_client import register_script
 __all__ = [
     "CONSUMER", "DEFAULT_BATCH_SIZE", "DEFAULT_LOCK_TTL", "GROUP", "ExportLockLost",
     "ExportResult", "Kind", "Step", "StreamReport", "StreamSource", "discover",
-    "experiment_folders", "export", "export_stream", "files", "read", "read_exposures",
-    "read_holdout", "read_outcomes", "schema", "sources_for", "sources_for_holdout",
+    "experiment_folders", "export", "export_stream", "file_schema", "files", "read",
+    "read_exposures", "read_holdout", "read_outcomes", "schema", "sources_for",
+    "sources_for_holdout",
 ]  # fmt: skip
 
 if TYPE_CHECKING:

@@ -10,9 +10,12 @@ directly, pruning by experiment and date)::
     OUT/quarantine/<stream>/<first-id>_<last-id>.jsonl   (malformed entries, kept verbatim)
 
 ``.p<n>`` names the partition of a partitioned stream (stream ids are unique per stream
-only).  Every file also carries all of its columns, ``experiment`` included, so one file
-read alone is complete; a reader that turns the folders into columns gets the same
-``experiment`` value from the folder.  Earlier versions wrote
+only).  As in Spark's and pyarrow's own partitioned writes, the partition key is in the
+folder only: the exposure and holdout files have no ``experiment`` column, and every reader
+that turns folders into columns (pandas and pyarrow datasets, DuckDB's
+``hive_partitioning``, Spark's partition discovery, a warehouse's external table) gets it,
+with nothing to reconcile.  `read_file` and the analysis fill it in from the folder
+(`FOLDER_COLUMN_PATTERN`) for files without it.  Earlier versions wrote
 ``exposures/<key>/<YYYY-MM-DD>/``, ``holdout/<key>/<YYYY-MM-DD>/`` and
 ``outcomes/<YYYY-MM-DD>/``: `files`, `read` and
 `analysis.data.load` read every ``*.parquet`` below a folder whatever its folders are
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -87,9 +91,29 @@ def _schemas() -> dict[Kind, pa.Schema]:
     }  # fmt: skip
 
 
+FOLDER_COLUMN: Final = "experiment"
+"""The column an exposure or holdout file's ``experiment=<key>`` folder holds."""
+FOLDER_COLUMN_PATTERN: Final = r"/experiment=([^/]+)/"
+"""A regular expression whose group 1 is that key in a file's path or URL."""
+
+
 def schema(kind: Kind) -> pa.Schema:
-    """The Arrow schema of the files of ``kind``."""
+    """The Arrow schema of the rows of ``kind``, as `read` returns them."""
     return _schemas()[kind]
+
+
+def file_schema(kind: Kind) -> pa.Schema:
+    """The Arrow schema of the files of ``kind``: `schema` without the folder's column."""
+    logical = schema(kind)
+    if FOLDER_COLUMN not in logical.names:
+        return logical
+    return logical.remove(logical.get_field_index(FOLDER_COLUMN))
+
+
+def folder_key(path: str | os.PathLike[str]) -> str | None:
+    """The experiment key of the ``experiment=<key>`` folder ``path`` lies in, if any."""
+    found = re.search(FOLDER_COLUMN_PATTERN, Path(path).as_posix())
+    return found.group(1) if found else None
 
 
 def day(timestamp_us: int) -> str:
@@ -192,7 +216,7 @@ def parquet_writer(kind: Kind, rows: Sequence[tuple[str, dict[str, Any]]]) -> Ca
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table_schema = schema(kind)
+    table_schema = file_schema(kind)
     columns = {
         name: pa.array([row[name] for _, row in rows], type=table_schema.field(name).type)
         for name in table_schema.names
@@ -244,11 +268,26 @@ def files(directory: str | os.PathLike[str], kind: Kind | str) -> list[Path]:
 def read(directory: str | os.PathLike[str], kind: Kind | str) -> pa.Table:
     """Every exported row of ``kind`` as one Arrow table (empty, with the schema, if none)."""
     import pyarrow as pa
+
+    tables = [read_file(path, Kind(kind)) for path in files(directory, kind)]
+    return pa.concat_tables(tables) if tables else schema(Kind(kind)).empty_table()
+
+
+def read_file(path: str | os.PathLike[str], kind: Kind) -> pa.Table:
+    """One exported file's rows in `schema`'s columns: ``experiment`` from its folder when
+    the file has none (this layout) or from the file itself (earlier ones)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table_schema = schema(Kind(kind))
-    tables = [pq.read_table(path, schema=table_schema) for path in files(directory, kind)]
-    return pa.concat_tables(tables) if tables else table_schema.empty_table()
+    table_schema = schema(kind)
+    table = pq.read_table(path, schema=table_schema)  # a column the file lacks is null
+    key = folder_key(path)
+    if FOLDER_COLUMN in table_schema.names and key is not None:
+        index = table_schema.get_field_index(FOLDER_COLUMN)
+        column = pc.coalesce(table.column(index), pa.scalar(key))
+        table = table.set_column(index, FOLDER_COLUMN, column)
+    return table
 
 
 def read_exposures(directory: str | os.PathLike[str]) -> pa.Table:

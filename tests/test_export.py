@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pytest
 import redis
@@ -31,6 +32,7 @@ from abtest.export import (
     StreamSource,
     export,
     export_stream,
+    file_schema,
     read_exposures,
     read_outcomes,
     schema,
@@ -190,18 +192,38 @@ def test_files_are_partitioned_by_kind_experiment_and_utc_date(
     assert all(t.date().isoformat() == "2024-06-02" for t in day2.column("timestamp").to_pylist())
 
 
+def test_pandas_and_pyarrow_read_the_layout_as_partitions(r: redis.Redis, tmp_path: Path) -> None:
+    """pandas.read_parquet on the exposures folder (a pyarrow dataset with Hive partitioning)
+    merges the folders' ``experiment`` with the files' own and filters by it; a single file
+    and `read_exposures` still give plain strings."""
+    add_exposures(r, "checkout", range(30))
+    add_exposures(r, "search", range(5))
+    export(r, out_dir=tmp_path)
+    frame = pd.read_parquet(tmp_path / "exposures")
+    assert len(frame) == 35 and set(frame["experiment"]) == {"checkout", "search"}
+    assert set(frame["date"].astype(str)) == {"2024-06-01", "2024-06-02"}
+    only = pd.read_parquet(tmp_path / "exposures", filters=[("experiment", "=", "search")])
+    assert len(only) == 5
+    assert read_exposures(tmp_path).schema.field("experiment").type == pa.string()
+
+
 def test_duckdb_reads_the_layout_as_partitions_or_as_plain_files(
     r: redis.Redis, tmp_path: Path
 ) -> None:
-    """With hive_partitioning the folders add ``date`` and agree with the files' own
-    ``experiment``; without it a recursive glob sees exactly the schema's columns."""
+    """With hive_partitioning the folders add ``experiment`` and ``date`` to the files'
+    columns; without it a recursive glob sees the files' own columns, the folder's key not
+    among them (as Spark and pyarrow write partitions)."""
     add_exposures(r, "checkout", range(30))
     export(r, out_dir=tmp_path)
     glob = str(tmp_path / "exposures" / "**" / "*.parquet")
     plain = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false)")
-    assert plain.columns == schema(Kind.EXPOSURES).names
+    assert plain.columns == file_schema(Kind.EXPOSURES).names
+    assert "experiment" not in plain.columns and "experiment" in schema(Kind.EXPOSURES).names
     hive = f"read_parquet('{glob}', hive_partitioning = true)"
-    assert duckdb.sql(f"SELECT * FROM {hive}").columns == [*schema(Kind.EXPOSURES).names, "date"]
+    assert set(duckdb.sql(f"SELECT * FROM {hive}").columns) == {
+        *schema(Kind.EXPOSURES).names,
+        "date",
+    }
     rows = duckdb.sql(
         f"SELECT experiment, CAST(date AS VARCHAR), count(*) FROM {hive} "
         "WHERE experiment = 'checkout' GROUP BY ALL ORDER BY 2"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -21,6 +22,7 @@ import redis
 
 from abtest.cli import main
 from abtest.export import Step, export
+from abtest.export import read_exposures as exported_exposures
 from analysis.analyzer import analyze
 from analysis.data.load import read_exposures, read_outcomes
 from tests.test_export import DAY1, Crash, add_exposures, add_outcomes, crash_at
@@ -152,25 +154,33 @@ def test_the_cli_refuses_an_unusable_destination(tmp_path, capsys):
         assert "--out" in capsys.readouterr().err
 
 
-def test_files_of_the_old_layout_still_read_with_the_new(tmp_path):
-    """An export folder holding exposures/<key>/<day>/ files from earlier versions and
-    experiment=<key>/date=<day>/ files reads as one, for the analysis too."""
+def write_mixed_layout(root: Path) -> pd.DataFrame:
+    """exposures/<key>/<day>/ files of earlier versions (with an ``experiment`` column) beside
+    experiment=<key>/date=<day>/ files (the key in the folder only): 8 units; and one outcome."""
     rows = {
         "exposures/checkout/2024-05-31/1-0_5-0.parquet": ("old", 0),
         "exposures/experiment=checkout/date=2024-06-01/6-0_9-0.parquet": ("new", 1),
     }
     for relative, (prefix, day) in rows.items():
-        path = tmp_path / relative
+        path = root / relative
         path.parent.mkdir(parents=True)
-        pd.DataFrame({
+        frame = pd.DataFrame({
             "unit_id": [f"{prefix}-{i}" for i in range(4)], "experiment": "checkout",
             "variant": ["control", "treatment"] * 2,
             "timestamp": pd.Timestamp(DAY1 // 1000, unit="ms", tz="UTC") + pd.Timedelta(days=day),
             "config_version": 3,
-        }).to_parquet(path)  # fmt: skip
+        })  # fmt: skip
+        (frame if prefix == "old" else frame.drop(columns="experiment")).to_parquet(path)
+    return pd.DataFrame({"event_id": ["e1"], "unit_id": ["old-0"], "metric": ["clicks"],
+                         "value": [2.0], "timestamp": [pd.Timestamp("2024-06-02")]})  # fmt: skip
+
+
+def test_files_of_the_old_layout_still_read_with_the_new(tmp_path):
+    """Both layouts in one folder read as one, for the analysis and for
+    `abtest.export.read_exposures` too (tests/test_spark.py: on Spark)."""
+    outcomes = write_mixed_layout(tmp_path)
     assert len(read_exposures(tmp_path / "exposures")) == 8
-    outcomes = pd.DataFrame({"event_id": ["e1"], "unit_id": ["old-0"], "metric": ["clicks"],
-                             "value": [2.0],
-                             "timestamp": [pd.Timestamp("2024-06-02")]})  # fmt: skip
+    core = exported_exposures(tmp_path).to_pandas()
+    assert len(core) == 8 and set(core["experiment"]) == {"checkout"}
     result = analyze(tmp_path / "exposures", outcomes, metrics=METRICS, experiment="checkout")
     assert sum(result.units.values()) == 8

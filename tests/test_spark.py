@@ -220,3 +220,17 @@ def test_one_experiment_end_to_end_on_redis_with_duckdb_and_on_a_cluster_with_sp
     assert_same(single, cluster)
     lake = spark.read.parquet(str(tmp_path / "redis_cluster" / "exposures"))  # discovery
     assert {"experiment", "date"} <= set(lake.columns) and lake.count() == 200
+
+
+def test_spark_reads_the_old_layout_beside_the_new(tmp_path: Path, spark: Any) -> None:
+    """Files of an earlier export (``experiment`` a column) and of this one (the key in the
+    ``experiment=<key>`` folder only) in one folder: the same units as on DuckDB."""
+    from tests.test_lake import METRICS as LAKE_METRICS
+    from tests.test_lake import write_mixed_layout
+
+    outcomes = write_mixed_layout(tmp_path)
+    on_spark = analyze(tmp_path / "exposures", outcomes, metrics=LAKE_METRICS,
+                       experiment="checkout", engine="spark")  # fmt: skip
+    duck = analyze(tmp_path / "exposures", outcomes, metrics=LAKE_METRICS, experiment="checkout")
+    assert sum(on_spark.units.values()) == 8
+    assert_same(duck.to_dict(), on_spark.to_dict())

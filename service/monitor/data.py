@@ -43,7 +43,7 @@ import pyarrow as pa
 from abtest import keys
 from abtest.errors import InvalidInput
 from abtest.export import StreamSource, sources_for
-from abtest.export_files import Kind, files, parse
+from abtest.export_files import Kind, files, parse, read_file
 from abtest.store import ExposureCounts, StoredExperiment
 from analysis.data.tables import DEFAULT_OBSERVATION_WINDOW, Aggregates
 
@@ -234,8 +234,6 @@ class MonitorReader:
     def _read_files(self, wanted: set[str]) -> tuple[list[pa.Table], list[pa.Table], int, int]:
         if self.export_dir is None:
             return [], [], 0, 0
-        import pyarrow.parquet as pq
-
         found: dict[Kind, list[pa.Table]] = {Kind.EXPOSURES: [], Kind.OUTCOMES: []}
         new = cached = 0
         for kind in Kind:
@@ -243,7 +241,7 @@ class MonitorReader:
                 hit = self._files.get(path)
                 if hit is None:
                     try:
-                        raw = pq.read_table(path)
+                        raw = read_file(path, kind)
                     except FileNotFoundError:  # replaced by a re-run of its batch
                         continue
                     table = _from_file(kind, raw)

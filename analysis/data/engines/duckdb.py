@@ -7,13 +7,19 @@ are read through their fsspec filesystem, registered with the connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from abtest.export_files import FOLDER_COLUMN, FOLDER_COLUMN_PATTERN, folder_key
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
     from analysis.data.sources import Location
+
+
+_FILE: Final = "_abtest_source_file"
+"""The column naming each row's file, while the export's folder column is read from it."""
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -51,12 +57,29 @@ class DuckDBEngine:
     def scan_parquet(self, relation: str, locations: list[Location], files: list[str]) -> None:
         for location in locations:
             self._register_filesystem(location)
-        # Hive partitioning off: the files carry every column, and a folder named
-        # experiment=... must not become a second `experiment` column.
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT * FROM read_parquet("
-            f"[{', '.join(map(quote, files))}], union_by_name = true, hive_partitioning = false)"
+        # Hive partitioning off: folders that are not the export's (date=..., a user's own)
+        # add no columns, and files of an earlier layout mix with this one's.  Only the
+        # export's experiment=<key> folder supplies a column, to files without it.
+        listed = f"[{', '.join(map(quote, files))}]"
+        if not any(folder_key(file) for file in files):
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT * FROM read_parquet("
+                f"{listed}, union_by_name = true, hive_partitioning = false)"
+            )
+            return
+        scan = (
+            f"read_parquet({listed}, union_by_name = true, hive_partitioning = false, "
+            f"filename = '{_FILE}')"
         )
+        key = f"nullif(regexp_extract({_FILE}, {quote(FOLDER_COLUMN_PATTERN)}, 1), '')"
+        known = self.con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+        if any(row[0] == FOLDER_COLUMN for row in known):
+            columns = (
+                f"* EXCLUDE ({_FILE}) REPLACE (coalesce({FOLDER_COLUMN}, {key}) AS {FOLDER_COLUMN})"
+            )
+        else:
+            columns = f"* EXCLUDE ({_FILE}), {key} AS {FOLDER_COLUMN}"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {relation} AS SELECT {columns} FROM {scan}")
 
     def scan_csv(self, relation: str, location: Location) -> None:
         self._register_filesystem(location)
@@ -71,12 +94,14 @@ class DuckDBEngine:
 
     def parquet_null_counts(self, files: list[str]) -> dict[str, int | None]:
         # Row-group statistics answer without a scan of 10M rows.
+        # A column some files lack (the export's folder column) is not counted here.
         rows = self.con.execute(
             "SELECT path_in_schema, sum(stats_null_count), "
-            "count(*) FILTER (WHERE stats_null_count IS NULL) "
+            "count(*) FILTER (WHERE stats_null_count IS NULL), count(DISTINCT file_name) "
             f"FROM parquet_metadata([{', '.join(map(quote, files))}]) GROUP BY 1"
         ).fetchall()
-        return {str(r[0]): None if int(r[2]) else int(r[1] or 0) for r in rows}
+        every = len(set(files))
+        return {str(r[0]): None if int(r[2]) or int(r[3]) < every else int(r[1] or 0) for r in rows}
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()

@@ -7,7 +7,8 @@ DuckDB functions SQLGlot reads only as opaque names are mapped to the expression
 knows (`_DUCKDB_FUNCTIONS`), so the text of the join is still written once.
 
 Sources: Parquet folders are read by Spark itself (``recursiveFileLookup``: any layout,
-columns from the files, names starting with ``_`` or ``.`` skipped), through its own
+columns from the files, names starting with ``_`` or ``.`` skipped; the export's
+``experiment=<key>`` folders give their files the ``experiment`` column), through its own
 Hadoop filesystems: ``s3a://``, ``gs://`` (the GCS connector), ``abfss://``, ``hdfs://``,
 local paths.  DataFrames are handed over with ``createDataFrame``.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from abtest.errors import InvalidInput
+from abtest.export_files import FOLDER_COLUMN, FOLDER_COLUMN_PATTERN, folder_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,13 +130,25 @@ class SparkEngine:
         self._register(relation, self.spark.createDataFrame(pa.Table.from_pandas(frame)))
 
     def scan_parquet(self, relation: str, locations: list[Location], files: list[str]) -> None:
-        del files  # Spark lists the folders itself, in parallel
+        # Spark lists the folders itself, in parallel; ``files`` only says whether any lies
+        # in an export's experiment=<key> folder, whose key is the files' missing column.
+        from pyspark.sql import functions
+
         reader = self.spark.read.option("mergeSchema", "true")
         if locations[0].is_dir():
             reader = reader.option("recursiveFileLookup", "true").option(
                 "pathGlobFilter", "*.parquet"
             )
-        self._register(relation, reader.parquet(*(location.url for location in locations)))
+        frame = reader.parquet(*(location.url for location in locations))
+        if any(folder_key(file) for file in files):
+            path = functions.col("_metadata.file_path")
+            key = functions.nullif(
+                functions.regexp_extract(path, FOLDER_COLUMN_PATTERN, 1), functions.lit("")
+            )
+            if FOLDER_COLUMN in frame.columns:
+                key = functions.coalesce(functions.col(FOLDER_COLUMN), key)
+            frame = frame.withColumn(FOLDER_COLUMN, key)
+        self._register(relation, frame)
 
     def scan_csv(self, relation: str, location: Location) -> None:
         reader = self.spark.read.option("header", "true").option("inferSchema", "true")
