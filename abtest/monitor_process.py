@@ -13,7 +13,6 @@ to `MAX_BACKOFF`.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from abtest.embedded import prepare_child
+from abtest.service_process import child_environment
 
 STOP_TIMEOUT: Final = 10.0
 MAX_BACKOFF: Final = 30.0
@@ -59,14 +59,13 @@ class MonitorSupervisor:
         return self
 
     def _spawn(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ABTEST_")}
-        env.update(self.environment)
+        env = {**child_environment(), **self.environment, "PYTHONUNBUFFERED": "1"}
         with self._lock:
             if self._stop.is_set():
                 return
             self._process = subprocess.Popen(
                 [sys.executable, "-P", "-m", "abtest", "monitor", *self.options],
-                stdin=subprocess.DEVNULL, env={**env, "PYTHONUNBUFFERED": "1"},
+                stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True, preexec_fn=prepare_child,  # noqa: PLW1509 - see module
             )  # fmt: skip
 

@@ -18,6 +18,7 @@ from abtest.catalogue import CATALOGUE_NAME_PATTERN
 from abtest.events import MAX_BATCH_EVENTS
 from abtest.experiment import SLUG_PATTERN, Status
 from abtest.experiment_schema import UNIT_ID_SCHEMA, anchored, experiment_schema
+from abtest.rollout_store import MAX_CHECKS
 from service.monitor.webhooks import LOG_LIMIT
 from service.openapi_factory import FACTORY_MODELS, factory_paths
 from service.schemas import MODELS
@@ -248,7 +249,7 @@ def spec() -> dict[str, Any]:
                            "checks (?limit=, default 200)", "admin",
                            parameters=[*by_key, {"name": "limit", "in": "query",
                                                  "schema": {"type": "integer", "minimum": 1,
-                                                            "maximum": 2000}}])
+                                                            "maximum": MAX_CHECKS}}])
             },
             **{
                 f"/v1/experiments/{{key}}/rollout/{action}": {

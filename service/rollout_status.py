@@ -13,11 +13,10 @@ from typing import Any, Final
 
 from abtest.experiment import Status
 from abtest.rollout_rules import plan_steps
-from abtest.rollout_store import Rollouts
+from abtest.rollout_store import MAX_CHECKS, Rollouts
 from service.monitor.clock import from_us
 
 DEFAULT_CHECKS: Final = 200
-MAX_CHECKS: Final = 2_000
 ROLLOUT_ACTIONS: Final = ("start", "rollout_advance", "ship", "rollback", "rollout_pause",
                           "rollout_resume", "stop")  # fmt: skip
 

@@ -19,7 +19,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from abtest.alerts import KIND_PATTERN, WEBHOOK_URL_PATTERN
 from abtest.assign_requests import AssignBatchBody, AssignBody
-from abtest.catalogue import CATALOGUE_NAME_PATTERN, MAX_UNIT_LENGTH
+from abtest.catalogue import CATALOGUE_NAME_PATTERN, MAX_DESCRIPTION_LENGTH, MAX_UNIT_LENGTH
 from abtest.events import EventBatch
 from abtest.experiment_schema import anchored
 from abtest.schemas import WHOLE_NUMBER, ExperimentKey, FiniteNumber, Strict
@@ -159,7 +159,7 @@ class MetricBody(Strict):
     attribution_window_hours: _Positive | None = Field(
         default=None, description="Only a unit's events this long after its first exposure count"
     )
-    description: Annotated[str, Field(max_length=MAX_WEBHOOK_DESCRIPTION_LENGTH)] = ""
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)] = ""
     reason: Annotated[str, Field(max_length=MAX_REASON_LENGTH)] | None = Field(
         default=None, description="Why it changes, kept in the metric's audit trail"
     )

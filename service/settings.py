@@ -13,6 +13,8 @@ from flask import Config
 
 from abtest.errors import InvalidInput
 from abtest.redis_client import SCHEMES
+from service.known_metrics import MODES as UNKNOWN_METRIC_MODES
+from service.monitor.clock import clock_mode
 
 
 def defaults() -> dict[str, Any]:
@@ -106,15 +108,15 @@ def check(config: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"must be a whole number >= {least} (env ABTEST_{name}), got {value!r}", name
             )
-    if config.get("CLOCK") not in ("system", "controlled"):
-        raise InvalidInput(f"must be system or controlled (env ABTEST_CLOCK), got "
-                           f"{config.get('CLOCK')!r}", "CLOCK")  # fmt: skip
+    clock_mode(config.get("CLOCK"))
     for name in _FLAGS:
         if not isinstance(config.get(name), bool):
             raise InvalidInput(f"must be true or false (env ABTEST_{name})", name)
-    if config.get("UNKNOWN_METRICS") not in ("refuse", "count", "accept"):
+    if config.get("UNKNOWN_METRICS") not in UNKNOWN_METRIC_MODES:
         raise InvalidInput(
-            "must be refuse, count or accept (env ABTEST_UNKNOWN_METRICS)", "UNKNOWN_METRICS"
+            f"must be {', '.join(UNKNOWN_METRIC_MODES[:-1])} or {UNKNOWN_METRIC_MODES[-1]} "
+            "(env ABTEST_UNKNOWN_METRICS)",
+            "UNKNOWN_METRICS",
         )
     url = config.get("REDIS_URL")
     scheme = urlsplit(url).scheme if isinstance(url, str) else type(url).__name__

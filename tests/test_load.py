@@ -182,3 +182,16 @@ def test_nanosecond_timestamps_read_as_microseconds(tmp_path, zone):
     read = read_exposures(tmp_path / "e.parquet")
     expected = pd.to_datetime(exposures_frame()["timestamp"]).astype("datetime64[us]")
     assert list(read["timestamp"].astype("datetime64[us]")) == list(expected)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [({"engine": "nope"}, "engine"), ({"spark_master": "local[*]"}, "spark_master")],
+)
+def test_an_unknown_engine_or_a_master_url_without_spark_is_refused(settings, field):
+    """Named by field, before any data is read."""
+    from analysis import analyze
+
+    with pytest.raises(InvalidInput) as refused:
+        analyze(exposures_frame(), outcomes_frame(), metrics=["click:sum"], **settings)
+    assert refused.value.field == field

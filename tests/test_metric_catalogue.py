@@ -93,6 +93,17 @@ def test_bad_definitions_are_refused_naming_the_field(
     assert api.call("GET", "/v1/metrics").get_json()["metrics"] == []
 
 
+def test_a_description_up_to_the_catalogues_limit_is_accepted(api: Api) -> None:
+    """The request body allows what the catalogue allows (2,000 characters), no more."""
+    from abtest.catalogue import MAX_DESCRIPTION_LENGTH
+
+    longest = {**REVENUE, "description": "d" * MAX_DESCRIPTION_LENGTH}
+    assert put(api, longest).status_code == 201
+    too_long = {**REVENUE, "description": "d" * (MAX_DESCRIPTION_LENGTH + 1), "base_version": 1}
+    response = put(api, too_long)
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "description"
+
+
 def test_a_type_change_and_a_stale_edit_are_conflicts(api: Api) -> None:
     """A new meaning needs a new name; an edit made from an old version is refused."""
     put(api, REVENUE)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from analysis.data.tables import Aggregates
 
 DAY_US: Final = 86_400_000_000
-_SUMS: Final = ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy")
+SUMS: Final = ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy")
+"""The per-variant sums of a metric's (y, x) pairs, in the order the moments read them."""
 
 
 def daily_per_unit_sql(metric: Metric, *, window_us: int, end_us: int) -> tuple[str, str]:
@@ -101,18 +102,18 @@ def cumulative(
     frame["n"] = n.reindex(pd.MultiIndex.from_arrays([frame["code"], frame["day"]])).to_numpy()
     if len(sums):
         sums = sums.astype({"code": np.int64, "day": np.int64})
-        added = sums.set_index(["metric", "code", "day"])[list(_SUMS)].astype(float)
-        frame[list(_SUMS)] = added.reindex(grid).to_numpy()
+        added = sums.set_index(["metric", "code", "day"])[list(SUMS)].astype(float)
+        frame[list(SUMS)] = added.reindex(grid).to_numpy()
     else:
-        frame[list(_SUMS)] = 0.0
-    frame = frame.fillna({"n": 0, **dict.fromkeys(_SUMS, 0.0)})
-    running = frame.groupby(["metric", "code"], sort=False)[["n", *_SUMS]].cumsum()
+        frame[list(SUMS)] = 0.0
+    frame = frame.fillna({"n": 0, **dict.fromkeys(SUMS, 0.0)})
+    running = frame.groupby(["metric", "code"], sort=False)[["n", *SUMS]].cumsum()
     out = pd.DataFrame({
         "day": [d.date() for d in pd.to_datetime(frame["day"] * DAY_US, unit="us")],
         "variant": [variants[c] for c in frame["code"]],
         "metric": frame["metric"],
         "n": running["n"].astype(np.int64),
-        **{c: running[c].astype(float) for c in _SUMS},
+        **{c: running[c].astype(float) for c in SUMS},
     })  # fmt: skip
     return out.sort_values(["metric", "variant", "day"], ignore_index=True)
 

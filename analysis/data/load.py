@@ -35,8 +35,6 @@ from analysis.data.engines.duckdb import DuckDBEngine, connect, quote
 from analysis.data.sources import Source, fingerprint, locate
 
 if TYPE_CHECKING:
-    import duckdb
-
     from analysis.data.engines import Engine
 
 __all__ = [
@@ -54,14 +52,8 @@ _INT_PREFIXES: Final = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "
 _NUMERIC_PREFIXES: Final = (*_INT_PREFIXES, "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def _engine(con: Engine | duckdb.DuckDBPyConnection) -> Engine:
-    import duckdb
-
-    return DuckDBEngine(con) if isinstance(con, duckdb.DuckDBPyConnection) else con
-
-
 def register_exposures(
-    con: Engine | duckdb.DuckDBPyConnection,
+    engine: Engine,
     source: Source,
     *,
     name: str = "exposures",
@@ -71,8 +63,8 @@ def register_exposures(
     """Create the validated view ``name(unit_id, experiment, variant, ts, ts_us,
     config_version)``.
 
-    ``con``: an engine or a DuckDB connection.  ``experiment``: when given and a folder
-    holds ``experiment=<key>/`` (the export's layout), only that folder is read.
+    ``experiment``: when given and a folder holds ``experiment=<key>/`` (the export's
+    layout), only that folder is read.
 
     With ``segment`` (an attribute name such as ``country``) the view has one more column,
     ``segment``: the exposure's value of that attribute as text (null when not set), read
@@ -86,7 +78,6 @@ def register_exposures(
         with nulls; ``field`` names the column (``exposures.variant``).  ``segment``: a
         bad attribute name, or exposures that carry no such attribute (field ``segment``).
     """
-    engine = _engine(con)
     raw, files = _register_raw(engine, source, name, experiment)
     types = _column_types(engine, raw, name, EXPOSURE_COLUMNS)
     for column in ("experiment", "variant"):
@@ -110,9 +101,7 @@ def register_exposures(
     )  # fmt: skip
 
 
-def register_outcomes(
-    con: Engine | duckdb.DuckDBPyConnection, source: Source, *, name: str = "outcomes"
-) -> None:
+def register_outcomes(engine: Engine, source: Source, *, name: str = "outcomes") -> None:
     """Create the validated view ``name(event_id, unit_id, metric, value, ts, ts_us)``.
 
     Raises
@@ -120,7 +109,6 @@ def register_outcomes(
     InvalidInput
         As `register_exposures`; also when ``value`` is not numeric or not finite.
     """
-    engine = _engine(con)
     raw, files = _register_raw(engine, source, name, None)
     types = _column_types(engine, raw, name, OUTCOME_COLUMNS)
     _require_text(types, "metric", name)
@@ -147,9 +135,7 @@ def register_outcomes(
     )  # fmt: skip
 
 
-def register_covariates(
-    con: Engine | duckdb.DuckDBPyConnection, source: Source, *, name: str = "covariates"
-) -> None:
+def register_covariates(engine: Engine, source: Source, *, name: str = "covariates") -> None:
     """Create the view ``name(unit_id, metric, value)``: one pre-exposure value per unit.
 
     Raises
@@ -157,7 +143,6 @@ def register_covariates(
     InvalidInput
         Missing columns, an empty source, or a non-numeric ``value``.
     """
-    engine = _engine(con)
     raw, _ = _register_raw(engine, source, name, None)
     types = _column_types(engine, raw, name, ("unit_id", "metric", "value"))
     _check_rows(engine, raw=raw, name=name, not_null=(), types=types, files=None)

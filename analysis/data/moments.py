@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric, MetricType
-from analysis.data.daily import daily_per_unit_sql
+from analysis.data.daily import SUMS, daily_per_unit_sql
 from analysis.data.metric_spec import ratio_per_unit_sql, sql_list, value_sql
 from analysis.data.tables import MetricAggregates, QuantileSample
 from analysis.statistics.aggregates import PairedStats, SampleStats
 
-SUMS: Final = ("sum_y", "sum_x", "sum_yy", "sum_xx", "sum_xy")
 _FIXED_HORIZON: Final = -1  # the ``day`` of the whole-experiment sums
 
 

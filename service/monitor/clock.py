@@ -103,7 +103,7 @@ class RedisClock:
 def clock_mode(value: object) -> str:
     """A valid ``ABTEST_CLOCK`` value, else `InvalidInput`."""
     if value not in CLOCK_MODES:
-        raise InvalidInput(f"must be one of {', '.join(CLOCK_MODES)} (env ABTEST_CLOCK), got "
+        raise InvalidInput(f"must be {' or '.join(CLOCK_MODES)} (env ABTEST_CLOCK), got "
                            f"{value!r}", "CLOCK")  # fmt: skip
     return str(value)
 

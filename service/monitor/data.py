@@ -43,7 +43,7 @@ import pyarrow as pa
 from abtest import keys
 from abtest.errors import InvalidInput
 from abtest.export import StreamSource, sources_for
-from abtest.export_files import Kind, files, parse, read_file
+from abtest.export_files import Kind, files, folder_key, parse, read_file
 from abtest.store import ExposureCounts, StoredExperiment
 from analysis.data.tables import DEFAULT_OBSERVATION_WINDOW, Aggregates
 
@@ -236,8 +236,11 @@ class MonitorReader:
             return [], [], 0, 0
         found: dict[Kind, list[pa.Table]] = {Kind.EXPOSURES: [], Kind.OUTCOMES: []}
         new = cached = 0
-        for kind in Kind:
+        for kind in (Kind.EXPOSURES, Kind.OUTCOMES):
             for path in files(self.export_dir, kind):
+                key = folder_key(path)
+                if key is not None and key not in wanted:
+                    continue  # another experiment's folder: not read, not cached
                 hit = self._files.get(path)
                 if hit is None:
                     try:
