@@ -32,12 +32,12 @@ from abtest.experiment import Metric, MetricType
 from analysis.data.daily import daily_looks
 from analysis.data.join import join_and_aggregate, parse_metric
 from analysis.data.load import Source
-from analysis.data.metric_spec import longest_window, source_metrics
+from analysis.data.metric_spec import source_metrics
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
-    DEFAULT_OBSERVATION_WINDOW,
     Aggregates,
     MetricAggregates,
+    observation_window_for,
 )
 from analysis.decision.always_valid import always_valid_fields, stated_prior
 from analysis.decision.data_checks import data_warnings
@@ -218,8 +218,7 @@ def analyze(
     primary = [as_metric(m, f"metrics[{i}]", lookup) for i, m in enumerate(metrics)]
     guards = [as_metric(m, f"guardrails[{i}]", lookup) for i, m in enumerate(guardrails)]
     rules = replace(rules or DecisionRules(), alpha=alpha)
-    window = (observation_window or attribution_window or longest_window([*primary, *guards])
-              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
+    window = observation_window_for([*primary, *guards], observation_window, attribution_window)
     prior = stated_prior(
         mixing_sd=mixing_sd, mde=mde, relative_mde=relative_mde,
         planned_units_per_variant=planned_units_per_variant, alpha=alpha, power=rules.power,

@@ -42,10 +42,10 @@ from abtest import keys  # noqa: E402
 from abtest.embedded import EmbeddedRedis  # noqa: E402
 from abtest.export import export  # noqa: E402
 from abtest.store import Store  # noqa: E402
+from analysis.data.daily import DAY_US  # noqa: E402
 from service.monitor.clock import SettableClock  # noqa: E402
 from service.monitor.runner import Monitor, MonitorSettings  # noqa: E402
 
-DAY_US = 86_400_000_000
 CHUNK = 10_000
 
 

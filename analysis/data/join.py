@@ -40,7 +40,6 @@ from analysis.data.daily import DAY_US, cumulative, empty_daily
 from analysis.data.engines import open_engine
 from analysis.data.load import Source, register_covariates, register_exposures, register_outcomes
 from analysis.data.metric_spec import (
-    longest_window,
     micros,
     parse_metric,
     quantile_level,
@@ -51,10 +50,10 @@ from analysis.data.metric_spec import (
 from analysis.data.moments import metric_aggregates, moments_sql
 from analysis.data.tables import (
     DEFAULT_COVARIATE_WINDOW,
-    DEFAULT_OBSERVATION_WINDOW,
     Aggregates,
     EventCounts,
     QuantileSample,
+    observation_window_for,
 )
 
 if TYPE_CHECKING:
@@ -145,8 +144,7 @@ def aggregate(
     names = sorted({name for m in metrics for name in source_metrics(m)})
     late = window_sql(metrics, attribution_window, event="e.metric", time="e.ts_us",
                       start="u.first_us")  # fmt: skip
-    window = (observation_window or attribution_window or longest_window(metrics)
-              or DEFAULT_OBSERVATION_WINDOW)  # fmt: skip
+    window = observation_window_for(metrics, observation_window, attribution_window)
     _build_units(engine, experiment, variants)
     _build_events(engine, names, late, covariate_window, window)
     events, metric_events, span = _event_counts(engine, names)

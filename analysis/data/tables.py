@@ -5,7 +5,7 @@ The engines (`analysis.data.join` on DuckDB) build these; `analysis.statistics` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -14,12 +14,21 @@ import numpy as np
 import pandas as pd
 
 from abtest.experiment import Metric
-from analysis.data.metric_spec import source_metrics
+from analysis.data.metric_spec import longest_window, source_metrics
 from analysis.statistics.aggregates import PairedStats, SampleStats
 
 DEFAULT_COVARIATE_WINDOW: Final = timedelta(days=14)
 DEFAULT_OBSERVATION_WINDOW: Final = timedelta(hours=24)
 """Per-unit observation window of the daily looks when no attribution window is given."""
+
+
+def observation_window_for(
+    metrics: Sequence[Metric], observation: timedelta | None, attribution: timedelta | None
+) -> timedelta:
+    """A unit's observation window: ``observation`` if given, else the analysis'
+    ``attribution`` window, else the longest of ``metrics``' own, else
+    `DEFAULT_OBSERVATION_WINDOW`."""
+    return observation or attribution or longest_window(metrics) or DEFAULT_OBSERVATION_WINDOW
 
 
 @dataclass(frozen=True)

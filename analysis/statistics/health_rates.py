@@ -126,7 +126,7 @@ def rate_drop_test(
                         critical=critical, periods=n.astype(np.int64))  # fmt: skip
 
 
-def split_series(series: ArrayLike, window: int) -> tuple[FloatArray, float]:
+def _split_series(series: ArrayLike, window: int) -> tuple[FloatArray, float]:
     values = np.asarray(series, dtype=float).ravel()
     if values.size == 0:
         return values, math.nan
@@ -149,11 +149,11 @@ def _rate_drops(
     signals = []
     for name, counts in series.items():
         own = exposure.get(name) if isinstance(exposure, Mapping) else exposure
-        history, current = split_series(counts, window)
+        history, current = _split_series(counts, window)
         if own is None:
             past, now = np.ones_like(history), 1.0
         else:
-            past, now = split_series(
+            past, now = _split_series(
                 np.broadcast_to(np.asarray(own, float), np.shape(counts)), window
             )
         test = rate_drop_test(
@@ -237,4 +237,4 @@ def event_drop(
     )  # fmt: skip
 
 
-__all__ = ["RateDropTest", "event_drop", "exposure_drop", "rate_drop_test", "split_series"]
+__all__ = ["RateDropTest", "event_drop", "exposure_drop", "rate_drop_test"]
