@@ -129,6 +129,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment without ``ABTEST_*`` settings, output unbuffered: what a
+    child ``abtest`` process starts from (its own settings are added by its parent)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABTEST_")}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
 def prepare_child() -> None:
     """In a child before exec: umask 077, and (Linux) SIGTERM when its parent dies."""
     # Files the server creates (append-only file, log) are readable by this user only.

@@ -20,8 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
-from abtest.embedded import prepare_child
-from abtest.service_process import child_environment
+from abtest.embedded import child_environment, prepare_child
 
 STOP_TIMEOUT: Final = 10.0
 MAX_BACKOFF: Final = 30.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from abtest.embedded import child_environment
 from abtest.errors import StoreUnavailable
 
 START_TIMEOUT: Final = 60.0
@@ -43,12 +43,6 @@ def serve_command(port: int, data_dir: Path, *options: str) -> list[str]:
     """The argv that starts ``abtest serve`` on ``port`` and ``data_dir`` in a child."""
     return [sys.executable, "-P", "-m", "abtest", "serve", "--port", str(port),
             "--data-dir", str(data_dir), *options]  # fmt: skip
-
-
-def child_environment() -> dict[str, str]:
-    """This process's environment without ``ABTEST_*`` settings, output unbuffered."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ABTEST_")}
-    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 @contextlib.contextmanager
